@@ -1,0 +1,36 @@
+# Herald: two commands on a fresh machine. `make run` starts devhost; `make test` runs the whole suite.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+
+.PHONY: run test setup lint typecheck unit bench bench-quick clean
+
+run: setup
+	$(PY) -m devhost start
+
+test: setup lint typecheck
+	$(BIN)/pytest -q
+
+setup: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Herald needs Python 3.11 ($(PYTHON) not found)"; exit 1; }
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy function_app.py functions shared devhost
+
+clean:
+	rm -rf $(VENV) node_modules .local .pytest_cache .mypy_cache .ruff_cache

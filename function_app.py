@@ -1,0 +1,13 @@
+"""Herald's Azure Functions app: composes the HTTP API and the pipeline stages. No logic here."""
+
+import azure.functions as func
+
+from functions import inbound, timers
+from functions.http_api import api
+from shared.telemetry import configure_telemetry
+
+configure_telemetry()
+
+app = func.AsgiFunctionApp(app=api, http_auth_level=func.AuthLevel.ANONYMOUS, function_name="http_api")
+app.register_functions(inbound.bp)
+app.register_functions(timers.bp)

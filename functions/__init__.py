@@ -1,0 +1,1 @@
+"""Thin Azure Functions triggers: decode the input, call ``shared``, nothing else."""

@@ -1,0 +1,1 @@
+"""Herald's application: domain services, ports and adapters, independent of the Functions host."""

@@ -1,0 +1,1 @@
+"""Adapters: one module per external system. Only this package imports Azure SDKs."""

@@ -1,0 +1,29 @@
+"""Checkpoints of Herald's timers (when a sweep last completed), in Table Storage."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import UpdateMode
+from azure.data.tables.aio import TableServiceClient
+
+STATE_TABLE = "heraldstate"
+
+
+class TableCheckpoints:
+    def __init__(self, service: TableServiceClient) -> None:
+        self._table = service.get_table_client(STATE_TABLE)
+
+    async def get(self, name: str) -> datetime | None:
+        try:
+            entity = await self._table.get_entity("checkpoint", name)
+        except ResourceNotFoundError:
+            return None
+        value: datetime = entity["at"]
+        return value
+
+    async def put(self, name: str, at: datetime) -> None:
+        await self._table.upsert_entity(
+            {"PartitionKey": "checkpoint", "RowKey": name, "at": at}, mode=UpdateMode.REPLACE
+        )

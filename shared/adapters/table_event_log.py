@@ -1,0 +1,515 @@
+"""The event log on Azure Table Storage.
+
+One partition per resource holds, in key order:
+
+- ``e<seq>``   log rows: the events of one append, packed in binary properties,
+- ``k<hash>``  one idempotency key per event: (source, id) -> content hash and row sequence,
+- ``o<seq>``   outbox entries: rows committed but not yet handed to the inbound queue,
+- ``~seq``     the resource's sequence counter.
+
+An append is ONE entity-group transaction: the counter moves from N to N+r under If-Match, and the
+r log rows, their keys and an outbox entry are inserted. So rows become visible exactly in sequence
+order (no late commit can land behind a reader), a duplicate (source, id) fails the transaction
+at its key (idempotency without a read), and every committed row is either dispatched or still in
+the outbox for the sweeper. Packing events into rows keeps the cost near one entity per event,
+which is what Azurite and Azure's 2,000 entities/s per partition limit.
+
+Concurrent appends in one process are grouped into shared transactions (group commit); appends
+from other processes are serialized by the counter's ETag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import TableTransactionError, UpdateMode
+from azure.data.tables.aio import TableClient, TableServiceClient
+
+from shared.adapters.tables import escape_key, int64
+from shared.events.log import (
+    AppendOutcome,
+    AppendResult,
+    Commit,
+    CommitListener,
+    LogRow,
+    PendingDispatch,
+)
+from shared.events.model import ValidatedEvent
+
+log = logging.getLogger(__name__)
+
+EVENTS_TABLE = "events"
+RESOURCES_TABLE = "eventresources"
+
+COUNTER_KEY = "~seq"
+TRANSACTION_OPERATIONS = 100  # Azure's limit per entity-group transaction
+MAX_ROW_BYTES = 512 * 1024  # well under the 1 MiB entity limit
+MAX_COMMIT_BYTES = 2 * 1024 * 1024  # well under the 4 MiB transaction limit (binary travels as base64)
+CHUNK_BYTES = 64 * 1024  # a binary property holds at most 64 KiB
+DIRECTORY_REFRESH = timedelta(seconds=30)
+_MAX_CONFLICT_RETRIES = 50
+
+
+def row_key(seq: int) -> str:
+    return f"e{seq:016d}"
+
+
+def outbox_key(seq: int) -> str:
+    return f"o{seq:016d}"
+
+
+def key_row_key(key_hash: str) -> str:
+    return f"k{key_hash}"
+
+
+def _pack(events: Sequence[bytes]) -> dict[str, bytes]:
+    payload = b"\n".join(events)
+    return {
+        f"d{index:02d}": payload[start : start + CHUNK_BYTES]
+        for index, start in enumerate(range(0, len(payload), CHUNK_BYTES))
+    }
+
+
+def _unpack(entity: dict[str, Any]) -> list[bytes]:
+    chunks = sorted((name, value) for name, value in entity.items() if name.startswith("d") and name[1:].isdigit())
+    payload = b"".join(bytes(value) for _, value in chunks)
+    return payload.split(b"\n") if payload else []
+
+
+def _to_row(entity: dict[str, Any]) -> LogRow:
+    return LogRow(seq=int(entity["RowKey"][1:]), stored_at=entity["t"], events=_unpack(entity))
+
+
+@dataclass
+class _Pending:
+    event: ValidatedEvent
+    future: asyncio.Future[AppendResult]
+
+
+@dataclass
+class _Partition:
+    resource: str
+    pending: deque[_Pending] = field(default_factory=deque)
+    draining: bool = False
+
+
+class _KeyTaken(Exception):
+    def __init__(self, key_hash: str) -> None:
+        self.key_hash = key_hash
+
+
+class TableEventLog:
+    def __init__(self, service: TableServiceClient, *, on_commit: CommitListener | None = None) -> None:
+        self._service = service
+        self._events: TableClient = service.get_table_client(EVENTS_TABLE)
+        self._resources: TableClient = service.get_table_client(RESOURCES_TABLE)
+        self._on_commit = on_commit
+        self._partitions: dict[str, _Partition] = {}
+        # Last known (sequence, etag) per resource; a stale entry only costs one retried transaction.
+        self._counters: OrderedDict[str, tuple[int, str | None]] = OrderedDict()
+        self._directory_touched: OrderedDict[str, datetime] = OrderedDict()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def set_commit_listener(self, listener: CommitListener) -> None:
+        self._on_commit = listener
+
+    # ----------------------------------------------------------------------------------- append
+
+    async def append(self, resource: str, events: Sequence[ValidatedEvent]) -> list[AppendResult]:
+        loop = asyncio.get_running_loop()
+        partition = self._partitions.get(resource)
+        if partition is None:
+            partition = self._partitions[resource] = _Partition(resource)
+        futures: list[asyncio.Future[AppendResult]] = []
+        for event in events:
+            future: asyncio.Future[AppendResult] = loop.create_future()
+            partition.pending.append(_Pending(event, future))
+            futures.append(future)
+        if not partition.draining:
+            self._start_drain(partition)
+        return list(await asyncio.gather(*futures))
+
+    async def _drain(self, partition: _Partition) -> None:
+        try:
+            await self._touch_directory(partition.resource)
+            while partition.pending:
+                batch = self._take_batch(partition)
+                try:
+                    await self._commit(partition.resource, batch)
+                except Exception as error:  # the append fails for these callers; nothing half-written stays visible
+                    for item in batch:
+                        if not item.future.done():
+                            item.future.set_exception(error)
+        except Exception as error:
+            while partition.pending:
+                item = partition.pending.popleft()
+                if not item.future.done():
+                    item.future.set_exception(error)
+        finally:
+            partition.draining = False
+            if not partition.pending:
+                self._partitions.pop(partition.resource, None)
+            else:  # appended after the loop ended
+                self._start_drain(partition)
+
+    def _start_drain(self, partition: _Partition) -> None:
+        partition.draining = True
+        task = asyncio.create_task(self._drain(partition))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    def _take_batch(partition: _Partition) -> list[_Pending]:
+        """As many pending events as one transaction holds: keys + rows + counter + outbox <= 100."""
+        batch: list[_Pending] = []
+        total = 0
+        rows = 1
+        row_size = 0
+        while partition.pending:
+            size = len(partition.pending[0].event.body) + 1
+            new_row = bool(batch) and row_size + size > MAX_ROW_BYTES
+            next_rows = rows + 1 if new_row else rows
+            if batch and (total + size > MAX_COMMIT_BYTES or len(batch) + 1 + next_rows + 2 > TRANSACTION_OPERATIONS):
+                break
+            batch.append(partition.pending.popleft())
+            rows = next_rows
+            row_size = size if new_row else row_size + size
+            total += size
+        return batch
+
+    async def _commit(self, resource: str, batch: list[_Pending]) -> None:
+        # Two events with one (source, id) in the same commit: the first one decides for both.
+        first_by_key: dict[str, _Pending] = {}
+        followers: list[tuple[_Pending, _Pending]] = []
+        unique: list[_Pending] = []
+        for item in batch:
+            leader = first_by_key.get(item.event.key_hash)
+            if leader is None:
+                first_by_key[item.event.key_hash] = item
+                unique.append(item)
+            else:
+                followers.append((item, leader))
+
+        remaining = unique
+        checked_keys = False
+        for attempt in range(_MAX_CONFLICT_RETRIES):
+            if not remaining:
+                break
+            try:
+                seqs, outbox_id = await self._try_commit(resource, remaining)
+            except _KeyTaken as taken:
+                # A key exists already: resolve every event of the batch against stored keys at once,
+                # so replaying a large batch costs one round of reads, not one failed commit per event.
+                if not checked_keys:
+                    remaining = await self._resolve_existing(resource, remaining)
+                    checked_keys = True
+                else:
+                    remaining = await self._resolve_existing(resource, remaining, only={taken.key_hash})
+                continue
+            except _CounterMoved:
+                await asyncio.sleep(random.uniform(0, 0.005 * (attempt + 1)))
+                continue
+            commit = Commit(resource=resource, seqs=seqs, outbox_id=outbox_id)
+            if self._on_commit is not None:
+                try:
+                    await self._on_commit(commit)
+                except Exception:  # durable already; the outbox sweeper dispatches it later
+                    log.exception(
+                        "dispatch after commit failed; left to the outbox sweeper", extra={"resource": resource}
+                    )
+            row_of = self._row_assignment(remaining, seqs)
+            for item, seq in zip(remaining, row_of, strict=True):
+                item.future.set_result(AppendResult(AppendOutcome.STORED, seq))
+            break
+        else:
+            raise RuntimeError(f"could not append to {resource}: the sequence kept moving")
+
+        for item, leader in followers:
+            result = await asyncio.shield(leader.future)
+            if result.outcome is AppendOutcome.CONFLICT or item.event.content_hash != leader.event.content_hash:
+                item.future.set_result(AppendResult(AppendOutcome.CONFLICT, result.seq))
+            else:
+                item.future.set_result(AppendResult(AppendOutcome.DUPLICATE, result.seq))
+
+    @staticmethod
+    def _rows_for(items: Sequence[_Pending]) -> list[list[_Pending]]:
+        rows: list[list[_Pending]] = [[]]
+        size = 0
+        for item in items:
+            grown = size + len(item.event.body) + 1
+            if rows[-1] and grown > MAX_ROW_BYTES:
+                rows.append([])
+                grown = len(item.event.body) + 1
+            rows[-1].append(item)
+            size = grown
+        return rows
+
+    def _row_assignment(self, items: Sequence[_Pending], seqs: Sequence[int]) -> list[int]:
+        assigned: list[int] = []
+        for row, seq in zip(self._rows_for(items), seqs, strict=True):
+            assigned.extend(seq for _ in row)
+        return assigned
+
+    async def _try_commit(self, resource: str, items: Sequence[_Pending]) -> tuple[list[int], str]:
+        partition_key = escape_key(resource)
+        last, etag = await self._counter(resource)
+        rows = self._rows_for(items)
+        seqs = [last + 1 + offset for offset in range(len(rows))]
+        now = datetime.now(UTC)
+        counter = {"PartitionKey": partition_key, "RowKey": COUNTER_KEY, "s": int64(seqs[-1])}
+        operations: list[Any] = []
+        if etag is None:
+            operations.append(("create", counter))
+        else:
+            operations.append(
+                (
+                    "update",
+                    counter,
+                    {"mode": UpdateMode.REPLACE, "etag": etag, "match_condition": MatchConditions.IfNotModified},
+                )
+            )
+        for row, seq in zip(rows, seqs, strict=True):
+            for item in row:
+                operations.append(
+                    (
+                        "create",
+                        {
+                            "PartitionKey": partition_key,
+                            "RowKey": key_row_key(item.event.key_hash),
+                            "h": item.event.content_hash,
+                            "s": int64(seq),
+                        },
+                    )
+                )
+        for row, seq in zip(rows, seqs, strict=True):
+            operations.append(
+                (
+                    "create",
+                    {
+                        "PartitionKey": partition_key,
+                        "RowKey": row_key(seq),
+                        "t": now,
+                        "n": len(row),
+                        "ks": "".join(item.event.key_hash for item in row),
+                        **_pack([item.event.body for item in row]),
+                    },
+                )
+            )
+        outbox_id = outbox_key(seqs[0])
+        operations.append(
+            (
+                "create",
+                {
+                    "PartitionKey": partition_key,
+                    "RowKey": outbox_id,
+                    "first": int64(seqs[0]),
+                    "last": int64(seqs[-1]),
+                    "t": now,
+                },
+            )
+        )
+        try:
+            results = await self._events.submit_transaction(operations)
+        except TableTransactionError as error:
+            index = getattr(error, "index", None)
+            code = str(getattr(error, "error_code", "") or "")
+            if index == 0 or code in ("UpdateConditionNotSatisfied", "ConditionNotMet"):
+                self._counters.pop(resource, None)
+                raise _CounterMoved from error
+            if code == "EntityAlreadyExists" and index is not None and 0 < index <= len(items):
+                taken = operations[index][1]["RowKey"][1:]
+                raise _KeyTaken(taken) from error
+            if code == "EntityAlreadyExists":
+                # A log row or outbox entry exists at our sequence: our counter view is stale.
+                self._counters.pop(resource, None)
+                raise _CounterMoved from error
+            raise
+        self._remember_counter(resource, seqs[-1], results[0].get("etag"))
+        return seqs, outbox_id
+
+    async def _resolve_existing(
+        self, resource: str, items: list[_Pending], only: set[str] | None = None
+    ) -> list[_Pending]:
+        partition_key = escape_key(resource)
+        candidates = [item for item in items if only is None or item.event.key_hash in only]
+
+        async def lookup(item: _Pending) -> tuple[_Pending, dict[str, Any] | None]:
+            try:
+                entity = await self._events.get_entity(
+                    partition_key, key_row_key(item.event.key_hash), select=["h", "s"]
+                )
+            except ResourceNotFoundError:
+                return item, None
+            return item, dict(entity)
+
+        found = await asyncio.gather(*(lookup(item) for item in candidates))
+        resolved: set[int] = set()
+        for item, entity in found:
+            if entity is None:
+                continue
+            seq = int(entity["s"].value if hasattr(entity["s"], "value") else entity["s"])
+            outcome = AppendOutcome.DUPLICATE if entity["h"] == item.event.content_hash else AppendOutcome.CONFLICT
+            item.future.set_result(AppendResult(outcome, seq))
+            resolved.add(id(item))
+        return [item for item in items if id(item) not in resolved]
+
+    async def _counter(self, resource: str) -> tuple[int, str | None]:
+        cached = self._counters.get(resource)
+        if cached is not None:
+            self._counters.move_to_end(resource)
+            return cached
+        try:
+            entity = await self._events.get_entity(escape_key(resource), COUNTER_KEY)
+        except ResourceNotFoundError:
+            return 0, None
+        value = (int(_value(entity["s"])), entity.metadata["etag"])
+        self._remember_counter(resource, value[0], value[1])
+        return value
+
+    def _remember_counter(self, resource: str, seq: int, etag: str | None) -> None:
+        self._counters[resource] = (seq, etag)
+        self._counters.move_to_end(resource)
+        while len(self._counters) > 4096:
+            self._counters.popitem(last=False)
+
+    async def _touch_directory(self, resource: str) -> None:
+        """Keep the resource in the directory the sweeper and retention walk; cheap: once per 30 s."""
+        now = datetime.now(UTC)
+        touched = self._directory_touched.get(resource)
+        if touched is not None and now - touched < DIRECTORY_REFRESH:
+            return
+        await self._resources.upsert_entity(
+            {"PartitionKey": "r", "RowKey": escape_key(resource), "resource": resource, "last": now},
+            mode=UpdateMode.MERGE,
+        )
+        self._directory_touched[resource] = now
+        self._directory_touched.move_to_end(resource)
+        while len(self._directory_touched) > 4096:
+            self._directory_touched.popitem(last=False)
+
+    # ------------------------------------------------------------------------------------- read
+
+    async def rows_from(self, resource: str, seq: int, limit: int) -> list[LogRow]:
+        query = "PartitionKey eq @pk and RowKey ge @start and RowKey lt @end"
+        parameters = {"pk": escape_key(resource), "start": row_key(max(seq, 0)), "end": "f"}
+        rows: list[LogRow] = []
+        async for entity in self._events.query_entities(
+            query, parameters=parameters, results_per_page=min(limit, 1000)
+        ):
+            rows.append(_to_row(entity))
+            if len(rows) >= limit:
+                break
+        return rows
+
+    async def scan(self, resource: str, seq: int, page_rows: int) -> AsyncIterator[LogRow]:
+        query = "PartitionKey eq @pk and RowKey ge @start and RowKey lt @end"
+        parameters = {"pk": escape_key(resource), "start": row_key(max(seq, 0)), "end": "f"}
+        async for entity in self._events.query_entities(query, parameters=parameters, results_per_page=page_rows):
+            yield _to_row(entity)
+
+    async def rows_by_seq(self, resource: str, seqs: Sequence[int]) -> list[LogRow]:
+        partition_key = escape_key(resource)
+
+        async def one(seq: int) -> LogRow | None:
+            try:
+                return _to_row(await self._events.get_entity(partition_key, row_key(seq)))
+            except ResourceNotFoundError:
+                return None
+
+        rows = await asyncio.gather(*(one(seq) for seq in seqs))
+        return [row for row in rows if row is not None]
+
+    async def last_seq(self, resource: str) -> int:
+        try:
+            entity = await self._events.get_entity(escape_key(resource), COUNTER_KEY)
+        except ResourceNotFoundError:
+            return 0
+        return int(_value(entity["s"]))
+
+    async def first_seq(self, resource: str) -> int | None:
+        query = "PartitionKey eq @pk and RowKey ge @start and RowKey lt @end"
+        parameters = {"pk": escape_key(resource), "start": "e", "end": "f"}
+        async for entity in self._events.query_entities(
+            query, parameters=parameters, results_per_page=1, select=["RowKey"]
+        ):
+            return int(entity["RowKey"][1:])
+        return None
+
+    # --------------------------------------------------------------------------------- outbox
+
+    async def pending_dispatches(self, resource: str, committed_before: datetime) -> list[PendingDispatch]:
+        query = "PartitionKey eq @pk and RowKey ge @start and RowKey lt @end"
+        parameters = {"pk": escape_key(resource), "start": "o", "end": "p"}
+        pending: list[PendingDispatch] = []
+        async for entity in self._events.query_entities(query, parameters=parameters):
+            if entity["t"] >= committed_before:
+                continue
+            first, last = int(_value(entity["first"])), int(_value(entity["last"]))
+            pending.append(PendingDispatch(resource, list(range(first, last + 1)), entity["RowKey"], entity["t"]))
+        return pending
+
+    async def clear_dispatch(self, resource: str, outbox_id: str) -> None:
+        await self._events.delete_entity(escape_key(resource), outbox_id)
+
+    async def resources_active_since(self, since: datetime) -> list[str]:
+        query = "PartitionKey eq 'r' and last ge @since"
+        return [
+            entity["resource"]
+            async for entity in self._resources.query_entities(query, parameters={"since": since}, select=["resource"])
+        ]
+
+    async def all_resources(self) -> list[str]:
+        return [
+            entity["resource"]
+            async for entity in self._resources.query_entities("PartitionKey eq 'r'", select=["resource"])
+        ]
+
+    # ------------------------------------------------------------------------------ retention
+
+    async def expire(self, resource: str, stored_before: datetime) -> int:
+        """Delete the expired prefix: each row with its idempotency keys, 100 operations per transaction."""
+        partition_key = escape_key(resource)
+        query = "PartitionKey eq @pk and RowKey ge @start and RowKey lt @end"
+        parameters = {"pk": partition_key, "start": "e", "end": "f"}
+        removed = 0
+        operations: list[Any] = []
+        async for entity in self._events.query_entities(
+            query, parameters=parameters, select=["RowKey", "t", "n", "ks"]
+        ):
+            if entity["t"] >= stored_before:
+                break
+            keys = entity.get("ks") or ""
+            row_operations: list[Any] = [
+                ("delete", {"PartitionKey": partition_key, "RowKey": key_row_key(keys[i : i + 32])})
+                for i in range(0, len(keys), 32)
+            ]
+            row_operations.append(("delete", {"PartitionKey": partition_key, "RowKey": entity["RowKey"]}))
+            if len(operations) + len(row_operations) > TRANSACTION_OPERATIONS:
+                await self._events.submit_transaction(operations)
+                operations = []
+            operations.extend(row_operations)
+            removed += int(entity.get("n") or 0)
+        if operations:
+            await self._events.submit_transaction(operations)
+        return removed
+
+
+class _CounterMoved(Exception):
+    """Another writer advanced the resource's sequence first; re-read and try again."""
+
+
+def _value(value: Any) -> Any:
+    return value.value if hasattr(value, "value") else value
+
+
+async def create_event_log(service: TableServiceClient) -> TableEventLog:
+    return TableEventLog(service)

@@ -1,0 +1,42 @@
+"""Azure Table Storage access shared by Herald's table adapters (Azure and Azurite alike)."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+
+from azure.core.exceptions import ResourceExistsError
+from azure.data.tables import EdmType, EntityProperty
+from azure.data.tables.aio import TableServiceClient
+
+from shared.config import Settings
+
+# Characters a PartitionKey or RowKey may not hold; percent-encoded (as is '%' itself).
+_FORBIDDEN_IN_KEY = re.compile(r"[/\\#?%\x00-\x1f\x7f-\x9f]")
+
+
+def escape_key(value: str) -> str:
+    return _FORBIDDEN_IN_KEY.sub(lambda match: f"%{ord(match.group()):02X}", value)
+
+
+def int64(value: int) -> EntityProperty:
+    return EntityProperty(value, EdmType.INT64)
+
+
+def table_service(settings: Settings) -> TableServiceClient:
+    """A Table service client: a connection string locally, the managed identity in Azure."""
+    storage = settings.storage
+    if storage.connection_string:
+        return TableServiceClient.from_connection_string(settings.storage_connection_string)
+    endpoint = storage.endpoint("tableServiceUri")
+    if endpoint is None:
+        raise RuntimeError("set HeraldStorage (connection string) or HeraldStorage__tableServiceUri")
+    from shared.adapters.identity import credential_for
+
+    return TableServiceClient(endpoint=endpoint, credential=credential_for(storage))
+
+
+async def ensure_tables(service: TableServiceClient, names: tuple[str, ...]) -> None:
+    for name in names:
+        with contextlib.suppress(ResourceExistsError):
+            await service.create_table(name)

@@ -1,0 +1,33 @@
+"""The FastAPI application: routers, problem handlers and the OpenAPI document."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI
+
+from shared.api import events_publish, events_read, health
+from shared.api.problems import install_problem_handlers
+
+if TYPE_CHECKING:
+    from shared.container import Services
+
+# Paths reachable without a token: liveness and the API's own documentation.
+PUBLIC_PATHS = frozenset({"/api/v1/health", "/api/v1/openapi.json", "/api/v1/docs", "/api/v1/docs/oauth2-redirect"})
+
+
+def create_api(services: Callable[[], Awaitable[Services]]) -> FastAPI:
+    api = FastAPI(
+        title="Herald",
+        version="1.0.0",
+        summary="Event hub and notification service for public-sector integration platforms",
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+    )
+    api.state.services = services
+    install_problem_handlers(api)
+    for module in (health, events_publish, events_read):
+        api.include_router(module.router)
+    return api

@@ -1,0 +1,112 @@
+"""Herald's settings, read by name from the environment (app settings in Azure, local.settings.json locally).
+
+Every setting is documented in ``local.settings.sample.json``; a test keeps the two in step.
+Connections follow the Functions convention: a setting prefix holds either a connection string
+(local) or ``__``-suffixed identity settings (Azure, managed identity, no keys).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import lru_cache
+
+
+class Mode(StrEnum):
+    LOCAL = "local"
+    AZURE = "azure"
+
+
+class BusKind(StrEnum):
+    STORAGE_QUEUE = "storage-queue"
+    SERVICE_BUS = "service-bus"
+
+
+@dataclass(frozen=True)
+class Connection:
+    """A connection setting prefix resolved to either a connection string or identity settings."""
+
+    prefix: str
+    connection_string: str | None
+    identity: Mapping[str, str]
+
+    def endpoint(self, suffix: str) -> str | None:
+        return self.identity.get(suffix)
+
+
+def read_connection(prefix: str, environ: Mapping[str, str]) -> Connection:
+    marker = f"{prefix}__"
+    identity = {key[len(marker) :]: value for key, value in environ.items() if key.startswith(marker) and value}
+    return Connection(prefix=prefix, connection_string=environ.get(prefix) or None, identity=identity)
+
+
+DEVELOPMENT_STORAGE = "UseDevelopmentStorage=true"
+# Azurite's published development account; not a secret (it is the same on every machine).
+AZURITE_ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def azurite_connection_string(
+    host: str = "127.0.0.1", blob: int = 10000, queue: int = 10001, table: int = 10002
+) -> str:
+    return (
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+        f"AccountKey={AZURITE_ACCOUNT_KEY};"
+        f"BlobEndpoint=http://{host}:{blob}/devstoreaccount1;"
+        f"QueueEndpoint=http://{host}:{queue}/devstoreaccount1;"
+        f"TableEndpoint=http://{host}:{table}/devstoreaccount1;"
+    )
+
+
+def _int(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name)
+    return int(raw) if raw not in (None, "") else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    mode: Mode
+    storage: Connection
+    bus: BusKind
+    service_bus: Connection
+    auth_issuer: str
+    auth_audience: str
+    auth_openid_metadata_url: str | None
+    auth_jwks_path: str | None
+    event_retention_days: int
+    outbox_grace_seconds: int
+
+    @property
+    def local(self) -> bool:
+        return self.mode is Mode.LOCAL
+
+    @property
+    def storage_connection_string(self) -> str:
+        """The storage connection string (local); identity-based access uses the service URIs instead."""
+        value = self.storage.connection_string
+        if value is None:
+            raise RuntimeError(f"{self.storage.prefix} holds no connection string")
+        return azurite_connection_string() if value == DEVELOPMENT_STORAGE else value
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    mode = Mode(env.get("HERALD_MODE", Mode.LOCAL.value))
+    return Settings(
+        mode=mode,
+        storage=read_connection("HeraldStorage", env),
+        bus=BusKind(env.get("HERALD_BUS", BusKind.STORAGE_QUEUE.value)),
+        service_bus=read_connection("ServiceBusConnection", env),
+        auth_issuer=env.get("HERALD_AUTH_ISSUER", "http://127.0.0.1:7071/devhost"),
+        auth_audience=env.get("HERALD_AUTH_AUDIENCE", "api://herald"),
+        auth_openid_metadata_url=env.get("HERALD_AUTH_OPENID_METADATA_URL") or None,
+        auth_jwks_path=env.get("HERALD_AUTH_JWKS_PATH") or None,
+        event_retention_days=_int(env, "HERALD_EVENT_RETENTION_DAYS", 90),
+        outbox_grace_seconds=_int(env, "HERALD_OUTBOX_GRACE_SECONDS", 60),
+    )
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,1 @@
+"""Events: CloudEvents validation, the per-resource event log, publishing, reading and dispatch."""

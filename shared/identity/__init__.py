@@ -1,0 +1,1 @@
+"""Identity: who is calling (tokens) and what they may do (scopes)."""

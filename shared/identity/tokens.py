@@ -1,0 +1,163 @@
+"""Bearer token validation with PyJWT against the configured issuer's signing keys.
+
+In Azure the keys come from the issuer's OpenID Connect metadata (Microsoft Entra ID); locally
+devhost is the issuer and its public keys are a JWKS file. An unknown key id triggers one key
+refresh (key rotation), rate-limited so forged key ids cannot hammer the issuer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiohttp
+import jwt
+
+CLOCK_SKEW_SECONDS = 60
+ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384"]
+_REFRESH_INTERVAL_SECONDS = 300.0
+
+
+class TokenInvalid(Exception):
+    """The bearer token cannot be trusted; the message says why, without echoing the token."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    subject: str
+    scopes: frozenset[str]
+    claims: Mapping[str, Any]
+
+
+class SigningKeys(Protocol):
+    async def key(self, kid: str | None) -> Any: ...
+
+
+def _jwk_set(document: Mapping[str, Any]) -> dict[str | None, Any]:
+    keys: dict[str | None, Any] = {}
+    for jwk in jwt.PyJWKSet.from_dict(dict(document)).keys:
+        keys[jwk.key_id] = jwk.key
+    return keys
+
+
+class _RefreshingKeys:
+    """Caches a key set and reloads it when an unknown key id appears (at most every few minutes)."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str | None, Any] = {}
+        self._loaded_at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def _load(self) -> Mapping[str, Any]:
+        raise NotImplementedError
+
+    async def key(self, kid: str | None) -> Any:
+        if kid in self._keys:
+            return self._keys[kid]
+        async with self._lock:
+            if kid not in self._keys and (
+                not self._keys or time.monotonic() - self._loaded_at > _REFRESH_INTERVAL_SECONDS
+            ):
+                self._keys = _jwk_set(await self._load())
+                self._loaded_at = time.monotonic()
+        if kid in self._keys:
+            return self._keys[kid]
+        if kid is None and len(self._keys) == 1:
+            return next(iter(self._keys.values()))
+        raise TokenInvalid("the token is signed with an unknown key")
+
+
+class JwksFileKeys(_RefreshingKeys):
+    """devhost's public keys, read from the JWKS file it writes."""
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__()
+        self._path = Path(path)
+
+    async def _load(self) -> Mapping[str, Any]:
+        try:
+            document: Mapping[str, Any] = json.loads(self._path.read_text())
+        except FileNotFoundError as error:
+            raise TokenInvalid(
+                "the local issuer has no keys yet: start devhost or run 'python -m devhost token'"
+            ) from error
+        return document
+
+
+class OpenIdKeys(_RefreshingKeys):
+    """Keys discovered from OpenID Connect metadata (``jwks_uri``), e.g. Microsoft Entra ID."""
+
+    def __init__(self, metadata_url: str) -> None:
+        super().__init__()
+        self._metadata_url = metadata_url
+
+    async def _load(self) -> Mapping[str, Any]:
+        timeout = aiohttp.ClientTimeout(total=10)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            async with session.get(self._metadata_url) as response:
+                response.raise_for_status()
+                metadata = await response.json(content_type=None)
+            async with session.get(metadata["jwks_uri"]) as response:
+                response.raise_for_status()
+                keys: Mapping[str, Any] = await response.json(content_type=None)
+                return keys
+
+
+def scopes_of(claims: Mapping[str, Any]) -> frozenset[str]:
+    """Delegated scopes (``scp``/``scope``, space-separated) and application roles (``roles``)."""
+    scopes: set[str] = set()
+    for name in ("scp", "scope"):
+        value = claims.get(name)
+        if isinstance(value, str):
+            scopes.update(value.split())
+    roles = claims.get("roles")
+    if isinstance(roles, list):
+        scopes.update(role for role in roles if isinstance(role, str))
+    return frozenset(scopes)
+
+
+class TokenValidator:
+    def __init__(self, *, issuer: str, audience: str, keys: SigningKeys) -> None:
+        self._issuer = issuer
+        self._audience = audience
+        self._keys = keys
+
+    async def validate(self, token: str) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as error:
+            raise TokenInvalid("the bearer token is not a JWT") from error
+        if header.get("alg") not in ALGORITHMS:
+            raise TokenInvalid("the token's signing algorithm is not accepted")
+        key = await self._keys.key(header.get("kid"))
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key=key,
+                algorithms=ALGORITHMS,
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=CLOCK_SKEW_SECONDS,
+                options={"require": ["exp", "sub", "iss", "aud"]},
+            )
+        except jwt.ExpiredSignatureError as error:
+            raise TokenInvalid("the token has expired") from error
+        except jwt.ImmatureSignatureError as error:
+            raise TokenInvalid("the token is not valid yet") from error
+        except jwt.InvalidAudienceError as error:
+            raise TokenInvalid("the token is for another audience") from error
+        except jwt.InvalidIssuerError as error:
+            raise TokenInvalid("the token is from another issuer") from error
+        except jwt.InvalidSignatureError as error:
+            raise TokenInvalid("the token's signature does not verify") from error
+        except jwt.PyJWTError as error:
+            raise TokenInvalid(f"the token is not valid: {error}") from error
+        subject = claims.get("sub")
+        if not isinstance(subject, str) or not subject:
+            raise TokenInvalid("the token has no subject")
+        return Principal(subject=subject, scopes=scopes_of(claims), claims=claims)
