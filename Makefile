@@ -10,11 +10,11 @@ run: setup
 	$(PY) -m devhost start
 
 test: setup lint typecheck
-	$(BIN)/pytest -q
+	HERALD_REQUIRE_CHECKOV=1 $(BIN)/pytest -q
 
-setup: $(VENV)/.installed node_modules/.installed
+setup: $(VENV)/.installed node_modules/.installed .venv-checkov/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements.infra-dev.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Herald needs Python 3.11 ($(PYTHON) not found)"; exit 1; }
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -25,6 +25,12 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# checkov pins many shared packages, so it lives in a virtualenv of its own.
+.venv-checkov/.installed: requirements.checkov.txt
+	test -d .venv-checkov || $(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/python -m pip install --quiet -r requirements.checkov.txt
+	touch $@
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -33,4 +39,4 @@ typecheck: setup
 	$(BIN)/mypy function_app.py functions shared devhost
 
 clean:
-	rm -rf $(VENV) node_modules .local .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-checkov node_modules .local .pytest_cache .mypy_cache .ruff_cache

@@ -2,7 +2,7 @@
 
 import azure.functions as func
 
-from functions import inbound, timers
+from functions import inbound, outbound, timers, validation
 from functions.http_api import api
 from shared.telemetry import configure_telemetry
 
@@ -10,4 +10,6 @@ configure_telemetry()
 
 app = func.AsgiFunctionApp(app=api, http_auth_level=func.AuthLevel.ANONYMOUS, function_name="http_api")
 app.register_functions(inbound.bp)
+app.register_functions(outbound.bp)
+app.register_functions(validation.bp)
 app.register_functions(timers.bp)

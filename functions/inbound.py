@@ -1,4 +1,4 @@
-"""Inbound stage: committed log rows arrive here to be matched and fanned out."""
+"""Inbound stage: committed log rows are matched against subscriptions and fanned out."""
 
 import logging
 
@@ -6,7 +6,7 @@ import azure.functions as func
 
 from shared.container import services
 from shared.events.dispatch import INBOUND_QUEUE, InboundMessage
-from shared.telemetry import consume_span
+from shared.telemetry import consume_span, inject_trace_context
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -16,9 +16,8 @@ log = logging.getLogger(__name__)
 @bp.service_bus_queue_trigger(arg_name="message", queue_name=INBOUND_QUEUE, connection="ServiceBusConnection")
 async def events_inbound(message: func.ServiceBusMessage) -> None:
     inbound = InboundMessage.model_validate_json(message.get_body())
+    herald = await services()
     with consume_span("events.inbound", message.application_properties or {}):
-        rows = await (await services()).inbound.load(inbound)
-    log.info(
-        "inbound rows loaded",
-        extra={"resource": inbound.resource, "rows": len(rows), "events": sum(len(r.events) for r in rows)},
-    )
+        rows = await herald.inbound.load(inbound)
+        sent = await herald.fanout.fan_out(inbound.resource, rows, inject_trace_context())
+    log.info("inbound rows fanned out", extra={"resource": inbound.resource, "rows": len(rows), "deliveries": sent})

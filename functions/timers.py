@@ -28,3 +28,10 @@ async def event_retention(timer: func.TimerRequest) -> None:
     retention = timedelta(days=herald.settings.event_retention_days)
     removed = await apply_retention(herald.event_log, datetime.now(UTC), retention)
     log.info("retention sweep finished", extra={"events_removed": removed})
+
+
+@bp.function_name("delivery_log_retention")
+@bp.timer_trigger(arg_name="timer", schedule="0 45 2 * * *")
+async def delivery_log_retention(timer: func.TimerRequest) -> None:
+    dropped = await (await services()).delivery_log.expire(datetime.now(UTC))
+    log.info("delivery log retention finished", extra={"day_tables_dropped": dropped})

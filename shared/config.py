@@ -76,6 +76,12 @@ class Settings:
     auth_jwks_path: str | None
     event_retention_days: int
     outbox_grace_seconds: int
+    public_base_url: str
+    webhook_timeout_seconds: float
+    retry_schedule_seconds: tuple[int, ...]
+    retry_horizon_hours: float
+    disable_after_days: float
+    delivery_log_days: int
 
     @property
     def local(self) -> bool:
@@ -104,7 +110,26 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         auth_jwks_path=env.get("HERALD_AUTH_JWKS_PATH") or None,
         event_retention_days=_int(env, "HERALD_EVENT_RETENTION_DAYS", 90),
         outbox_grace_seconds=_int(env, "HERALD_OUTBOX_GRACE_SECONDS", 60),
+        public_base_url=env.get("HERALD_PUBLIC_BASE_URL") or "http://127.0.0.1:7071",
+        webhook_timeout_seconds=float(env.get("HERALD_WEBHOOK_TIMEOUT_SECONDS") or 30),
+        retry_schedule_seconds=_schedule(env.get("HERALD_RETRY_SCHEDULE_SECONDS")),
+        retry_horizon_hours=float(env.get("HERALD_RETRY_HORIZON_HOURS") or 24),
+        disable_after_days=float(env.get("HERALD_DISABLE_AFTER_DAYS") or 5),
+        delivery_log_days=_int(env, "HERALD_DELIVERY_LOG_DAYS", 14),
     )
+
+
+# Azure Event Grid's schedule: 10 s, 30 s, 1 m, 5 m, 10 m, 30 m, 1 h, 3 h, 6 h, then every 12 h.
+DEFAULT_RETRY_SCHEDULE = (10, 30, 60, 300, 600, 1800, 3600, 10800, 21600, 43200)
+
+
+def _schedule(raw: str | None) -> tuple[int, ...]:
+    if not raw:
+        return DEFAULT_RETRY_SCHEDULE
+    steps = tuple(int(step) for step in raw.replace(" ", "").split(",") if step)
+    if not steps or any(step <= 0 for step in steps):
+        raise ValueError("HERALD_RETRY_SCHEDULE_SECONDS must list positive seconds, e.g. 10,30,60")
+    return steps
 
 
 @lru_cache(maxsize=1)

@@ -9,15 +9,31 @@ from azure.data.tables.aio import TableServiceClient
 
 from shared.adapters.table_checkpoints import STATE_TABLE, TableCheckpoints
 from shared.adapters.table_event_log import EVENTS_TABLE, RESOURCES_TABLE, TableEventLog
+from shared.adapters.table_subscriptions import (
+    DEAD_LETTERS_TABLE,
+    INDEX_TABLE,
+    OWNERS_TABLE,
+    TableDeadLetterStore,
+    TableDeliveryLog,
+    TableSubscriptionStore,
+)
 from shared.adapters.tables import table_service
+from shared.adapters.webhook_http import AiohttpWebhookClient
 from shared.config import BusKind, Settings, settings
 from shared.events.dispatch import Dispatcher, InboundStage, OutboxSweeper
 from shared.events.publishing import EventPublisher
 from shared.events.reading import EventReader
 from shared.identity.tokens import JwksFileKeys, OpenIdKeys, SigningKeys, TokenValidator
 from shared.messaging import Bus
+from shared.subscriptions.delivery import RetryPolicy
+from shared.subscriptions.endpoint_guard import EndpointGuard
+from shared.subscriptions.fanout import Fanout
+from shared.subscriptions.outbound import OutboundWorker
+from shared.subscriptions.ports import Clock, SystemClock, WebhookClient
+from shared.subscriptions.service import SubscriptionService
+from shared.subscriptions.state import SubscriptionEvents, SubscriptionHealth
 
-TABLES: tuple[str, ...] = (EVENTS_TABLE, RESOURCES_TABLE, STATE_TABLE)
+TABLES: tuple[str, ...] = (EVENTS_TABLE, RESOURCES_TABLE, STATE_TABLE, INDEX_TABLE, OWNERS_TABLE, DEAD_LETTERS_TABLE)
 
 
 @dataclass
@@ -33,8 +49,17 @@ class Services:
     inbound: InboundStage
     checkpoints: TableCheckpoints
     tokens: TokenValidator
+    clock: Clock
+    webhooks: WebhookClient
+    subscription_store: TableSubscriptionStore
+    subscriptions: SubscriptionService
+    fanout: Fanout
+    outbound: OutboundWorker
+    delivery_log: TableDeliveryLog
+    dead_letters: TableDeadLetterStore
 
     async def close(self) -> None:
+        await self.webhooks.close()
         await self.bus.close()
         await self.tables.close()
 
@@ -57,20 +82,62 @@ def build_signing_keys(config: Settings) -> SigningKeys:
     raise RuntimeError("set HERALD_AUTH_OPENID_METADATA_URL (Azure) or HERALD_AUTH_JWKS_PATH (local)")
 
 
-def build_services(config: Settings) -> Services:
+def build_services(config: Settings, *, clock: Clock | None = None, webhooks: WebhookClient | None = None) -> Services:
     from datetime import timedelta
+    from urllib.parse import urlsplit
 
+    from shared.telemetry import inject_trace_context
+
+    clock = clock or SystemClock()
     tables = table_service(config)
     bus = build_bus(config)
     event_log = TableEventLog(tables)
     dispatcher = Dispatcher(event_log, bus)
     event_log.set_commit_listener(dispatcher)
+    publisher = EventPublisher(event_log)
+    webhooks = webhooks or AiohttpWebhookClient()
+    store = TableSubscriptionStore(tables)
+    dead_letters = TableDeadLetterStore(tables)
+    delivery_log = TableDeliveryLog(tables, retention=timedelta(days=config.delivery_log_days))
+    policy = RetryPolicy(config.retry_schedule_seconds, timedelta(hours=config.retry_horizon_hours))
+    health = SubscriptionHealth(
+        store, SubscriptionEvents(publisher, clock), clock, disable_after=timedelta(days=config.disable_after_days)
+    )
+    origin = urlsplit(config.public_base_url).hostname or "herald"
+    subscriptions = SubscriptionService(
+        store=store,
+        dead_letters=dead_letters,
+        bus=bus,
+        client=webhooks,
+        health=health,
+        clock=clock,
+        policy=policy,
+        origin=origin,
+        public_base_url=config.public_base_url,
+        local_mode=config.local,
+        timeout_seconds=config.webhook_timeout_seconds,
+    )
+    outbound = OutboundWorker(
+        store=store,
+        event_log=event_log,
+        delivery_log=delivery_log,
+        dead_letters=dead_letters,
+        bus=bus,
+        client=webhooks,
+        guard=EndpointGuard(),
+        health=health,
+        clock=clock,
+        policy=policy,
+        timeout_seconds=config.webhook_timeout_seconds,
+        origin=origin,
+        trace=inject_trace_context,
+    )
     return Services(
         settings=config,
         tables=tables,
         bus=bus,
         event_log=event_log,
-        publisher=EventPublisher(event_log),
+        publisher=publisher,
         reader=EventReader(event_log),
         dispatcher=dispatcher,
         outbox_sweeper=OutboxSweeper(event_log, dispatcher, grace=timedelta(seconds=config.outbox_grace_seconds)),
@@ -79,11 +146,33 @@ def build_services(config: Settings) -> Services:
         tokens=TokenValidator(
             issuer=config.auth_issuer, audience=config.auth_audience, keys=build_signing_keys(config)
         ),
+        clock=clock,
+        webhooks=webhooks,
+        subscription_store=store,
+        subscriptions=subscriptions,
+        fanout=Fanout(store, event_log, bus),
+        outbound=outbound,
+        delivery_log=delivery_log,
+        dead_letters=dead_letters,
     )
 
 
 _services: Services | None = None
 _loop: asyncio.AbstractEventLoop | None = None
+
+
+def install_services(built: Services) -> None:
+    """Use services a host built itself (tests and benchmarks wire them to their own Azurite)."""
+    global _services, _loop
+    _services, _loop = built, asyncio.get_running_loop()
+
+
+async def close_services() -> None:
+    """Closes the process's clients (the API's lifespan calls this at shutdown)."""
+    global _services, _loop
+    if _services is not None and _loop is asyncio.get_running_loop():
+        await _services.close()
+    _services, _loop = None, None
 
 
 async def services() -> Services:

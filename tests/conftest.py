@@ -13,6 +13,7 @@ from shared.config import Settings, load_settings
 from shared.container import Services, build_services
 from shared.provisioning import provision
 from tests.support.azurite import Azurite, start_azurite
+from tests.support.receiver import Receiver
 from tests.support.tokens import TestIssuer
 
 
@@ -42,10 +43,24 @@ def settings(azurite: Azurite, issuer: TestIssuer) -> Settings:
 
 @pytest.fixture
 async def services(settings: Settings) -> AsyncIterator[Services]:
+    """Herald's real services on the test Azurite, also installed as the process container, so the
+    function triggers (which call ``shared.container.services()``) use them."""
+    from shared import container
+
     await provision(settings)
     built = build_services(settings)
+    container.install_services(built)
     yield built
     await built.close()
+    container._services = None
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    server = Receiver()
+    await server.start()
+    yield server
+    await server.stop()
 
 
 @pytest.fixture

@@ -473,6 +473,21 @@ class TableEventLog:
             async for entity in self._resources.query_entities("PartitionKey eq 'r'", select=["resource"])
         ]
 
+    # ----------------------------------------------------------------------- fan-out markers
+
+    async def fanout_marks(self, resource: str, seq: int) -> set[str]:
+        """Deliveries already handed to the outbound queue for the inbound message starting at ``seq``."""
+        query = "PartitionKey eq @pk and RowKey ge @start and RowKey lt @end"
+        parameters = {"pk": escape_key(resource), "start": f"f{seq:016d}", "end": f"f{seq:016d}~"}
+        sent: set[str] = set()
+        async for entity in self._events.query_entities(query, parameters=parameters, select=["m"]):
+            sent.update(filter(None, (entity.get("m") or "").split(",")))
+        return sent
+
+    async def add_fanout_mark(self, resource: str, seq: int, chunk: str, members: Sequence[str]) -> None:
+        entity = {"PartitionKey": escape_key(resource), "RowKey": f"f{seq:016d}{chunk}", "m": ",".join(members)}
+        await self._events.upsert_entity(entity, mode=UpdateMode.REPLACE)
+
     # ------------------------------------------------------------------------------ retention
 
     async def expire(self, resource: str, stored_before: datetime) -> int:
@@ -500,7 +515,35 @@ class TableEventLog:
             removed += int(entity.get("n") or 0)
         if operations:
             await self._events.submit_transaction(operations)
+        if removed:
+            await self._expire_marks(partition_key, stored_before)
         return removed
+
+    async def _expire_marks(self, partition_key: str, stored_before: datetime) -> None:
+        first = None
+        async for entity in self._events.query_entities(
+            "PartitionKey eq @pk and RowKey ge 'e' and RowKey lt 'f'",
+            parameters={"pk": partition_key},
+            results_per_page=1,
+            select=["RowKey"],
+        ):
+            first = int(entity["RowKey"][1:])
+            break
+        upper = f"f{first:016d}" if first is not None else "g"
+        query = "PartitionKey eq @pk and RowKey ge 'f' and RowKey lt @upper"
+        keys = [
+            e["RowKey"]
+            async for e in self._events.query_entities(
+                query, parameters={"pk": partition_key, "upper": upper}, select=["RowKey"]
+            )
+        ]
+        for start in range(0, len(keys), TRANSACTION_OPERATIONS):
+            await self._events.submit_transaction(
+                [
+                    ("delete", {"PartitionKey": partition_key, "RowKey": k})
+                    for k in keys[start : start + TRANSACTION_OPERATIONS]
+                ]
+            )
 
 
 class _CounterMoved(Exception):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
-from shared.api import events_publish, events_read, health
+from shared.api import events_publish, events_read, health, subscriptions
 from shared.api.problems import install_problem_handlers
 
 if TYPE_CHECKING:
@@ -17,8 +18,17 @@ if TYPE_CHECKING:
 PUBLIC_PATHS = frozenset({"/api/v1/health", "/api/v1/openapi.json", "/api/v1/docs", "/api/v1/docs/oauth2-redirect"})
 
 
-def create_api(services: Callable[[], Awaitable[Services]]) -> FastAPI:
+def create_api(
+    services: Callable[[], Awaitable[Services]], on_shutdown: Callable[[], Awaitable[None]] | None = None
+) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if on_shutdown is not None:
+            await on_shutdown()
+
     api = FastAPI(
+        lifespan=lifespan,
         title="Herald",
         version="1.0.0",
         summary="Event hub and notification service for public-sector integration platforms",
@@ -28,6 +38,6 @@ def create_api(services: Callable[[], Awaitable[Services]]) -> FastAPI:
     )
     api.state.services = services
     install_problem_handlers(api)
-    for module in (health, events_publish, events_read):
+    for module in (health, events_publish, events_read, subscriptions):
         api.include_router(module.router)
     return api

@@ -24,7 +24,7 @@ MAX_RESOURCE_LENGTH = 256
 MAX_ATTRIBUTE_LENGTH = 4096
 
 _EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
-_URN = re.compile(r"^urn:[a-z0-9][a-z0-9-]{0,30}[a-z0-9]:[A-Za-z0-9()+,\-.:=@;$_!*'%/~&]+$", re.IGNORECASE)
+URN_PATTERN = re.compile(r"^urn:[a-z0-9][a-z0-9-]{0,30}[a-z0-9]:[A-Za-z0-9()+,\-.:=@;$_!*'%/~&]+$", re.IGNORECASE)
 _MEDIA_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*(\s*;.*)?$")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
@@ -139,7 +139,7 @@ def validate_event(document: Any, *, received_at: datetime) -> ValidatedEvent:
         problems.append(AttributeProblem("source", "must be a URI-reference"))
 
     resource = _check_string("resource", document.get("resource"), problems, required=True)
-    if resource is not None and (len(resource) > MAX_RESOURCE_LENGTH or not _URN.match(resource)):
+    if resource is not None and (len(resource) > MAX_RESOURCE_LENGTH or not URN_PATTERN.match(resource)):
         problems.append(AttributeProblem("resource", "must be a URN such as urn:altinn:resource:skattemelding"))
         resource = None
 

@@ -11,4 +11,6 @@ import azure.functions as func
 def functions() -> tuple[func.Function, ...]:
     from function_app import app
 
+    # get_functions() remembers the names it indexed and rejects them the next time (devhost indexes too).
+    app.functions_bindings = None
     return tuple(app.get_functions())

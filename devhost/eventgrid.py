@@ -1,0 +1,143 @@
+"""The Event Grid webhook the Functions host exposes at ``/runtime/webhooks/eventgrid``.
+
+It answers the subscription validation handshake and invokes the named function once per event,
+so local publishers (or tests) can post exactly what Event Grid would deliver.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import azure.functions as func
+
+from devhost.functions_index import FunctionIndex, FunctionSpec, TriggerKind
+from devhost.invocation import Invoker, short_error
+from devhost.responses import Response, json_response, problem
+
+log = logging.getLogger("devhost")
+
+WEBHOOK_PATH = "/runtime/webhooks/eventgrid"
+VALIDATION_EVENT = "Microsoft.EventGrid.SubscriptionValidationEvent"
+
+
+def parse_event_time(value: Any) -> datetime | None:
+    """Event Grid sends up to seven fractional digits; ``fromisoformat`` copes from Python 3.11."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _wants_cloud_event(spec: FunctionSpec) -> bool:
+    annotation = spec.trigger_annotation
+    if isinstance(annotation, str):
+        return annotation.rsplit(".", 1)[-1] == "CloudEvent"
+    return isinstance(annotation, type) and issubclass(annotation, func.CloudEvent)
+
+
+def to_trigger_value(spec: FunctionSpec, event: Mapping[str, Any]) -> func.EventGridEvent | func.CloudEvent:
+    """Build what the worker would: a CloudEvent only if the function asks for one, else an EventGridEvent.
+
+    CloudEvents-schema input is mapped onto EventGridEvent fields (source→topic, type→event_type,
+    time→event_time, specversion→data_version) so Event-Grid-typed functions accept both schemas.
+    """
+    if "specversion" in event:
+        if _wants_cloud_event(spec):
+            known = {"specversion", "id", "source", "type", "time", "subject", "datacontenttype", "dataschema", "data"}
+            extensions = {key: value for key, value in event.items() if key not in known}
+            return func.CloudEvent(
+                id=event.get("id", ""),
+                source=event.get("source", ""),
+                type=event.get("type", ""),
+                specversion=event.get("specversion", "1.0"),
+                time=parse_event_time(event.get("time")),
+                subject=event.get("subject"),
+                datacontenttype=event.get("datacontenttype"),
+                dataschema=event.get("dataschema"),
+                data=event.get("data"),
+                **extensions,
+            )
+        return func.EventGridEvent(
+            id=event.get("id", ""),
+            data=event.get("data"),  # type: ignore[arg-type]
+            topic=event.get("source", ""),
+            subject=event.get("subject", ""),
+            event_type=event.get("type", ""),
+            event_time=parse_event_time(event.get("time")),
+            data_version=event.get("specversion", ""),
+        )
+    return func.EventGridEvent(
+        id=event.get("id", ""),
+        data=event.get("data"),  # type: ignore[arg-type]
+        topic=event.get("topic", ""),
+        subject=event.get("subject", ""),
+        event_type=event.get("eventType", ""),
+        event_time=parse_event_time(event.get("eventTime")),
+        data_version=event.get("dataVersion", ""),
+    )
+
+
+def _events_of(body: bytes) -> list[Mapping[str, Any]]:
+    document = json.loads(body.decode("utf-8")) if body else []
+    events = document if isinstance(document, list) else [document]
+    if not all(isinstance(event, dict) for event in events):
+        raise ValueError("expected a JSON array of event objects")
+    return events
+
+
+class EventGridWebhook:
+    """Handles one webhook POST; the HTTP layer only routes to it."""
+
+    def __init__(self, index: FunctionIndex, invoker: Invoker) -> None:
+        self._index = index
+        self._invoker = invoker
+
+    async def handle(self, method: str, query: Mapping[str, str], headers: Mapping[str, str], body: bytes) -> Response:
+        if method == "OPTIONS":
+            return self._cloud_events_handshake(headers)
+        if method != "POST":
+            return problem(405, "Method not allowed", "the Event Grid webhook accepts POST")
+        function_name = query.get("functionName", "")
+        spec = self._index.find(function_name, TriggerKind.EVENT_GRID)
+        if spec is None:
+            return problem(404, "Function not found", f"no Event Grid triggered function named {function_name!r}")
+        event_type_header = headers.get("aeg-event-type", "")
+        try:
+            events = _events_of(body)
+        except ValueError as exc:
+            return problem(400, "Invalid payload", str(exc))
+        if event_type_header == "SubscriptionValidation":
+            return self._validate(events)
+        if event_type_header != "Notification":
+            return problem(400, "Bad request", "header aeg-event-type must be SubscriptionValidation or Notification")
+        for event in events:
+            result = await self._invoker.invoke(
+                spec, to_trigger_value(spec, event), log_fields={"event_id": event.get("id", "")}
+            )
+            if result.error is not None:
+                # 500 makes Event Grid retry the delivery, as it would against Azure.
+                return problem(500, "Function invocation failed", short_error(result.error))
+        return Response(200)
+
+    @staticmethod
+    def _validate(events: list[Mapping[str, Any]]) -> Response:
+        for event in events:
+            if event.get("eventType") == VALIDATION_EVENT:
+                data = event.get("data") or {}
+                code = data.get("validationCode") if isinstance(data, dict) else None
+                if code:
+                    return json_response(200, {"validationResponse": code})
+        return problem(400, "Bad request", f"no {VALIDATION_EVENT} with a validationCode in the payload")
+
+    @staticmethod
+    def _cloud_events_handshake(headers: Mapping[str, str]) -> Response:
+        """CloudEvents webhook validation (HTTP OPTIONS abuse protection)."""
+        origin = headers.get("webhook-request-origin", "")
+        response_headers = [("webhook-allowed-origin", origin or "*"), ("webhook-allowed-rate", "*")]
+        return Response(200, b"", response_headers)

@@ -1,0 +1,469 @@
+"""Orchestration: the in-process ``DevHost`` and the ``devhost start`` run loop with signal handling.
+
+``DevHost`` hosts an already imported ``FunctionApp`` against a storage account (Azurite) and is
+what tests use directly; ``run_start`` adds settings loading, Azurite, the issuer key and signals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import importlib.util
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import azure.functions as func
+import uvicorn
+from azure.storage.queue.aio import QueueServiceClient
+
+from devhost.azurite import Azurite, AzuriteError, AzuritePorts, default_binary
+from devhost.functions_index import FunctionIndex, TriggerKind, index_functions
+from devhost.http import DevHostHttpApp
+from devhost.invocation import Invoker
+from devhost.issuer import DEFAULT_ISSUER, ensure_issuer_keys
+from devhost.servicebus import ListenerOptions, ServiceBusListener, ensure_queues
+from devhost.settings import load_local_settings
+from devhost.timers import TimerRunner
+from shared.adapters.storage_queue_bus import dead_letter_queue_name
+from shared.config import DEVELOPMENT_STORAGE, azurite_connection_string
+
+log = logging.getLogger("devhost")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+STORAGE_SETTING = "HeraldStorage"
+# The Functions host's own storage setting; devhost points it at Azurite when it says "development storage".
+WEBJOBS_STORAGE_SETTING = "AzureWebJobsStorage"
+
+
+class DevHostError(RuntimeError):
+    """devhost cannot start; the message tells the developer what to fix."""
+
+
+def _env_int(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise DevHostError(f"{name}={raw!r} is not an integer") from exc
+
+
+def read_route_prefix(root: Path) -> str:
+    """``extensions.http.routePrefix`` from host.json; the Functions default is ``api``."""
+    host_json = root / "host.json"
+    if not host_json.is_file():
+        return "api"
+    document = json.loads(host_json.read_text(encoding="utf-8"))
+    prefix = document.get("extensions", {}).get("http", {}).get("routePrefix", "api")
+    return str(prefix).strip("/")
+
+
+@dataclass(frozen=True)
+class DevHostOptions:
+    """How a DevHost behaves; ``from_env`` applies the ``HERALD_DEVHOST_*`` variables."""
+
+    host: str = "127.0.0.1"
+    port: int = 7071
+    # None: the HeraldStorage setting (a connection string) from the environment.
+    storage_connection_string: str | None = None
+    lock_seconds: int = 60
+    max_delivery_count: int = 10
+    concurrency: int = 16
+    # None: read host.json in function_directory (default "api" when absent).
+    route_prefix: str | None = None
+    function_directory: Path = REPO_ROOT
+    # Call shared.provisioning.provision(settings) when that module exists.
+    provision_app: bool = True
+    shutdown_timeout: float = 10.0
+    jwks_path: Path | None = None
+    issuer: str | None = None
+    abandon_backoff_seconds: int = 1
+    max_idle_wait: float = 0.5
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> DevHostOptions:
+        env = os.environ if environ is None else environ
+        options = cls(
+            lock_seconds=_env_int(env, "HERALD_DEVHOST_LOCK_SECONDS", 60),
+            max_delivery_count=_env_int(env, "HERALD_DEVHOST_MAX_DELIVERY_COUNT", 10),
+            concurrency=_env_int(env, "HERALD_DEVHOST_CONCURRENCY", 16),
+            jwks_path=Path(env["HERALD_AUTH_JWKS_PATH"]) if env.get("HERALD_AUTH_JWKS_PATH") else None,
+            issuer=env.get("HERALD_AUTH_ISSUER") or None,
+        )
+        return replace(options, **overrides)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handlers: devhost owns shutdown ordering."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise DevHostError(
+            f"cannot listen on {host}:{port} ({exc.strerror}); is another host running? use --port"
+        ) from exc
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+class DevHost:
+    """Hosts one FunctionApp: HTTP + Event Grid on uvicorn, Service Bus queues, timers.
+
+    Usage: ``async with DevHost(app, DevHostOptions(...)) as host: ... host.url ...``.
+    """
+
+    def __init__(self, app: func.FunctionRegister, options: DevHostOptions | None = None) -> None:
+        self.app = app
+        self.options = options or DevHostOptions.from_env()
+        self.index: FunctionIndex | None = None
+        self._invoker = Invoker(str(self.options.function_directory))
+        self._service: QueueServiceClient | None = None
+        self._listeners: list[ServiceBusListener] = []
+        self._timers: list[TimerRunner] = []
+        self._server: _Server | None = None
+        self._server_task: asyncio.Task[None] | None = None
+        self._asgi_started = False
+        self._port: int | None = None
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("DevHost is not started")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        host = self.options.host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
+
+    @property
+    def sync_calls_running(self) -> int:
+        return self._invoker.sync_calls_running
+
+    @property
+    def storage_connection_string(self) -> str:
+        value = self.options.storage_connection_string or os.environ.get(STORAGE_SETTING)
+        if not value:
+            raise DevHostError(
+                f"no storage connection: set {STORAGE_SETTING} or DevHostOptions.storage_connection_string"
+            )
+        return azurite_connection_string() if value == DEVELOPMENT_STORAGE else value
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Index, provision, then start HTTP, listeners and timers; raises DevHostError on failure."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        index = index_functions(self.app)
+        self.index = index
+        self._service = QueueServiceClient.from_connection_string(self.storage_connection_string)
+        await self._provision(index)
+        await self._start_asgi_lifespan()
+        await self._start_http(index)
+        listener_options = ListenerOptions(
+            lock_seconds=self.options.lock_seconds,
+            max_delivery_count=self.options.max_delivery_count,
+            concurrency=self.options.concurrency,
+            abandon_backoff_seconds=self.options.abandon_backoff_seconds,
+            max_idle_wait=self.options.max_idle_wait,
+        )
+        for spec in index.of_kind(TriggerKind.SERVICE_BUS):
+            listener = ServiceBusListener(spec, self._service, self._invoker, listener_options)
+            listener.start()
+            self._listeners.append(listener)
+        for spec in index.of_kind(TriggerKind.TIMER):
+            runner = TimerRunner(spec, self._invoker)
+            runner.start()
+            self._timers.append(runner)
+
+    async def _provision(self, index: FunctionIndex) -> None:
+        assert self._service is not None
+        queues = sorted({spec.queue_name for spec in index.of_kind(TriggerKind.SERVICE_BUS) if spec.queue_name})
+        await ensure_queues(
+            self._service, [name for queue in queues for name in (queue, dead_letter_queue_name(queue))]
+        )
+        if not self.options.provision_app:
+            return
+        if importlib.util.find_spec("shared.provisioning") is None:
+            log.info("devhost: shared.provisioning not found; Herald tables are not provisioned by devhost")
+            return
+        module = importlib.import_module("shared.provisioning")
+        provision = getattr(module, "provision", None)
+        if provision is None:
+            log.warning("devhost: shared.provisioning has no provision(settings); skipped")
+            return
+        from shared.config import load_settings
+
+        await provision(load_settings())
+
+    async def _start_asgi_lifespan(self) -> None:
+        """Run the ASGI app's startup now rather than on the first request, and its shutdown on stop."""
+        if isinstance(self.app, func.AsgiFunctionApp) and not self.app.startup_task_done:
+            if not await self.app.middleware.notify_startup():  # type: ignore[no-untyped-call]
+                raise DevHostError("the ASGI app's lifespan startup failed; see the log above")
+            self.app.startup_task_done = True
+            self._asgi_started = True
+
+    async def _start_http(self, index: FunctionIndex) -> None:
+        route_prefix = self.options.route_prefix
+        if route_prefix is None:
+            route_prefix = read_route_prefix(self.options.function_directory)
+        asgi = DevHostHttpApp(
+            index,
+            self._invoker,
+            route_prefix=route_prefix,
+            jwks_path=self.options.jwks_path,
+            issuer=self.options.issuer,
+        )
+        sock = _bind(self.options.host, self.options.port)
+        self._port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            asgi, lifespan="off", log_level="warning", access_log=False, timeout_graceful_shutdown=5
+        )
+        self._server = _Server(config)
+        self._server_task = asyncio.create_task(self._server.serve(sockets=[sock]), name="devhost-http")
+        while not self._server.started:
+            if self._server_task.done():
+                self._server_task.result()
+                raise DevHostError("the HTTP server stopped during startup")
+            await asyncio.sleep(0.02)
+
+    async def stop(self) -> None:
+        """Stop polling and timers, wait (bounded) for in-flight handlers, then stop HTTP."""
+        timeout = self.options.shutdown_timeout
+        listeners, self._listeners = self._listeners, []
+        timers, self._timers = self._timers, []
+        await asyncio.gather(*(listener.stop(timeout) for listener in listeners), *(t.stop(timeout) for t in timers))
+        if self._server is not None and self._server_task is not None:
+            self._server.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server_task, timeout=timeout)
+            self._server = None
+            self._server_task = None
+        if self._asgi_started and isinstance(self.app, func.AsgiFunctionApp):
+            self._asgi_started = False
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.app.middleware.notify_shutdown(), timeout=timeout)  # type: ignore[no-untyped-call]
+            # AsgiFunctionApp.__del__ would otherwise asyncio.run() the shutdown a second time.
+            self.app.startup_task_done = False
+        if self._service is not None:
+            await self._service.close()
+            self._service = None
+        self._invoker.close(wait=False)
+
+    def docs_path(self) -> str:
+        """Where the wrapped ASGI app serves its docs (FastAPI's ``docs_url``), for the banner."""
+        middleware = getattr(self.app, "middleware", None)
+        asgi_app = getattr(middleware, "_app", None)  # AsgiMiddleware keeps the app privately
+        docs_url = getattr(asgi_app, "docs_url", None)
+        return docs_url if isinstance(docs_url, str) else "/docs"
+
+    def describe(self) -> list[str]:
+        """One line per hosted function, for the banner."""
+        if self.index is None:
+            return []
+        lines = []
+        for spec in self.index.functions:
+            detail = {
+                TriggerKind.HTTP: f"route {spec.route}",
+                TriggerKind.SERVICE_BUS: f"queue {spec.queue_name}{' (batch)' if spec.cardinality_many else ''}",
+                TriggerKind.TIMER: f"schedule {spec.schedule}",
+                TriggerKind.EVENT_GRID: f"POST /runtime/webhooks/eventgrid?functionName={spec.name}",
+            }[spec.kind]
+            lines.append(f"{spec.name} [{spec.kind.value}] {detail}")
+        return lines
+
+
+# --- devhost start -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StartConfig:
+    """What ``devhost start`` was asked to do (CLI flags; None means env/default)."""
+
+    root: Path = REPO_ROOT
+    app_ref: str = "function_app:app"
+    host: str | None = None
+    port: int | None = None
+    ports: AzuritePorts | None = None
+    manage_azurite: bool = True
+    keep_storage_connection: bool = False
+    state_dir: Path | None = None
+    provision_app: bool = True
+
+
+def load_app(app_ref: str) -> func.FunctionRegister:
+    """Import ``module:attribute`` (default ``function_app:app``) after the environment is set."""
+    module_name, _, attribute = app_ref.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            raise DevHostError(f"cannot import {module_name!r}: no {module_name}.py in {os.getcwd()}") from exc
+        raise
+    app = getattr(module, attribute or "app", None)
+    if not isinstance(app, func.FunctionRegister):
+        raise DevHostError(f"{app_ref} is not an azure.functions FunctionApp")
+    return app
+
+
+def _ports(config: StartConfig) -> AzuritePorts:
+    if config.ports is not None:
+        return config.ports
+    env = os.environ
+    return AzuritePorts(
+        blob=_env_int(env, "HERALD_AZURITE_BLOB_PORT", 10000),
+        queue=_env_int(env, "HERALD_AZURITE_QUEUE_PORT", 10001),
+        table=_env_int(env, "HERALD_AZURITE_TABLE_PORT", 10002),
+    )
+
+
+def run_start(config: StartConfig) -> int:
+    """``python -m devhost start``: returns the process exit code (0 after a signal)."""
+    root = config.root.resolve()
+    os.chdir(root)
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    loaded = load_local_settings(root)
+    if loaded.path is not None:
+        log.info(
+            "devhost: settings from %s (%d applied, %d already set)",
+            loaded.path.name,
+            len(loaded.applied),
+            len(loaded.kept),
+        )
+    listen_host = config.host or os.environ.get("HERALD_DEVHOST_HOST") or "127.0.0.1"
+    host: DevHost | None = None
+    azurite = Azurite(
+        binary=default_binary(root),
+        location=root / ".local" / "azurite",
+        log_path=root / ".local" / "azurite.log",
+        host="127.0.0.1",
+        ports=_ports(config),
+    )
+    try:
+        if not config.keep_storage_connection:
+            if config.manage_azurite:
+                azurite.start()
+            else:
+                azurite.require_running()
+            os.environ[STORAGE_SETTING] = azurite.connection_string
+            if os.environ.get(WEBJOBS_STORAGE_SETTING) == DEVELOPMENT_STORAGE:
+                os.environ[WEBJOBS_STORAGE_SETTING] = azurite.connection_string
+        state_dir = config.state_dir or Path(os.environ.get("HERALD_DEVHOST_STATE") or root / ".local" / "devhost")
+        jwks_path = ensure_issuer_keys(state_dir)
+        _point_app_at_jwks(jwks_path, explicit=config.state_dir is not None)
+        port = config.port if config.port is not None else _env_int(os.environ, "HERALD_DEVHOST_PORT", 7071)
+        app = load_app(config.app_ref)
+        issuer = os.environ.get("HERALD_AUTH_ISSUER") or DEFAULT_ISSUER
+        options = DevHostOptions.from_env(
+            host=listen_host, port=port, function_directory=root, issuer=issuer, provision_app=config.provision_app
+        )
+        host = DevHost(app, options)
+        asyncio.run(_serve(host, azurite, state_dir))
+    except (DevHostError, AzuriteError) as exc:
+        log.error("devhost: %s", exc)
+        return 1
+    except KeyboardInterrupt:
+        log.info("devhost: interrupted during startup")
+        return 130
+    finally:
+        azurite.stop()
+    if host is not None and host.sync_calls_running:
+        # A synchronous handler ignored shutdown; do not let it keep the process alive.
+        log.warning("devhost: synchronous handler(s) still running; exiting anyway")
+        logging.shutdown()
+        os._exit(0)
+    return 0
+
+
+def _point_app_at_jwks(jwks_path: Path, *, explicit: bool) -> None:
+    """The app validates tokens with HERALD_AUTH_JWKS_PATH: default it to devhost's keys (--state-dir wins)."""
+    if explicit or not os.environ.get("HERALD_AUTH_JWKS_PATH"):
+        os.environ["HERALD_AUTH_JWKS_PATH"] = str(jwks_path)
+        return
+    configured = Path(os.environ["HERALD_AUTH_JWKS_PATH"]).resolve()
+    if configured != jwks_path.resolve():
+        log.warning(
+            "devhost: HERALD_AUTH_JWKS_PATH=%s is not devhost's %s; `devhost token` tokens will not verify",
+            configured,
+            jwks_path,
+        )
+
+
+async def _serve(host: DevHost, azurite: Azurite, state_dir: Path) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def request_stop(signum: int) -> None:
+        if stop.is_set():
+            log.warning("devhost: already stopping (waiting up to %.0fs for handlers)", host.options.shutdown_timeout)
+        else:
+            log.info("devhost: %s received, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, request_stop, signum)
+    try:
+        await host.start()
+        print(_banner(host, azurite, state_dir), flush=True)
+        await stop.wait()
+    finally:
+        await host.stop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    log.info("devhost: stopped")
+
+
+def _banner(host: DevHost, azurite: Azurite, state_dir: Path) -> str:
+    storage = "connection from HeraldStorage (unchanged)"
+    if azurite.owned or azurite.reused:
+        ports = azurite.ports
+        how = "started by devhost" if azurite.owned else "already running, reused"
+        storage = f"Azurite {ports.blob}/{ports.queue}/{ports.table} ({how})"
+    docs = f"{host.url}{host.docs_path()}"
+    functions = "\n".join(f"    {line}" for line in host.describe()) or "    (none)"
+    state = "" if state_dir == REPO_ROOT / ".local" / "devhost" else f' --state-dir "{state_dir}"'
+    return (
+        f"\ndevhost: Herald is running at {host.url}\n"
+        f"  API docs  {docs}\n"
+        f"  storage   {storage}\n"
+        f'  token     python -m devhost token{state} --sub org:991825827 --scope "events.publish events.read"\n'
+        f"  functions\n{functions}\n"
+        "  Ctrl+C to stop\n"
+    )

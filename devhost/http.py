@@ -1,0 +1,253 @@
+"""devhost's ASGI front door: what the Functions host does with HTTP before the worker sees it.
+
+Event Grid webhooks and a few admin/issuer endpoints are served here; every other request is
+routed (Functions route templates under ``routePrefix``) to an HTTP-triggered function as an
+``azure.functions.HttpRequest`` carrying the full original URL, so ``AsgiMiddleware`` hands the
+ASGI app the real path and the untouched query string.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+import azure.functions as func
+
+from devhost.eventgrid import WEBHOOK_PATH, EventGridWebhook
+from devhost.functions_index import FunctionIndex, FunctionSpec, TriggerKind
+from devhost.invocation import Invoker, short_error
+from devhost.responses import Response, json_response, problem
+
+log = logging.getLogger("devhost")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+ADMIN_STATUS_PATH = "/admin/host/status"
+ISSUER_PATH = "/devhost"
+_HOP_BY_HOP = {"content-length", "transfer-encoding", "connection", "keep-alive"}
+_PARAM = re.compile(r"^\{(\*?)([^:}=?]+)(?::[^}=?]*)?(?:=[^}?]*)?(\??)\}$")
+
+
+@dataclass(frozen=True)
+class HttpRoute:
+    spec: FunctionSpec
+    pattern: re.Pattern[str]
+    groups: dict[str, str]
+    precedence: tuple[int, int]
+
+
+def compile_route(route_prefix: str, template: str) -> tuple[re.Pattern[str], dict[str, str], tuple[int, int]]:
+    """Turn a Functions route template (``items/{id:int?}``, ``{*route}``) into a regex.
+
+    Literal segments match case-insensitively, as in ASP.NET routing; constraints are not enforced.
+    """
+    segments = [s for s in route_prefix.strip("/").split("/") if s] + [s for s in template.strip("/").split("/") if s]
+    pattern = ""
+    groups: dict[str, str] = {}
+    literals = 0
+    catch_all = 0
+    for segment in segments:
+        match = _PARAM.match(segment)
+        if match is None:
+            pattern += "/" + re.escape(segment)
+            literals += 1
+            continue
+        star, name, optional = match.groups()
+        group = f"g{len(groups)}"
+        groups[group] = name
+        if star:
+            pattern += f"(?:/(?P<{group}>.*))?"
+            catch_all = 1
+        elif optional:
+            pattern += f"(?:/(?P<{group}>[^/]+))?"
+        else:
+            pattern += f"/(?P<{group}>[^/]+)"
+    return re.compile(f"^{pattern}/?$", re.IGNORECASE), groups, (catch_all, -literals)
+
+
+def build_routes(index: FunctionIndex, route_prefix: str) -> list[HttpRoute]:
+    routes = []
+    for spec in index.of_kind(TriggerKind.HTTP):
+        pattern, groups, precedence = compile_route(route_prefix, spec.route or spec.name)
+        routes.append(HttpRoute(spec, pattern, groups, precedence))
+    return sorted(routes, key=lambda route: route.precedence)
+
+
+def _joined_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The host folds repeated request headers into one comma-separated value (cookies with ``; ``)."""
+    headers: dict[str, str] = {}
+    for key_bytes, value_bytes in raw:
+        key = key_bytes.decode("latin-1").lower()
+        value = value_bytes.decode("latin-1")
+        if key in headers:
+            headers[key] += ("; " if key == "cookie" else ", ") + value
+        else:
+            headers[key] = value
+    return headers
+
+
+def _query_params(query_string: str) -> dict[str, str]:
+    """``req.params``: repeated names are comma-joined; the ASGI app still gets the raw query via the URL."""
+    params: dict[str, str] = {}
+    for key, value in parse_qsl(query_string, keep_blank_values=True):
+        params[key] = f"{params[key]},{value}" if key in params else value
+    return params
+
+
+def to_response(value: Any) -> Response:
+    """Convert what an HTTP function returned into status, headers (repeats kept) and body."""
+    if value is None:
+        return Response(204)
+    if isinstance(value, str | bytes):
+        value = func.HttpResponse(value)
+    if not isinstance(value, func.HttpResponse):
+        raise TypeError(f"HTTP function returned {type(value).__name__}, expected azure.functions.HttpResponse")
+    headers = [(str(k), str(v)) for k, v in value.headers.items() if str(k).lower() not in _HOP_BY_HOP]
+    if not any(key.lower() == "content-type" for key, _ in headers):
+        mimetype = value.mimetype
+        headers.append(
+            ("content-type", f"{mimetype}; charset={value.charset}" if mimetype.startswith("text/") else mimetype)
+        )
+    return Response(int(value.status_code), value.get_body(), headers)
+
+
+class DevHostHttpApp:
+    """The ASGI app uvicorn serves."""
+
+    def __init__(
+        self,
+        index: FunctionIndex,
+        invoker: Invoker,
+        *,
+        route_prefix: str = "",
+        jwks_path: Path | None = None,
+        issuer: str | None = None,
+    ) -> None:
+        self._routes = build_routes(index, route_prefix)
+        self._invoker = invoker
+        self._eventgrid = EventGridWebhook(index, invoker)
+        self._jwks_path = jwks_path
+        self._issuer = issuer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        body = await _read_body(receive)
+        if body is None:
+            return
+        try:
+            response = await self._dispatch(scope, body)
+        except Exception as exc:  # a devhost bug must not kill the connection silently
+            log.exception("devhost: error handling %s %s", scope.get("method"), scope.get("path"))
+            response = problem(500, "devhost error", short_error(exc))
+        await _send_response(send, response)
+
+    async def _dispatch(self, scope: Scope, body: bytes) -> Response:
+        path: str = scope["path"]
+        method: str = scope["method"].upper()
+        headers = _joined_headers(scope.get("headers", []))
+        query_string = scope.get("query_string", b"").decode("latin-1")
+        if path == WEBHOOK_PATH:
+            return await self._eventgrid.handle(method, _query_params(query_string), headers, body)
+        if path == ADMIN_STATUS_PATH:
+            return json_response(200, {"state": "Running", "version": "devhost"})
+        if path.startswith(ISSUER_PATH + "/") and self._jwks_path is not None:
+            issuer_response = self._issuer_document(scope, path, headers)
+            if issuer_response is not None:
+                return issuer_response
+        return await self._invoke_http(scope, method, path, headers, query_string, body)
+
+    def _match(self, method: str, path: str) -> tuple[HttpRoute, dict[str, str]] | None:
+        for route in self._routes:
+            match = route.pattern.match(path)
+            if match is None:
+                continue
+            if route.spec.methods is not None and method not in route.spec.methods:
+                continue
+            params = {route.groups[g]: v for g, v in match.groupdict().items() if v is not None}
+            return route, params
+        return None
+
+    async def _invoke_http(
+        self, scope: Scope, method: str, path: str, headers: dict[str, str], query_string: str, body: bytes
+    ) -> Response:
+        matched = self._match(method, path)
+        if matched is None:
+            return problem(404, "Not found", f"no HTTP function matches {method} {path}")
+        route, route_params = matched
+        raw_path = scope.get("raw_path") or path.encode("utf-8")
+        host = headers.get("host") or "{}:{}".format(*(scope.get("server") or ("127.0.0.1", 80)))
+        url = f"{scope.get('scheme', 'http')}://{host}{raw_path.decode('latin-1')}"
+        if query_string:
+            url += "?" + query_string
+        request = func.HttpRequest(
+            method=method,
+            url=url,
+            headers=headers,
+            params=_query_params(query_string),
+            route_params=route_params,
+            body=body,
+        )
+        result = await self._invoker.invoke(
+            route.spec,
+            request,
+            log_fields={"method": method, "path": path},
+            trace_parent=headers.get("traceparent", ""),
+        )
+        if result.error is not None:
+            return problem(500, "Function invocation failed", short_error(result.error))
+        return to_response(result.value)
+
+    def _issuer_document(self, scope: Scope, path: str, headers: Mapping[str, str]) -> Response | None:
+        """Serve the local issuer's JWKS and OpenID metadata, so the default issuer URL is real."""
+        assert self._jwks_path is not None
+        if path == f"{ISSUER_PATH}/jwks.json":
+            return Response(200, self._jwks_path.read_bytes(), [("content-type", "application/json")])
+        if path == f"{ISSUER_PATH}/.well-known/openid-configuration":
+            base = f"{scope.get('scheme', 'http')}://{headers.get('host', '127.0.0.1')}{ISSUER_PATH}"
+            document = {
+                "issuer": self._issuer or base,
+                "jwks_uri": f"{base}/jwks.json",
+                "id_token_signing_alg_values_supported": ["RS256"],
+            }
+            return json_response(200, document)
+        return None
+
+    @staticmethod
+    async def _lifespan(receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _send_response(send: Send, response: Response) -> None:
+    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
+    headers.append((b"content-length", str(len(response.body)).encode("ascii")))
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": response.body})

@@ -1,0 +1,136 @@
+"""The local token issuer: an RSA key kept under ``.local/devhost`` and RS256 tokens signed with it.
+
+In local mode Herald validates tokens against the ``jwks.json`` written here, so developers and
+end-to-end tests get real, verifiable bearer tokens without an identity provider.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
+
+KEY_FILE = "issuer-key.pem"
+JWKS_FILE = "jwks.json"
+DEFAULT_ISSUER = "http://127.0.0.1:7071/devhost"
+DEFAULT_AUDIENCE = "api://herald"
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_state_dir() -> Path:
+    """``HERALD_DEVHOST_STATE`` or ``<repo>/.local/devhost`` (gitignored: the key never gets committed)."""
+    configured = os.environ.get("HERALD_DEVHOST_STATE")
+    return Path(configured) if configured else _REPO_ROOT / ".local" / "devhost"
+
+
+def _b64url_uint(value: int) -> str:
+    raw = value.to_bytes((value.bit_length() + 7) // 8 or 1, "big")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _thumbprint(public_key: rsa.RSAPublicKey) -> str:
+    """RFC 7638 thumbprint: a stable ``kid`` derived from the key itself."""
+    numbers = public_key.public_numbers()
+    canonical = json.dumps(
+        {"e": _b64url_uint(numbers.e), "kty": "RSA", "n": _b64url_uint(numbers.n)},
+        separators=(",", ":"),
+        sort_keys=True,
+    )
+    return base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode("ascii")
+
+
+def _write_private(path: Path, data: bytes) -> bool:
+    """Create the key file 0600 from the start (never briefly world-readable), only if absent.
+
+    Returns False when another process (``devhost start`` vs ``devhost token``) created it first.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    try:
+        os.link(tmp, path)  # atomic create-if-absent
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink()
+
+
+def _load_or_create_key(state_dir: Path) -> rsa.RSAPrivateKey:
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key_path = state_dir / KEY_FILE
+    if key_path.exists():
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise ValueError(f"{key_path} does not hold an RSA private key")
+        return key
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    if not _write_private(key_path, pem):
+        return _load_or_create_key(state_dir)
+    return key
+
+
+def _jwks_document(key: rsa.RSAPrivateKey) -> dict[str, Any]:
+    public = key.public_key()
+    jwk: dict[str, Any] = RSAAlgorithm.to_jwk(public, as_dict=True)
+    jwk.update({"kid": _thumbprint(public), "use": "sig", "alg": "RS256"})
+    return {"keys": [jwk]}
+
+
+def ensure_issuer_keys(state_dir: Path | str | None = None) -> Path:
+    """Create the signing key and ``jwks.json`` on first use; return the jwks path."""
+    directory = Path(state_dir) if state_dir is not None else default_state_dir()
+    key = _load_or_create_key(directory)
+    jwks_path = directory / JWKS_FILE
+    document = _jwks_document(key)
+    if not jwks_path.exists() or json.loads(jwks_path.read_text(encoding="utf-8")) != document:
+        jwks_path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    return jwks_path
+
+
+def issue_token(
+    sub: str,
+    scopes: Sequence[str],
+    *,
+    ttl: int = 3600,
+    audience: str | None = None,
+    issuer: str | None = None,
+    state_dir: Path | str | None = None,
+    extra_claims: Mapping[str, Any] | None = None,
+) -> str:
+    """Sign an RS256 access token with the local key; defaults follow ``HERALD_AUTH_*`` settings."""
+    directory = Path(state_dir) if state_dir is not None else default_state_dir()
+    ensure_issuer_keys(directory)
+    key = _load_or_create_key(directory)
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "iss": issuer or os.environ.get("HERALD_AUTH_ISSUER") or DEFAULT_ISSUER,
+        "aud": audience or os.environ.get("HERALD_AUTH_AUDIENCE") or DEFAULT_AUDIENCE,
+        "sub": sub,
+        "scp": " ".join(scope for scope in scopes if scope),
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl,
+        "jti": str(uuid.uuid4()),
+    }
+    if extra_claims:
+        claims.update(extra_claims)
+    return jwt.encode(claims, key, algorithm="RS256", headers={"kid": _thumbprint(key.public_key()), "typ": "JWT"})
+
+
+def split_scopes(values: Sequence[str]) -> list[str]:
+    """Accept ``--scope "a b"`` as well as repeated ``--scope a --scope b``."""
+    return [scope for value in values for scope in value.replace(",", " ").split()]

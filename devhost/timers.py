@@ -1,0 +1,108 @@
+"""Timer triggers on six-field NCRONTAB schedules (seconds first), in UTC like the Functions host.
+
+One invocation at a time per timer: an occurrence missed while the previous run was still going
+is run once afterwards with ``past_due=True`` rather than queued up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from datetime import UTC, datetime, timedelta
+
+import azure.functions as func
+from croniter import croniter
+
+from devhost.functions_index import FunctionSpec
+from devhost.invocation import Invoker
+
+log = logging.getLogger("devhost")
+
+_TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})$")
+# How late an invocation may start before it counts as past due.
+PAST_DUE_TOLERANCE = timedelta(seconds=1)
+
+
+class Schedule:
+    """Next occurrences of an NCRONTAB expression or a ``[d.]hh:mm:ss`` TimeSpan interval."""
+
+    def __init__(self, expression: str) -> None:
+        self.expression = expression.strip()
+        timespan = _TIMESPAN.match(self.expression)
+        self._interval: timedelta | None = None
+        if timespan:
+            days, hours, minutes, seconds = (int(part or 0) for part in timespan.groups())
+            self._interval = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+            if self._interval <= timedelta(0):
+                raise ValueError(f"timer interval {expression!r} must be positive")
+        elif len(self.expression.split()) != 6 or not croniter.is_valid(self.expression, second_at_beginning=True):
+            raise ValueError(f"{expression!r} is not a six-field NCRONTAB expression ({{second}} {{minute}} ...)")
+
+    def next_after(self, moment: datetime) -> datetime:
+        if self._interval is not None:
+            return moment + self._interval
+        upcoming: datetime = croniter(self.expression, moment, second_at_beginning=True).get_next(datetime)
+        return upcoming
+
+
+class TimerRunner:
+    """Fires one timer function until stopped."""
+
+    def __init__(self, spec: FunctionSpec, invoker: Invoker) -> None:
+        if spec.schedule is None:
+            raise ValueError(f"{spec.name} has no schedule")
+        self.spec = spec
+        self.schedule = Schedule(spec.schedule)
+        self._invoker = invoker
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._last: datetime | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"devhost-timer-{self.spec.name}")
+
+    async def stop(self, grace_seconds: float) -> None:
+        """Stop scheduling; let a running invocation finish for up to ``grace_seconds``."""
+        self._stopping.set()
+        if self._task is None:
+            return
+        done, _ = await asyncio.wait({self._task}, timeout=grace_seconds)
+        if not done:
+            log.warning("devhost: timer %s still running at shutdown; cancelling", self.spec.name)
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        if self.spec.run_on_startup:
+            now = datetime.now(UTC)
+            await self._fire(now, now)
+        due = self.schedule.next_after(datetime.now(UTC))
+        while not self._stopping.is_set():
+            delay = (due - datetime.now(UTC)).total_seconds()
+            if delay > 0:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+                if self._stopping.is_set():
+                    return
+            started = datetime.now(UTC)
+            await self._fire(due, started)
+            # Computed from the start of this run, so occurrences missed while it ran collapse into
+            # a single past-due run instead of a burst of catch-up runs.
+            due = self.schedule.next_after(max(due, started))
+
+    async def _fire(self, due: datetime, started: datetime) -> None:
+        following = self.schedule.next_after(started)
+        request = func.timer.TimerRequest(
+            past_due=started - due > PAST_DUE_TOLERANCE,
+            schedule_status={
+                "Last": (self._last or due).isoformat(),
+                "Next": following.isoformat(),
+                "LastUpdated": started.isoformat(),
+            },
+            schedule={"AdjustForDST": True},
+        )
+        self._last = started
+        await self._invoker.invoke(self.spec, request, log_fields={"past_due": str(request.past_due).lower()})

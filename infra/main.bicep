@@ -1,0 +1,576 @@
+metadata name = 'Herald'
+metadata description = 'Herald on Azure: Flex Consumption function app with a user-assigned managed identity, Table Storage, Service Bus, Communication Services, Event Grid, Key Vault and Azure Monitor. Identity only: no keys or connection strings.'
+
+targetScope = 'subscription'
+
+// ---------------------------------------------------------------------------------------------
+// Parameters (azd maps them from the environment in main.parameters.json)
+// ---------------------------------------------------------------------------------------------
+
+@description('Required. Name of the azd environment; used in resource names and the azd-env-name tag.')
+@minLength(1)
+@maxLength(40)
+param environmentName string
+
+@description('Required. Azure region for the resources (Flex Consumption must be offered there).')
+param location string
+
+@description('Optional. Object ID of the deploying user or group; gets data-plane roles for troubleshooting. Empty: none.')
+param principalId string = ''
+
+@description('Optional. Principal type of principalId.')
+@allowed([
+  'User'
+  'Group'
+  'ServicePrincipal'
+])
+param principalType string = 'User'
+
+@description('Optional. Microsoft Entra tenant that issues publisher tokens. Defaults to the deployment tenant.')
+param authTenantId string = tenant().tenantId
+
+@description('Required. Audience publishers\' tokens must carry: the Application ID URI of Herald\'s app registration (api://...).')
+param authAudience string
+
+@description('Optional. Expected token issuer. Empty: the v2.0 issuer of authTenantId (the app registration must issue v2 access tokens).')
+param authIssuer string = ''
+
+@description('Optional. Days an event is kept and readable.')
+@minValue(1)
+param eventRetentionDays int = 90
+
+@description('Optional. Age in seconds after which the outbox sweeper re-dispatches rows whose dispatch did not complete.')
+@minValue(10)
+param outboxGraceSeconds int = 60
+
+@description('Optional. Seconds one webhook request may take before it counts as failed.')
+@minValue(1)
+@maxValue(230)
+param webhookTimeoutSeconds int = 30
+
+@description('Optional. Delays between delivery attempts in seconds, comma-separated; the last repeats (Event Grid\'s schedule by default).')
+param retryScheduleSeconds string = '10,30,60,300,600,1800,3600,10800,21600,43200'
+
+@description('Optional. Hours a delivery is retried before it is dead-lettered.')
+@minValue(1)
+param retryHorizonHours int = 24
+
+@description('Optional. Days of uninterrupted delivery failures after which a subscription is disabled.')
+@minValue(1)
+param disableAfterDays int = 5
+
+@description('Optional. Days the delivery log keeps each attempt.')
+@minValue(1)
+param deliveryLogDays int = 14
+
+@description('Optional. Herald\'s public URL (the function app\'s host name unless a custom domain fronts it).')
+param publicBaseUrl string = ''
+
+@description('Optional. Create the Event Grid subscriptions to the functions. Event Grid checks that each function exists, so this is false on the first provision and set by the postdeploy hook.')
+param deployEventSubscriptions bool = false
+
+@description('Optional. Create the custom Event Grid topic whose events Herald ingests.')
+param enableCustomTopic bool = false
+
+@description('Optional. Data location of Communication Services and the email service.')
+@allowed([
+  'Africa'
+  'Asia Pacific'
+  'Australia'
+  'Brazil'
+  'Canada'
+  'Europe'
+  'France'
+  'Germany'
+  'India'
+  'Japan'
+  'Korea'
+  'Norway'
+  'Switzerland'
+  'UAE'
+  'UK'
+  'United States'
+])
+param communicationDataLocation string = 'Europe'
+
+@description('Optional. Custom email domain (for example notify.example.gov). Empty: an Azure-managed *.azurecomm.net domain.')
+param emailCustomDomainName string = ''
+
+@description('Optional. Storage SKU (geo-zone-redundant by default; Standard_ZRS where GZRS is not offered).')
+param storageSkuName string = 'Standard_GZRS'
+
+@description('Optional. Key Vault SKU; premium makes the subscription-secret key HSM-backed.')
+@allowed([
+  'standard'
+  'premium'
+])
+param keyVaultSkuName string = 'standard'
+
+@description('Optional. Maximum instances of the function app.')
+@minValue(1)
+@maxValue(1000)
+param functionMaximumInstanceCount int = 40
+
+@description('Optional. Comma-separated e-mail addresses for alerts. Empty: alerts show in the portal only.')
+param alertEmailAddresses string = ''
+
+// ---------------------------------------------------------------------------------------------
+// What the app uses. tests/infra/test_consistency.py compares these with function_app.py and
+// local.settings.sample.json: add an entry here when the app binds a new queue or function.
+// ---------------------------------------------------------------------------------------------
+
+@description('Service Bus queues, one per pipeline stage (shared/queues.py). Duplicate detection where the sender re-sends with a deterministic message id (the outbox sweep re-dispatches to events-inbound).')
+var serviceBusQueues = [
+  {
+    // Pointers to committed log rows; the outbox sweeper re-sends them with deterministic ids.
+    name: 'events-inbound'
+    maxDeliveryCount: 10
+    lockDuration: 'PT1M'
+    requiresDuplicateDetection: true
+    duplicateDetectionHistoryTimeWindow: 'PT10M'
+    deadLetteringOnMessageExpiration: true
+    defaultMessageTimeToLive: 'P7D'
+  }
+  {
+    // First attempts, up to 256 deliveries a message; fan-out relies on duplicate detection of re-sent batches.
+    name: 'events-outbound'
+    maxDeliveryCount: 10
+    lockDuration: 'PT5M'
+    requiresDuplicateDetection: true
+    duplicateDetectionHistoryTimeWindow: 'PT10M'
+    deadLetteringOnMessageExpiration: true
+    defaultMessageTimeToLive: 'P2D'
+  }
+  {
+    // Retries, scheduled for their due time (up to 24 h ahead), kept off the first-attempt path.
+    name: 'events-retry'
+    maxDeliveryCount: 10
+    lockDuration: 'PT5M'
+    requiresDuplicateDetection: true
+    duplicateDetectionHistoryTimeWindow: 'PT10M'
+    deadLetteringOnMessageExpiration: true
+    defaultMessageTimeToLive: 'P2D'
+  }
+  {
+    // Validation of new and re-enabled subscriptions, retried on the delivery schedule.
+    name: 'subscription-validation'
+    maxDeliveryCount: 10
+    lockDuration: 'PT2M'
+    requiresDuplicateDetection: true
+    duplicateDetectionHistoryTimeWindow: 'PT10M'
+    deadLetteringOnMessageExpiration: true
+    defaultMessageTimeToLive: 'P2D'
+  }
+]
+
+@description('Tables Herald stores its data in (shared/container.py TABLES).')
+var storageTables = [
+  'events'
+  'eventresources'
+  'heraldstate'
+  'subscriptions'
+  'subscriptionowners'
+  'deadletters'
+]
+
+@description('Event Grid subscriptions on the Communication Services system topic: one per Event Grid-triggered function for delivery reports.')
+var communicationEventSubscriptions = []
+
+@description('Event Grid subscriptions on the optional custom topic: one per Event Grid-triggered ingestion function.')
+var customTopicEventSubscriptions = []
+
+// ---------------------------------------------------------------------------------------------
+// Names, roles
+// ---------------------------------------------------------------------------------------------
+
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = {
+  'azd-env-name': environmentName
+  application: 'herald'
+}
+var deploymentContainerName = 'app-package'
+var issuer = empty(authIssuer) ? '${environment().authentication.loginEndpoint}${authTenantId}/v2.0' : authIssuer
+var openIdMetadataUrl = '${environment().authentication.loginEndpoint}${authTenantId}/v2.0/.well-known/openid-configuration'
+var alertEmails = empty(alertEmailAddresses) ? [] : split(replace(alertEmailAddresses, ' ', ''), ',')
+
+// Built-in role definition IDs.
+var roles = {
+  storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+  storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+  storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+  serviceBusDataSender: '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39'
+  serviceBusDataReceiver: '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0'
+  monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
+  keyVaultCryptoUser: '12338af0-0e69-4776-bea7-57ae8d297424'
+  contributor: 'b24988ac-6180-42a0-ab88-20f7382dd24c'
+  eventGridDataSender: 'd5a91429-5739-47e2-a06b-3470a27159e7'
+}
+
+var hasUser = !empty(principalId)
+
+// Role assignments: the function app's identity, and optionally the deploying user (principalId).
+var storageRoleAssignments = concat(identityStorageRoles, userStorageRoles)
+var identityStorageRoles = [
+  {
+    principalId: identity.outputs.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: roles.storageBlobDataOwner
+  }
+  {
+    principalId: identity.outputs.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: roles.storageTableDataContributor
+  }
+  {
+    principalId: identity.outputs.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: roles.storageQueueDataContributor
+  }
+]
+var userStorageRoles = hasUser ? [
+  {
+    principalId: principalId
+    principalType: principalType
+    roleDefinitionId: roles.storageTableDataContributor
+  }
+  {
+    principalId: principalId
+    principalType: principalType
+    roleDefinitionId: roles.storageQueueDataContributor
+  }
+] : []
+
+var serviceBusRoleAssignments = concat(identityServiceBusRoles, userServiceBusRoles)
+var identityServiceBusRoles = [
+  {
+    principalId: identity.outputs.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: roles.serviceBusDataSender
+  }
+  {
+    principalId: identity.outputs.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: roles.serviceBusDataReceiver
+  }
+]
+var userServiceBusRoles = hasUser ? [
+  {
+    principalId: principalId
+    principalType: principalType
+    roleDefinitionId: roles.serviceBusDataSender
+  }
+  {
+    principalId: principalId
+    principalType: principalType
+    roleDefinitionId: roles.serviceBusDataReceiver
+  }
+] : []
+
+var keyVaultRoleAssignments = concat(identityKeyVaultRoles, userKeyVaultRoles)
+var identityKeyVaultRoles = [
+  {
+    principalId: identity.outputs.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: roles.keyVaultCryptoUser
+  }
+]
+var userKeyVaultRoles = hasUser ? [
+  {
+    principalId: principalId
+    principalType: principalType
+    roleDefinitionId: roles.keyVaultCryptoUser
+  }
+] : []
+
+// Sending email/SMS with a managed identity: no narrower data-plane role is documented.
+var communicationRoleAssignments = [
+  {
+    principalId: identity.outputs.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: roles.contributor
+  }
+]
+
+var applicationInsightsRoleAssignments = [
+  {
+    principalId: identity.outputs.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: roles.monitoringMetricsPublisher
+  }
+]
+
+// Herald does not publish to the custom topic; only the deploying user may, to test ingestion.
+var customTopicRoleAssignments = hasUser ? [
+  {
+    principalId: principalId
+    principalType: principalType
+    roleDefinitionId: roles.eventGridDataSender
+  }
+] : []
+
+// ---------------------------------------------------------------------------------------------
+// Resources
+// ---------------------------------------------------------------------------------------------
+
+resource resourceGroup 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: 'rg-${environmentName}'
+  location: location
+  tags: tags
+}
+
+module identity 'modules/managed-identity/user-assigned-identity.bicep' = {
+  name: 'identity'
+  scope: resourceGroup
+  params: {
+    name: 'id-herald-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module workspace 'modules/operational-insights/workspace.bicep' = {
+  name: 'workspace'
+  scope: resourceGroup
+  params: {
+    name: 'log-herald-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module appInsights 'modules/insights/component.bicep' = {
+  name: 'app-insights'
+  scope: resourceGroup
+  params: {
+    name: 'appi-herald-${resourceToken}'
+    location: location
+    tags: tags
+    workspaceResourceId: workspace.outputs.resourceId
+    roleAssignments: applicationInsightsRoleAssignments
+  }
+}
+
+module storage 'modules/storage/storage-account.bicep' = {
+  name: 'storage'
+  scope: resourceGroup
+  params: {
+    name: 'stherald${resourceToken}'
+    location: location
+    tags: tags
+    skuName: storageSkuName
+    blobContainerNames: [
+      deploymentContainerName
+    ]
+    tableNames: storageTables
+    diagnosticWorkspaceResourceId: workspace.outputs.resourceId
+    roleAssignments: storageRoleAssignments
+  }
+}
+
+module serviceBus 'modules/service-bus/namespace.bicep' = {
+  name: 'service-bus'
+  scope: resourceGroup
+  params: {
+    name: 'sb-herald-${resourceToken}'
+    location: location
+    tags: tags
+    queues: serviceBusQueues
+    diagnosticWorkspaceResourceId: workspace.outputs.resourceId
+    roleAssignments: serviceBusRoleAssignments
+  }
+}
+
+module keyVault 'modules/key-vault/vault.bicep' = {
+  name: 'key-vault'
+  scope: resourceGroup
+  params: {
+    name: 'kv-herald-${resourceToken}'
+    location: location
+    tags: tags
+    skuName: keyVaultSkuName
+    diagnosticWorkspaceResourceId: workspace.outputs.resourceId
+    roleAssignments: keyVaultRoleAssignments
+  }
+}
+
+module emailService 'modules/communication/email-service.bicep' = {
+  name: 'email-service'
+  scope: resourceGroup
+  params: {
+    name: 'ecs-herald-${resourceToken}'
+    dataLocation: communicationDataLocation
+    tags: tags
+    customDomainName: emailCustomDomainName
+  }
+}
+
+module communication 'modules/communication/communication-service.bicep' = {
+  name: 'communication'
+  scope: resourceGroup
+  params: {
+    name: 'acs-herald-${resourceToken}'
+    dataLocation: communicationDataLocation
+    tags: tags
+    linkedDomainResourceIds: [
+      emailService.outputs.domainResourceId
+    ]
+    roleAssignments: communicationRoleAssignments
+  }
+}
+
+module plan 'modules/web/serverfarm.bicep' = {
+  name: 'plan'
+  scope: resourceGroup
+  params: {
+    name: 'plan-herald-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+@description('App settings of the function app. Every Herald setting is documented in local.settings.sample.json (scope azure/both); the platform settings are listed in tests/infra/test_consistency.py.')
+var functionAppSettings = {
+  AzureWebJobsStorage__accountName: storage.outputs.name
+  AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__clientId: identity.outputs.clientId
+  APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.outputs.connectionString
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.outputs.clientId};Authorization=AAD'
+  PYTHON_ENABLE_OPENTELEMETRY: 'true'
+  HERALD_MODE: 'azure'
+  HeraldStorage__tableServiceUri: storage.outputs.tableEndpoint
+  HeraldStorage__queueServiceUri: storage.outputs.queueEndpoint
+  HeraldStorage__credential: 'managedidentity'
+  HeraldStorage__clientId: identity.outputs.clientId
+  HERALD_BUS: 'service-bus'
+  ServiceBusConnection__fullyQualifiedNamespace: serviceBus.outputs.fullyQualifiedNamespace
+  ServiceBusConnection__credential: 'managedidentity'
+  ServiceBusConnection__clientId: identity.outputs.clientId
+  HERALD_AUTH_ISSUER: issuer
+  HERALD_AUTH_AUDIENCE: authAudience
+  HERALD_AUTH_OPENID_METADATA_URL: openIdMetadataUrl
+  HERALD_EVENT_RETENTION_DAYS: string(eventRetentionDays)
+  HERALD_OUTBOX_GRACE_SECONDS: string(outboxGraceSeconds)
+  HERALD_PUBLIC_BASE_URL: empty(publicBaseUrl) ? 'https://func-herald-${resourceToken}.azurewebsites.net' : publicBaseUrl
+  HERALD_WEBHOOK_TIMEOUT_SECONDS: string(webhookTimeoutSeconds)
+  HERALD_RETRY_SCHEDULE_SECONDS: retryScheduleSeconds
+  HERALD_RETRY_HORIZON_HOURS: string(retryHorizonHours)
+  HERALD_DISABLE_AFTER_DAYS: string(disableAfterDays)
+  HERALD_DELIVERY_LOG_DAYS: string(deliveryLogDays)
+}
+
+module functionApp 'modules/web/function-app.bicep' = {
+  name: 'function-app'
+  scope: resourceGroup
+  params: {
+    name: 'func-herald-${resourceToken}'
+    location: location
+    tags: union(tags, {
+      'azd-service-name': 'api'
+    })
+    serverFarmResourceId: plan.outputs.resourceId
+    userAssignedIdentityResourceId: identity.outputs.resourceId
+    deploymentContainerUrl: '${storage.outputs.blobEndpoint}${deploymentContainerName}'
+    maximumInstanceCount: functionMaximumInstanceCount
+    appSettings: functionAppSettings
+    diagnosticWorkspaceResourceId: workspace.outputs.resourceId
+  }
+}
+
+module communicationEvents 'modules/event-grid/system-topic.bicep' = {
+  name: 'communication-events'
+  scope: resourceGroup
+  params: {
+    name: 'evgst-acs-herald-${resourceToken}'
+    tags: tags
+    sourceResourceId: communication.outputs.resourceId
+    topicType: 'Microsoft.Communication.CommunicationServices'
+    functionAppResourceId: functionApp.outputs.resourceId
+    functionSubscriptions: communicationEventSubscriptions
+    deploySubscriptions: deployEventSubscriptions
+  }
+}
+
+module customTopic 'modules/event-grid/topic.bicep' = if (enableCustomTopic) {
+  name: 'custom-topic'
+  scope: resourceGroup
+  params: {
+    name: 'evgt-herald-${resourceToken}'
+    location: location
+    tags: tags
+    functionAppResourceId: functionApp.outputs.resourceId
+    functionSubscriptions: customTopicEventSubscriptions
+    deploySubscriptions: deployEventSubscriptions
+    roleAssignments: customTopicRoleAssignments
+  }
+}
+
+module workbook 'modules/insights/workbook.bicep' = {
+  name: 'workbook'
+  scope: resourceGroup
+  params: {
+    displayName: 'Herald (${environmentName})'
+    location: location
+    tags: tags
+    applicationInsightsResourceId: appInsights.outputs.resourceId
+    workspaceResourceId: workspace.outputs.resourceId
+  }
+}
+
+module alerts 'modules/insights/alerts.bicep' = {
+  name: 'alerts'
+  scope: resourceGroup
+  params: {
+    namePrefix: 'herald-${environmentName}'
+    location: location
+    tags: tags
+    applicationInsightsResourceId: appInsights.outputs.resourceId
+    serviceBusNamespaceResourceId: serviceBus.outputs.resourceId
+    alertEmailAddresses: alertEmails
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outputs (azd stores them in the environment: `azd env get-values`)
+// ---------------------------------------------------------------------------------------------
+
+@description('Resource group of the environment.')
+output AZURE_RESOURCE_GROUP string = resourceGroup.name
+
+@description('Function app name.')
+output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
+
+@description('Base URL of Herald\'s API.')
+output HERALD_API_URL string = 'https://${functionApp.outputs.defaultHostName}'
+
+@description('Token audience publishers request (az account get-access-token --resource ...).')
+output HERALD_AUTH_AUDIENCE string = authAudience
+
+@description('Client ID of the function app\'s managed identity.')
+output AZURE_MANAGED_IDENTITY_CLIENT_ID string = identity.outputs.clientId
+
+@description('Storage table endpoint.')
+output HERALD_TABLE_ENDPOINT string = storage.outputs.tableEndpoint
+
+@description('Service Bus namespace host name.')
+output SERVICE_BUS_NAMESPACE string = serviceBus.outputs.fullyQualifiedNamespace
+
+@description('Communication Services endpoint (to wire as an app setting when the notification functions land).')
+output ACS_ENDPOINT string = communication.outputs.endpoint
+
+@description('Sender address of the email domain.')
+output ACS_EMAIL_SENDER string = emailService.outputs.senderAddress
+
+@description('Key URI of the subscription-secret encryption key (without version).')
+output KEY_VAULT_KEY_URI string = keyVault.outputs.keyUri
+
+@description('Custom Event Grid topic endpoint (empty when disabled).')
+output EVENT_GRID_TOPIC_ENDPOINT string = enableCustomTopic ? customTopic!.outputs.endpoint : ''
+
+@description('Application Insights resource ID.')
+output APPLICATIONINSIGHTS_RESOURCE_ID string = appInsights.outputs.resourceId
+
+@description('Workbook resource ID.')
+output HERALD_WORKBOOK_ID string = workbook.outputs.resourceId
+
+@description('Whether the Event Grid subscriptions were created in this provision.')
+output HERALD_EVENT_SUBSCRIPTIONS bool = deployEventSubscriptions

@@ -1,0 +1,71 @@
+"""Outbound webhook HTTP with aiohttp: pooled connections, no redirects, bounded response reads."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+
+import aiohttp
+
+from shared.subscriptions.ports import WebhookResponse
+
+USER_AGENT = "Herald-Webhooks/1.0"
+EXCERPT_BYTES = 2048
+
+
+class AiohttpWebhookClient:
+    def __init__(self, *, connections: int = 512, per_host: int = 64) -> None:
+        self._connections = connections
+        self._per_host = per_host
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self._connections, limit_per_host=self._per_host, ttl_dns_cache=60)
+            self._session = aiohttp.ClientSession(
+                connector=connector, headers={"User-Agent": USER_AGENT}, auto_decompress=False
+            )
+        return self._session
+
+    async def _request(
+        self, method: str, url: str, body: bytes | None, headers: Mapping[str, str], timeout: float
+    ) -> WebhookResponse:
+        started = time.perf_counter()
+        try:
+            async with self._client().request(
+                method,
+                url,
+                data=body,
+                headers=dict(headers),
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as response:
+                excerpt = await response.content.read(EXCERPT_BYTES)
+                return WebhookResponse(
+                    status=response.status,
+                    headers=dict(response.headers.items()),
+                    latency_ms=int((time.perf_counter() - started) * 1000),
+                    excerpt=excerpt.decode("utf-8", errors="replace"),
+                )
+        except TimeoutError:
+            error = f"no answer within {timeout:g} s"
+        except aiohttp.ClientError as failure:
+            error = f"{type(failure).__name__}: {failure}"[:300]
+        except (OSError, ValueError) as failure:
+            error = f"{type(failure).__name__}: {failure}"[:300]
+        except asyncio.CancelledError:
+            raise
+        return WebhookResponse(
+            status=None, headers={}, latency_ms=int((time.perf_counter() - started) * 1000), excerpt="", error=error
+        )
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> WebhookResponse:
+        return await self._request("POST", url, body, headers, timeout)
+
+    async def options(self, url: str, headers: Mapping[str, str], timeout: float) -> WebhookResponse:
+        return await self._request("OPTIONS", url, None, headers, timeout)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()

@@ -1,0 +1,200 @@
+"""/api/v1/subscriptions: webhook subscriptions of the calling consumer (scope ``events.subscribe``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+from shared.api.auth import require_scope
+from shared.api.problems import Problem
+from shared.identity.tokens import Principal
+from shared.subscriptions.model import SubscriptionRequest, public_view
+from shared.subscriptions.service import EndpointRefused, SubscriptionNotFound, SubscriptionService
+
+router = APIRouter(tags=["subscriptions"])
+subscriber = require_scope("events.subscribe")
+SubscriptionId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^sub_[0-9a-f]{32}$")]
+PageSize = Annotated[int, Query(ge=1, le=1000)]
+
+
+class ReplayRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    since: AwareDatetime | None = None
+
+
+async def _service(request: Request) -> SubscriptionService:
+    services = await request.app.state.services()
+    service: SubscriptionService = services.subscriptions
+    return service
+
+
+def _not_found(subscription_id: str) -> Problem:
+    return Problem(404, "Not Found", f"you have no subscription {subscription_id}", kind="subscription-not-found")
+
+
+def _next_link(request: Request, name: str, token: str | None) -> dict[str, str]:
+    if token is None:
+        return {}
+    query = {k: v for k, v in request.query_params.items() if k != name}
+    query[name] = token
+    return {"Link": f'<{request.url.replace(query=urlencode(query))}>; rel="next"'}
+
+
+@router.post(
+    "/api/v1/subscriptions",
+    status_code=201,
+    summary="Create a webhook subscription",
+    description=(
+        "The new subscription is `pending` until its endpoint accepts a `platform.events.validatesubscription` event; "
+        "the signing secret is returned only here. Creating an identical subscription again returns the existing one (200)."
+    ),
+    responses={200: {"description": "An identical subscription exists"}, 400: {"description": "Invalid request"}},
+)
+async def create_subscription(
+    request: Request, body: Annotated[SubscriptionRequest, Body()], principal: Principal = Depends(subscriber)
+) -> JSONResponse:
+    service = await _service(request)
+    try:
+        subscription, secret, created = await service.create(principal.subject, body)
+    except EndpointRefused as error:
+        raise Problem(400, "Bad Request", str(error), kind="endpoint-refused") from error
+    location = f"/api/v1/subscriptions/{subscription.id}"
+    return JSONResponse(
+        public_view(subscription, secret=secret), status_code=201 if created else 200, headers={"Location": location}
+    )
+
+
+@router.get("/api/v1/subscriptions", summary="List your subscriptions")
+async def list_subscriptions(
+    request: Request,
+    after: Annotated[str | None, Query(max_length=200)] = None,
+    size: PageSize = 100,
+    principal: Principal = Depends(subscriber),
+) -> JSONResponse:
+    service = await _service(request)
+    found, token = await service.page(principal.subject, after, size)
+    body = {"count": len(found), "subscriptions": [public_view(s) for s in found]}
+    return JSONResponse(body, headers=_next_link(request, "after", token))
+
+
+@router.get("/api/v1/subscriptions/{subscription_id}", summary="Get a subscription")
+async def get_subscription(
+    request: Request, subscription_id: SubscriptionId, principal: Principal = Depends(subscriber)
+) -> JSONResponse:
+    try:
+        subscription = await (await _service(request)).get(principal.subject, subscription_id)
+    except SubscriptionNotFound as error:
+        raise _not_found(subscription_id) from error
+    return JSONResponse(public_view(subscription))
+
+
+@router.delete("/api/v1/subscriptions/{subscription_id}", status_code=204, summary="Delete a subscription")
+async def delete_subscription(
+    request: Request, subscription_id: SubscriptionId, principal: Principal = Depends(subscriber)
+) -> Response:
+    try:
+        await (await _service(request)).delete(principal.subject, subscription_id)
+    except SubscriptionNotFound as error:
+        raise _not_found(subscription_id) from error
+    return Response(status_code=204)
+
+
+@router.post("/api/v1/subscriptions/{subscription_id}/enable", summary="Validate and enable a disabled subscription")
+async def enable_subscription(
+    request: Request, subscription_id: SubscriptionId, principal: Principal = Depends(subscriber)
+) -> JSONResponse:
+    try:
+        subscription = await (await _service(request)).enable(principal.subject, subscription_id)
+    except SubscriptionNotFound as error:
+        raise _not_found(subscription_id) from error
+    return JSONResponse(public_view(subscription))
+
+
+@router.post(
+    "/api/v1/subscriptions/{subscription_id}/rotate-secret",
+    summary="Rotate the signing secret",
+    description="Returns the new secret once; deliveries carry signatures with both secrets for 24 hours.",
+)
+async def rotate_secret(
+    request: Request, subscription_id: SubscriptionId, principal: Principal = Depends(subscriber)
+) -> JSONResponse:
+    try:
+        subscription, secret = await (await _service(request)).rotate_secret(principal.subject, subscription_id)
+    except SubscriptionNotFound as error:
+        raise _not_found(subscription_id) from error
+    return JSONResponse(public_view(subscription, secret=secret))
+
+
+@router.get(
+    "/api/v1/subscriptions/{subscription_id}/deadletters", summary="Deliveries that exhausted the retry schedule"
+)
+async def dead_letters(
+    request: Request,
+    subscription_id: SubscriptionId,
+    after: Annotated[str | None, Query(max_length=200)] = None,
+    size: PageSize = 100,
+    principal: Principal = Depends(subscriber),
+) -> JSONResponse:
+    services = await request.app.state.services()
+    try:
+        subscription = await services.subscriptions.get(principal.subject, subscription_id)
+    except SubscriptionNotFound as error:
+        raise _not_found(subscription_id) from error
+    letters, token = await services.dead_letters.page(subscription.id, after, size)
+    body = {"count": len(letters), "deadLetters": [_json(asdict(letter)) for letter in letters]}
+    return JSONResponse(body, headers=_next_link(request, "after", token))
+
+
+@router.post(
+    "/api/v1/subscriptions/{subscription_id}/replay",
+    status_code=202,
+    summary="Queue dead letters again",
+    description="All dead letters, or those dead-lettered since `since`, are delivered again with a fresh retry schedule.",
+)
+async def replay(
+    request: Request,
+    subscription_id: SubscriptionId,
+    body: Annotated[ReplayRequest | None, Body()] = None,
+    principal: Principal = Depends(subscriber),
+) -> JSONResponse:
+    try:
+        count = await (await _service(request)).replay(principal.subject, subscription_id, body.since if body else None)
+    except SubscriptionNotFound as error:
+        raise _not_found(subscription_id) from error
+    return JSONResponse({"replayed": count}, status_code=202)
+
+
+@router.get(
+    "/api/v1/subscriptions/{subscription_id}/deliveries", summary="Delivery attempts of the last 14 days, newest first"
+)
+async def deliveries(
+    request: Request,
+    subscription_id: SubscriptionId,
+    before: Annotated[str | None, Query(max_length=300)] = None,
+    size: PageSize = 100,
+    principal: Principal = Depends(subscriber),
+) -> JSONResponse:
+    services = await request.app.state.services()
+    try:
+        subscription = await services.subscriptions.get(principal.subject, subscription_id)
+    except SubscriptionNotFound as error:
+        raise _not_found(subscription_id) from error
+    attempts, token = await services.delivery_log.attempts(subscription.id, size, before)
+    body = {"count": len(attempts), "deliveries": [_json(asdict(attempt)) for attempt in attempts]}
+    return JSONResponse(body, headers=_next_link(request, "before", token))
+
+
+def _json(record: dict[str, Any]) -> dict[str, Any]:
+    return {_camel(k): (v.isoformat() if isinstance(v, datetime) else v) for k, v in record.items()}
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)

@@ -1,0 +1,110 @@
+"""The delivery state machine: what one attempt's answer means, and when the next attempt is due.
+
+States of a delivery: pending → (attempt) → delivered | retrying → … → dead-lettered, or
+dropped when the endpoint answers 410 (the subscription is disabled). The retry schedule is
+data (Azure Event Grid's by default); retries are delayed queue messages, never a sleeping worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+
+from standardwebhooks import Webhook
+
+# Event Grid: 10 s, 30 s, 1 m, 5 m, 10 m, 30 m, 1 h, 3 h, 6 h, then every 12 h, for up to 24 h.
+DEFAULT_SCHEDULE: tuple[int, ...] = (10, 30, 60, 300, 600, 1800, 3600, 10800, 21600, 43200)
+DEFAULT_HORIZON = timedelta(hours=24)
+# A Retry-After longer than this is treated as this: a misbehaving endpoint cannot park deliveries for a year.
+MAX_RETRY_AFTER = timedelta(hours=12)
+RETRY_AFTER_STATUSES = frozenset({429, 503})
+
+
+class Verdict(StrEnum):
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    GONE = "gone"  # 410: the endpoint asks to stop; the subscription is disabled
+    DEAD = "dead"  # the schedule is exhausted: the delivery goes to the dead-letter store
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    schedule: Sequence[int] = DEFAULT_SCHEDULE
+    horizon: timedelta = DEFAULT_HORIZON
+
+    def delay(self, attempt: int) -> timedelta:
+        """Delay after failed attempt number ``attempt`` (1-based); the last step repeats."""
+        step = self.schedule[min(attempt, len(self.schedule)) - 1]
+        return timedelta(seconds=step)
+
+
+def parse_retry_after(value: str | None, now: datetime) -> timedelta | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return timedelta(seconds=int(value))
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(moment - now, timedelta(0))
+
+
+@dataclass(frozen=True)
+class Decision:
+    verdict: Verdict
+    next_attempt_at: datetime | None = None
+
+
+def decide(
+    *,
+    status: int | None,
+    headers: Mapping[str, str],
+    attempt: int,
+    first_attempt_at: datetime,
+    now: datetime,
+    policy: RetryPolicy,
+) -> Decision:
+    """The outcome rules of the CloudEvents webhook spec and Event Grid."""
+    if status is not None and 200 <= status < 300:
+        return Decision(Verdict.DELIVERED)
+    if status == 410:
+        return Decision(Verdict.GONE)
+    delay = policy.delay(attempt)
+    if status in RETRY_AFTER_STATUSES:
+        asked = parse_retry_after(_header(headers, "retry-after"), now)
+        if asked is not None:
+            delay = max(delay, min(asked, MAX_RETRY_AFTER))
+    due = now + delay
+    if due - first_attempt_at > policy.horizon:
+        return Decision(Verdict.DEAD)
+    return Decision(Verdict.RETRY, due)
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    for key, value in headers.items():
+        if key.lower() == name:
+            return value
+    return None
+
+
+def delivery_id(subscription_id: str, resource: str, seq: int, index: int) -> str:
+    """Stable across retries and replays of the same event to the same subscription (``webhook-id``)."""
+    digest = hashlib.sha256(f"{subscription_id}\x00{resource}\x00{seq}\x00{index}".encode()).hexdigest()
+    return f"msg_{digest[:32]}"
+
+
+def signature_headers(message_id: str, body: bytes, secrets: Sequence[str], now: datetime) -> dict[str, str]:
+    """Standard Webhooks: ``v1,`` HMAC-SHA256 over ``id.timestamp.body``; one signature per valid secret."""
+    payload = body.decode("utf-8")
+    signatures = " ".join(Webhook(secret).sign(message_id, now, payload) for secret in secrets)
+    return {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": signatures,
+    }

@@ -1,0 +1,102 @@
+"""What the delivery queues carry: pointers, never payloads or secrets.
+
+An outbound message carries up to ``MAX_DELIVERIES_PER_MESSAGE`` deliveries, each an
+(subscription, event position) pair with its attempt count, so one queue operation serves many
+deliveries. Events are read back from the log and subscriptions from the index by the worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.messaging import OutgoingMessage
+
+OUTBOUND_QUEUE = "events-outbound"
+RETRY_QUEUE = "events-retry"
+VALIDATION_QUEUE = "subscription-validation"
+MAX_DELIVERIES_PER_MESSAGE = 256
+
+
+@dataclass(frozen=True)
+class Delivery:
+    subscription_key: str
+    subscription_id: str
+    resource: str
+    seq: int
+    index: int
+    attempt: int = 1
+    first_attempt_at: datetime | None = None
+
+    @property
+    def member(self) -> str:
+        """Identifies the delivery among the outputs of one inbound message (fan-out markers)."""
+        return f"{self.seq}.{self.index}.{self.subscription_id}"
+
+    def retried(self, attempt: int, first_attempt_at: datetime) -> Delivery:
+        return Delivery(
+            self.subscription_key, self.subscription_id, self.resource, self.seq, self.index, attempt, first_attempt_at
+        )
+
+
+class DeliveryBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # [subscription key, subscription id, resource, seq, index, attempt, first attempt (epoch ms) or 0]
+    d: list[tuple[str, str, str, int, int, int, int]] = Field(min_length=1)
+
+    def deliveries(self) -> list[Delivery]:
+        return [
+            Delivery(
+                key, sid, resource, seq, index, attempt, datetime.fromtimestamp(first / 1000, UTC) if first else None
+            )
+            for key, sid, resource, seq, index, attempt, first in self.d
+        ]
+
+
+def delivery_message(
+    deliveries: Sequence[Delivery], *, deliver_at: datetime | None = None, trace: dict[str, str] | None = None
+) -> OutgoingMessage:
+    batch = DeliveryBatch(
+        d=[
+            (
+                d.subscription_key,
+                d.subscription_id,
+                d.resource,
+                d.seq,
+                d.index,
+                d.attempt,
+                int(d.first_attempt_at.timestamp() * 1000) if d.first_attempt_at else 0,
+            )
+            for d in deliveries
+        ]
+    )
+    body = batch.model_dump_json().encode()
+    # Deterministic: the same deliveries at the same attempt are one message (Service Bus duplicate detection).
+    message_id = hashlib.sha256(body).hexdigest()[:40]
+    return OutgoingMessage(body=body, message_id=message_id, deliver_at=deliver_at, application_properties=trace or {})
+
+
+class ValidationMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key: str
+    id: str
+    attempt: int = 1
+    first: datetime | None = None
+
+
+def validation_message(
+    key: str,
+    subscription_id: str,
+    *,
+    attempt: int = 1,
+    first: datetime | None = None,
+    deliver_at: datetime | None = None,
+) -> OutgoingMessage:
+    body = ValidationMessage(key=key, id=subscription_id, attempt=attempt, first=first).model_dump_json().encode()
+    return OutgoingMessage(body=body, message_id=f"{subscription_id}-v{attempt}", deliver_at=deliver_at)

@@ -1,0 +1,262 @@
+"""Webhook subscriptions: the request at the edge, the stored subscription, and what it matches.
+
+Field names follow Altinn Events (``endPoint``, ``resourceFilter``, ``subjectFilter`` …), so an
+Altinn consumer can move with few changes. Filters are exact, except ``sourceFilter`` and
+``typeFilter`` which match a prefix when they end with ``*``. A filter no event could ever satisfy
+is refused instead of stored (the anchor stores such filters and silently never delivers).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import ipaddress
+import json
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from shared.events.model import MAX_ATTRIBUTE_LENGTH, MAX_RESOURCE_LENGTH, URN_PATTERN
+
+SECRET_PREFIX = "whsec_"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class Status(StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    DISABLED = "disabled"
+
+
+class FilterProblem(ValueError):
+    """A filter that is malformed or could never match an event."""
+
+
+def _check_filter(name: str, value: str | None, *, prefix_allowed: bool, uri_like: bool = False) -> str | None:
+    if value is None:
+        return None
+    if value == "":
+        raise FilterProblem(f"{name} must not be empty; leave it out to match every event")
+    if len(value) > MAX_ATTRIBUTE_LENGTH or _CONTROL.search(value):
+        raise FilterProblem(f"{name} can never match: events hold no such value")
+    body = value[:-1] if prefix_allowed and value.endswith("*") else value
+    if "*" in body:
+        raise FilterProblem(f"{name} allows '*' only at the end, as a prefix match")
+    if uri_like and any(ch.isspace() for ch in body):
+        raise FilterProblem(f"{name} can never match: an event source is a URI-reference without spaces")
+    if prefix_allowed and value == "*":
+        return None  # matches everything: the same as no filter
+    return value
+
+
+def matches_pattern(pattern: str | None, value: str | None) -> bool:
+    if pattern is None:
+        return True
+    if value is None:
+        return False
+    if pattern.endswith("*"):
+        return value.startswith(pattern[:-1])
+    return value == pattern
+
+
+@dataclass(frozen=True)
+class Filters:
+    resource: str
+    source: str | None = None
+    subject: str | None = None
+    alternativesubject: str | None = None
+    type: str | None = None
+
+    def matches(self, attributes: Mapping[str, Any]) -> bool:
+        return (
+            attributes.get("resource") == self.resource
+            and matches_pattern(self.source, attributes.get("source"))
+            and (self.subject is None or attributes.get("subject") == self.subject)
+            and (self.alternativesubject is None or attributes.get("alternativesubject") == self.alternativesubject)
+            and matches_pattern(self.type, attributes.get("type"))
+        )
+
+    def index_key(self) -> str:
+        """The matching index partition: subject filter, else alternative-subject filter, else none.
+
+        A hot resource's subscribers are told apart by subject, so an event looks up only the
+        subscriptions for its own subject (plus those without one): cost grows with matches.
+        """
+        if self.subject is not None:
+            return index_key(self.resource, "s", self.subject)
+        if self.alternativesubject is not None:
+            return index_key(self.resource, "a", self.alternativesubject)
+        return index_key(self.resource, "*", "")
+
+
+def index_key(resource: str, kind: str, value: str) -> str:
+    return f"{resource}|{kind}:{value}"
+
+
+def index_keys_for_event(attributes: Mapping[str, Any]) -> list[str]:
+    resource = attributes["resource"]
+    keys = [index_key(resource, "*", "")]
+    if isinstance(subject := attributes.get("subject"), str):
+        keys.append(index_key(resource, "s", subject))
+    if isinstance(alternative := attributes.get("alternativesubject"), str):
+        keys.append(index_key(resource, "a", alternative))
+    return keys
+
+
+def is_loopback_url(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class SubscriptionRequest(BaseModel):
+    """``POST /api/v1/subscriptions``. Unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, str_strip_whitespace=False)
+
+    end_point: str = Field(alias="endPoint", min_length=1, max_length=2048, description="https URL of the webhook")
+    resource_filter: str = Field(alias="resourceFilter", min_length=1, max_length=MAX_RESOURCE_LENGTH)
+    source_filter: str | None = Field(default=None, alias="sourceFilter", description="Exact, or a prefix ending in *")
+    subject_filter: str | None = Field(default=None, alias="subjectFilter")
+    alternative_subject_filter: str | None = Field(default=None, alias="alternativeSubjectFilter")
+    type_filter: str | None = Field(default=None, alias="typeFilter", description="Exact, or a prefix ending in *")
+
+    @field_validator("end_point")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError("must be an absolute https URL")
+        if parts.username or parts.password:
+            raise ValueError("must not carry credentials")
+        if parts.fragment:
+            raise ValueError("must not have a fragment")
+        try:
+            _ = parts.port
+        except ValueError as error:
+            raise ValueError("has an invalid port") from error
+        return value
+
+    @field_validator("resource_filter")
+    @classmethod
+    def _resource(cls, value: str) -> str:
+        if not URN_PATTERN.match(value):
+            raise ValueError("must be a resource URN such as urn:altinn:resource:skattemelding")
+        return value
+
+    @field_validator("source_filter")
+    @classmethod
+    def _source(cls, value: str | None) -> str | None:
+        return _check_filter("sourceFilter", value, prefix_allowed=True, uri_like=True)
+
+    @field_validator("type_filter")
+    @classmethod
+    def _type(cls, value: str | None) -> str | None:
+        return _check_filter("typeFilter", value, prefix_allowed=True)
+
+    @field_validator("subject_filter", "alternative_subject_filter")
+    @classmethod
+    def _subjects(cls, value: str | None) -> str | None:
+        return _check_filter("subject filters", value, prefix_allowed=False)
+
+    def filters(self) -> Filters:
+        return Filters(
+            resource=self.resource_filter,
+            source=self.source_filter,
+            subject=self.subject_filter,
+            alternativesubject=self.alternative_subject_filter,
+            type=self.type_filter,
+        )
+
+
+def new_secret() -> str:
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode("ascii")
+
+
+def identity_hash(consumer: str, endpoint: str, filters: Filters) -> str:
+    """Two requests with the same consumer, endpoint and filters are the same subscription."""
+    canonical = json.dumps(
+        [
+            consumer,
+            endpoint,
+            filters.resource,
+            filters.source,
+            filters.subject,
+            filters.alternativesubject,
+            filters.type,
+        ]
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()[:40]
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """The signing secret, and during a rotation the previous one until it expires."""
+
+    current: str
+    previous: str | None = None
+    previous_expires: datetime | None = None
+
+    def signing(self, now: datetime) -> list[str]:
+        keys = [self.current]
+        if self.previous and self.previous_expires and now < self.previous_expires:
+            keys.append(self.previous)
+        return keys
+
+
+@dataclass(frozen=True)
+class Subscription:
+    id: str
+    consumer: str
+    endpoint: str
+    filters: Filters
+    status: Status
+    created: datetime
+    secrets: Secrets
+    failing_since: datetime | None = None
+    disabled_reason: str | None = None
+    # Requests per minute the endpoint granted in the abuse-protection handshake (None: no limit given).
+    allowed_rate: int | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def index_key(self) -> str:
+        return self.filters.index_key()
+
+    def with_status(self, status: Status, *, reason: str | None = None) -> Subscription:
+        return replace(self, status=status, disabled_reason=reason if status is Status.DISABLED else None)
+
+
+def public_view(subscription: Subscription, *, secret: str | None = None) -> dict[str, Any]:
+    """The subscription as the API shows it; the secret only when it was just created or rotated."""
+    view: dict[str, Any] = {
+        "id": subscription.id,
+        "endPoint": subscription.endpoint,
+        "resourceFilter": subscription.filters.resource,
+        "sourceFilter": subscription.filters.source,
+        "subjectFilter": subscription.filters.subject,
+        "alternativeSubjectFilter": subscription.filters.alternativesubject,
+        "typeFilter": subscription.filters.type,
+        "consumer": subscription.consumer,
+        "createdBy": subscription.consumer,
+        "created": subscription.created.isoformat(),
+        "status": subscription.status.value,
+    }
+    if subscription.disabled_reason:
+        view["disabledReason"] = subscription.disabled_reason
+    if subscription.allowed_rate is not None:
+        view["allowedRatePerMinute"] = subscription.allowed_rate
+    if secret is not None:
+        view["secret"] = secret
+    return view

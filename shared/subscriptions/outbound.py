@@ -1,0 +1,301 @@
+"""The outbound stage: push each delivery of a message, then log, retry, dead-letter and track health.
+
+All deliveries of a message run concurrently; each is guarded per endpoint (see
+``endpoint_guard``). Results are written in bulk: the attempts in a few delivery-log
+transactions, retries as delayed messages grouped by due time, dead letters per subscription.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from shared.events.log import EventLog
+from shared.messaging import Bus
+from shared.subscriptions.delivery import Decision, RetryPolicy, Verdict, decide, delivery_id, signature_headers
+from shared.subscriptions.endpoint_guard import EndpointGuard
+from shared.subscriptions.messages import RETRY_QUEUE, Delivery, delivery_message
+from shared.subscriptions.model import Status, Subscription
+from shared.subscriptions.ports import (
+    Attempt,
+    Clock,
+    DeadLetter,
+    DeadLetterStore,
+    DeliveryLog,
+    SubscriptionStore,
+    WebhookClient,
+)
+from shared.subscriptions.state import SubscriptionHealth
+
+log = logging.getLogger(__name__)
+
+CLOUDEVENTS_JSON = "application/cloudevents+json; charset=utf-8"
+_SUBSCRIPTION_CACHE_SECONDS = 5.0
+_RANGE_READ_FROM = 3  # ids of one partition in a message from which one range query beats point reads
+
+
+@dataclass(frozen=True)
+class _Result:
+    delivery: Delivery
+    subscription: Subscription | None
+    attempt: Attempt | None = None
+    decision: Decision | None = None
+    deferred_until: datetime | None = None
+
+
+class _RowCache:
+    """Recently read log rows: at high fan-out many messages push the same event."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._rows: OrderedDict[tuple[str, int], Sequence[bytes]] = OrderedDict()
+        self._size = size
+
+    def get(self, key: tuple[str, int]) -> Sequence[bytes] | None:
+        rows = self._rows.get(key)
+        if rows is not None:
+            self._rows.move_to_end(key)
+        return rows
+
+    def put(self, key: tuple[str, int], events: Sequence[bytes]) -> None:
+        self._rows[key] = events
+        while len(self._rows) > self._size:
+            self._rows.popitem(last=False)
+
+
+class OutboundWorker:
+    def __init__(
+        self,
+        *,
+        store: SubscriptionStore,
+        event_log: EventLog,
+        delivery_log: DeliveryLog,
+        dead_letters: DeadLetterStore,
+        bus: Bus,
+        client: WebhookClient,
+        guard: EndpointGuard,
+        health: SubscriptionHealth,
+        clock: Clock,
+        policy: RetryPolicy,
+        timeout_seconds: float,
+        origin: str,
+        trace: Callable[[], dict[str, str]] = dict,
+    ) -> None:
+        self._store = store
+        self._event_log = event_log
+        self._delivery_log = delivery_log
+        self._dead_letters = dead_letters
+        self._bus = bus
+        self._client = client
+        self._guard = guard
+        self._health = health
+        self._clock = clock
+        self._policy = policy
+        self._timeout = timeout_seconds
+        self._origin = origin
+        self._trace = trace
+        self._rows = _RowCache()
+        self._subscriptions: dict[tuple[str, str], tuple[float, Subscription | None]] = {}
+
+    async def handle(self, deliveries: Sequence[Delivery]) -> None:
+        events = await self._events(deliveries)
+        subscriptions = await self._subscriptions_for(deliveries)
+        by_endpoint: dict[str, list[tuple[Delivery, Subscription]]] = defaultdict(list)
+        results: list[_Result] = []
+        for delivery in deliveries:
+            subscription = subscriptions.get((delivery.subscription_key, delivery.subscription_id))
+            if subscription is None or subscription.status is not Status.ACTIVE:
+                results.append(_Result(delivery, subscription))  # deleted or disabled since it matched
+            else:
+                by_endpoint[subscription.endpoint].append((delivery, subscription))
+        for group in await asyncio.gather(*(self._deliver_to(endpoint, group, events) for endpoint, group in by_endpoint.items())):
+            results.extend(group)
+        await self._settle(results)
+
+    async def _deliver_to(
+        self, endpoint: str, group: list[tuple[Delivery, Subscription]], events: dict[tuple[str, int], Sequence[bytes]]
+    ) -> list[_Result]:
+        """One endpoint's deliveries of this message: as many at once as the guard admits; when the
+        endpoint is healthy but at its cap, wait for this message's own requests; otherwise (circuit
+        open, probation, granted rate) defer the rest to the retry queue."""
+        results: list[_Result] = []
+        pending = list(group)
+        running: set[asyncio.Task[_Result]] = set()
+        while pending or running:
+            while pending:
+                delivery, subscription = pending[0]
+                admission = self._guard.admit(endpoint, subscription.allowed_rate)
+                if admission.admitted:
+                    pending.pop(0)
+                    running.add(asyncio.create_task(self._attempt(delivery, subscription, events)))
+                elif admission.busy and running:
+                    break
+                else:
+                    due = self._clock.now() + timedelta(seconds=admission.retry_in)
+                    results.extend(_Result(d, s, deferred_until=due) for d, s in pending)
+                    pending = []
+            if running:
+                done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                results.extend(task.result() for task in done)
+        return results
+
+    # ------------------------------------------------------------------------------ loading
+
+    async def _events(self, deliveries: Sequence[Delivery]) -> dict[tuple[str, int], Sequence[bytes]]:
+        wanted = {(d.resource, d.seq) for d in deliveries}
+        found: dict[tuple[str, int], Sequence[bytes]] = {}
+        missing: dict[str, list[int]] = defaultdict(list)
+        for key in wanted:
+            cached = self._rows.get(key)
+            if cached is not None:
+                found[key] = cached
+            else:
+                missing[key[0]].append(key[1])
+        for resource, seqs in missing.items():
+            for row in await self._event_log.rows_by_seq(resource, seqs):
+                self._rows.put((resource, row.seq), row.events)
+                found[(resource, row.seq)] = row.events
+        return found
+
+    async def _subscriptions_for(self, deliveries: Sequence[Delivery]) -> dict[tuple[str, str], Subscription | None]:
+        """The deliveries' subscriptions, fresh within a few seconds. Fan-out emits each index partition's
+        subscriptions in id order, so a message's ids of one partition are one range query, not one
+        read per delivery: at high fan-out that keeps storage reads far below one per delivery."""
+        now = time.monotonic()
+        result: dict[tuple[str, str], Subscription | None] = {}
+        missing: dict[str, set[str]] = defaultdict(set)
+        for delivery in deliveries:
+            key = (delivery.subscription_key, delivery.subscription_id)
+            cached = self._subscriptions.get(key)
+            if cached is not None and now - cached[0] < _SUBSCRIPTION_CACHE_SECONDS:
+                result[key] = cached[1]
+            else:
+                missing[delivery.subscription_key].add(delivery.subscription_id)
+
+        async def load(index_key: str, ids: set[str]) -> list[tuple[tuple[str, str], Subscription | None]]:
+            if len(ids) < _RANGE_READ_FROM:
+                found = await asyncio.gather(*(self._store.get_by_key(index_key, i) for i in ids))
+                return [((index_key, i), s) for i, s in zip(ids, found, strict=True)]
+            in_range = {s.id: s for s in await self._store.id_range(index_key, min(ids), max(ids))}
+            return [((index_key, i), in_range.get(i)) for i in ids]
+
+        if len(self._subscriptions) > 10_000:
+            self._subscriptions.clear()
+        for pairs in await asyncio.gather(*(load(k, ids) for k, ids in missing.items())):
+            for key, subscription in pairs:
+                self._subscriptions[key] = (now, subscription)
+                result[key] = subscription
+        return result
+
+    # ----------------------------------------------------------------------------- delivering
+
+    async def _attempt(
+        self, delivery: Delivery, subscription: Subscription, events: dict[tuple[str, int], Sequence[bytes]]
+    ) -> _Result:
+        row = events.get((delivery.resource, delivery.seq))
+        if row is None or delivery.index >= len(row):
+            self._guard.release(subscription.endpoint, success=True)
+            log.warning("event removed by retention before delivery", extra={"subscription": delivery.subscription_id})
+            return _Result(delivery, None)
+        now = self._clock.now()
+        body = row[delivery.index]
+        message_id = delivery_id(subscription.id, delivery.resource, delivery.seq, delivery.index)
+        headers = {
+            "content-type": CLOUDEVENTS_JSON,
+            "webhook-request-origin": self._origin,
+            **signature_headers(message_id, body, subscription.secrets.signing(now), now),
+        }
+        response = await self._client.post(subscription.endpoint, body, headers, self._timeout)
+        first = delivery.first_attempt_at or now
+        decision = decide(
+            status=response.status,
+            headers=response.headers,
+            attempt=delivery.attempt,
+            first_attempt_at=first,
+            now=self._clock.now(),
+            policy=self._policy,
+        )
+        self._guard.release(subscription.endpoint, success=decision.verdict is Verdict.DELIVERED)
+        attempt = Attempt(
+            subscription_id=subscription.id,
+            delivery_id=message_id,
+            event_id=_event_id(body),
+            attempt=delivery.attempt,
+            at=now,
+            status_code=response.status,
+            latency_ms=response.latency_ms,
+            outcome=decision.verdict.value,
+            error=response.error,
+            response_excerpt=response.excerpt or None,
+        )
+        return _Result(replace(delivery, first_attempt_at=first), subscription, attempt, decision)
+
+    # ------------------------------------------------------------------------------- settling
+
+    async def _settle(self, results: Sequence[_Result]) -> None:
+        from shared.telemetry import record_dead_letter, record_delivery
+
+        attempts = [r.attempt for r in results if r.attempt is not None]
+        retries: dict[datetime, list[Delivery]] = defaultdict(list)
+        dead: list[DeadLetter] = []
+        for result in results:
+            if result.deferred_until is not None:
+                retries[result.deferred_until.replace(microsecond=0)].append(result.delivery)
+                continue
+            if result.decision is None or result.attempt is None:
+                continue
+            record_delivery(result.decision.verdict.value, result.attempt.latency_ms / 1000)
+            if result.decision.verdict is Verdict.RETRY and result.decision.next_attempt_at is not None:
+                first = result.delivery.first_attempt_at or result.attempt.at
+                retries[result.decision.next_attempt_at.replace(microsecond=0)].append(
+                    result.delivery.retried(result.delivery.attempt + 1, first)
+                )
+            elif result.decision.verdict is Verdict.DEAD:
+                record_dead_letter("delivery")
+                dead.append(
+                    DeadLetter(
+                        subscription_id=result.delivery.subscription_id,
+                        delivery_id=result.attempt.delivery_id,
+                        resource=result.delivery.resource,
+                        seq=result.delivery.seq,
+                        index=result.delivery.index,
+                        event_id=result.attempt.event_id,
+                        attempts=result.delivery.attempt,
+                        first_attempt_at=result.delivery.first_attempt_at or result.attempt.at,
+                        dead_at=result.attempt.at,
+                        last_status=result.attempt.status_code,
+                        last_error=result.attempt.error,
+                    )
+                )
+
+        trace = self._trace()
+        for due, group in retries.items():
+            for start in range(0, len(group), 256):
+                await self._bus.send(
+                    RETRY_QUEUE, [delivery_message(group[start : start + 256], deliver_at=due, trace=trace)]
+                )
+        if dead:
+            await self._dead_letters.add(dead)
+        if attempts:
+            await self._delivery_log.record(attempts)
+        await self._health.observe(
+            [
+                (r.subscription, r.decision.verdict)
+                for r in results
+                if r.subscription is not None and r.decision is not None
+            ]
+        )
+
+
+def _event_id(body: bytes) -> str:
+    import json
+
+    try:
+        value = json.loads(body).get("id")
+    except ValueError:
+        return ""
+    return value if isinstance(value, str) else ""

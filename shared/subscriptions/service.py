@@ -1,0 +1,250 @@
+"""Managing subscriptions, and the validation handshake that makes them active."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from shared.events.model import format_time
+from shared.messaging import Bus
+from shared.subscriptions.delivery import RetryPolicy, Verdict, decide, signature_headers
+from shared.subscriptions.messages import (
+    OUTBOUND_QUEUE,
+    VALIDATION_QUEUE,
+    Delivery,
+    ValidationMessage,
+    delivery_message,
+    validation_message,
+)
+from shared.subscriptions.model import (
+    Secrets,
+    Status,
+    Subscription,
+    SubscriptionRequest,
+    identity_hash,
+    is_loopback_url,
+    new_secret,
+)
+from shared.subscriptions.outbound import CLOUDEVENTS_JSON
+from shared.subscriptions.ports import Clock, DeadLetter, DeadLetterStore, SubscriptionStore, WebhookClient
+from shared.subscriptions.state import SubscriptionHealth
+
+log = logging.getLogger(__name__)
+
+VALIDATION_EVENT_TYPE = "platform.events.validatesubscription"
+SECRET_OVERLAP = timedelta(hours=24)
+
+
+class SubscriptionNotFound(Exception):
+    pass
+
+
+class EndpointRefused(ValueError):
+    """The endpoint URL is not one Herald will push to."""
+
+
+class SubscriptionService:
+    def __init__(
+        self,
+        *,
+        store: SubscriptionStore,
+        dead_letters: DeadLetterStore,
+        bus: Bus,
+        client: WebhookClient,
+        health: SubscriptionHealth,
+        clock: Clock,
+        policy: RetryPolicy,
+        origin: str,
+        public_base_url: str,
+        local_mode: bool,
+        timeout_seconds: float,
+    ) -> None:
+        self._store = store
+        self._dead_letters = dead_letters
+        self._bus = bus
+        self._client = client
+        self._health = health
+        self._clock = clock
+        self._policy = policy
+        self._origin = origin
+        self._base_url = public_base_url.rstrip("/")
+        self._local = local_mode
+        self._timeout = timeout_seconds
+
+    # ------------------------------------------------------------------------------------ API
+
+    def check_endpoint(self, url: str) -> None:
+        if url.startswith("https://"):
+            return
+        if self._local and is_loopback_url(url):
+            return
+        if self._local:
+            raise EndpointRefused(
+                "endPoint must be https (plain http is allowed only for loopback addresses in local mode)"
+            )
+        raise EndpointRefused("endPoint must be an https URL")
+
+    async def create(self, consumer: str, request: SubscriptionRequest) -> tuple[Subscription, str | None, bool]:
+        """Returns (subscription, secret shown once or None, created)."""
+        self.check_endpoint(request.end_point)
+        filters = request.filters()
+        secret = new_secret()
+        candidate = Subscription(
+            id=f"sub_{uuid.uuid4().hex}",
+            consumer=consumer,
+            endpoint=request.end_point,
+            filters=filters,
+            status=Status.PENDING,
+            created=self._clock.now(),
+            secrets=Secrets(secret),
+        )
+        subscription, created = await self._store.create(candidate, identity_hash(consumer, request.end_point, filters))
+        if created or subscription.status is Status.PENDING:
+            # As the anchor does, an identical create of a pending subscription asks for validation again.
+            await self._bus.send(VALIDATION_QUEUE, [validation_message(subscription.index_key, subscription.id)])
+        return subscription, (secret if created and subscription.secrets.current == secret else None), created
+
+    async def get(self, consumer: str, subscription_id: str) -> Subscription:
+        subscription = await self._store.get(consumer, subscription_id)
+        if subscription is None:
+            raise SubscriptionNotFound(subscription_id)
+        return subscription
+
+    async def page(self, consumer: str, after: str | None, limit: int) -> tuple[list[Subscription], str | None]:
+        return await self._store.page(consumer, after, limit)
+
+    async def delete(self, consumer: str, subscription_id: str) -> None:
+        await self._store.delete(await self.get(consumer, subscription_id))
+
+    async def enable(self, consumer: str, subscription_id: str) -> Subscription:
+        """A disabled (or pending) subscription is validated again; it is active once its endpoint answers."""
+        subscription = await self.get(consumer, subscription_id)
+        if subscription.status is Status.ACTIVE:
+            return subscription
+
+        def mutate(current: Subscription) -> Subscription | None:
+            return replace(current, status=Status.PENDING, disabled_reason=None, failing_since=None)
+
+        updated = await self._store.update(subscription.index_key, subscription.id, mutate) or subscription
+        await self._bus.send(
+            VALIDATION_QUEUE, [validation_message(updated.index_key, updated.id, first=self._clock.now())]
+        )
+        return updated
+
+    async def rotate_secret(self, consumer: str, subscription_id: str) -> tuple[Subscription, str]:
+        subscription = await self.get(consumer, subscription_id)
+        secret = new_secret()
+        now = self._clock.now()
+
+        def mutate(current: Subscription) -> Subscription | None:
+            return replace(current, secrets=Secrets(secret, current.secrets.current, now + SECRET_OVERLAP))
+
+        updated = await self._store.update(subscription.index_key, subscription.id, mutate)
+        if updated is None:
+            raise SubscriptionNotFound(subscription_id)
+        return updated, secret
+
+    async def replay(self, consumer: str, subscription_id: str, since: datetime | None) -> int:
+        """Queue the subscription's dead letters again as first attempts; returns how many."""
+        subscription = await self.get(consumer, subscription_id)
+        replayed = 0
+        while True:
+            letters = await self._dead_letters.take(subscription.id, since, 256)
+            if not letters:
+                return replayed
+            await self._bus.send(
+                OUTBOUND_QUEUE, [delivery_message([_redelivery(subscription, letter) for letter in letters])]
+            )
+            await self._dead_letters.remove(letters)
+            replayed += len(letters)
+
+    # ----------------------------------------------------------------------------- validation
+
+    async def validate(self, message: ValidationMessage) -> Status | None:
+        """One validation attempt: the abuse-protection handshake, then the validation event."""
+        subscription = await self._store.get_by_key(message.key, message.id)
+        if subscription is None or subscription.status is not Status.PENDING:
+            return None
+        now = self._clock.now()
+        allowed_rate = await self._handshake(subscription)
+        event_id = str(uuid.uuid4())
+        body = json.dumps(
+            {
+                "specversion": "1.0",
+                "id": event_id,
+                "source": f"{self._base_url}/api/v1/subscriptions/{subscription.id}",
+                "type": VALIDATION_EVENT_TYPE,
+                "time": format_time(now),
+            },
+            separators=(",", ":"),
+        ).encode()
+        headers = {
+            "content-type": CLOUDEVENTS_JSON,
+            "webhook-request-origin": self._origin,
+            **signature_headers(f"msg_{event_id.replace('-', '')}", body, subscription.secrets.signing(now), now),
+        }
+        response = await self._client.post(subscription.endpoint, body, headers, self._timeout)
+        first = message.first or now
+        decision = decide(
+            status=response.status,
+            headers=response.headers,
+            attempt=message.attempt,
+            first_attempt_at=first,
+            now=self._clock.now(),
+            policy=self._policy,
+        )
+        if decision.verdict is Verdict.DELIVERED:
+
+            def activate(current: Subscription) -> Subscription | None:
+                if current.status is not Status.PENDING:
+                    return None
+                return replace(current, status=Status.ACTIVE, allowed_rate=allowed_rate, failing_since=None)
+
+            await self._store.update(subscription.index_key, subscription.id, activate)
+            log.info("subscription validated", extra={"subscription": subscription.id})
+            return Status.ACTIVE
+        if decision.verdict is Verdict.RETRY and decision.next_attempt_at is not None:
+            await self._bus.send(
+                VALIDATION_QUEUE,
+                [
+                    validation_message(
+                        message.key,
+                        message.id,
+                        attempt=message.attempt + 1,
+                        first=first,
+                        deliver_at=decision.next_attempt_at,
+                    )
+                ],
+            )
+            return Status.PENDING
+        reason = (
+            "the endpoint answered 410 Gone"
+            if decision.verdict is Verdict.GONE
+            else "the endpoint never accepted the validation event"
+        )
+        await self._health.disable(subscription, reason)
+        return Status.DISABLED
+
+    async def _handshake(self, subscription: Subscription) -> int | None:
+        """CloudEvents webhook abuse protection: an endpoint may grant a request rate (per minute)."""
+        response = await self._client.options(
+            subscription.endpoint,
+            {"webhook-request-origin": self._origin, "webhook-request-rate": "120"},
+            self._timeout,
+        )
+        if response.status is None or not 200 <= response.status < 300:
+            return None  # OPTIONS not supported: no rate granted, no limit asked
+        headers = {k.lower(): v for k, v in response.headers.items()}
+        origin = headers.get("webhook-allowed-origin")
+        rate = headers.get("webhook-allowed-rate", "").strip()
+        if origin not in (self._origin, "*") or not rate.isdigit():
+            return None
+        return max(1, int(rate))
+
+
+def _redelivery(subscription: Subscription, letter: DeadLetter) -> Delivery:
+    """A dead letter queued again as a first attempt, with a fresh retry schedule."""
+    return Delivery(subscription.index_key, subscription.id, letter.resource, letter.seq, letter.index)

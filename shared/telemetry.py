@@ -1,0 +1,155 @@
+"""Herald's telemetry: OpenTelemetry metrics and trace context, exported to Azure Monitor in Azure.
+
+The domain only calls the small functions below. They use the OpenTelemetry *API*, which is a
+no-op until an SDK is configured, so nothing is recorded or exported locally unless
+``APPLICATIONINSIGHTS_CONNECTION_STRING`` is set. ``configure_telemetry`` is the only place that
+imports the Azure Monitor distro, lazily.
+
+Trace context travels inside queue messages as W3C ``traceparent``/``tracestate`` application
+properties, so one publish and every push it fans out to form a single distributed trace.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry import metrics, trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+__all__ = [
+    "METER_NAME",
+    "configure_telemetry",
+    "consume_span",
+    "inject_trace_context",
+    "record_dead_letter",
+    "record_delivery",
+    "record_events_published",
+    "record_notification_status",
+]
+
+METER_NAME = "herald"
+CONNECTION_STRING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
+AUTHENTICATION_STRING = "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"
+# Loggers that are chatty at INFO and would otherwise be exported as traces.
+NOISY_LOGGERS = (
+    "azure.core.pipeline.policies.http_logging_policy",
+    "azure.identity",
+    "azure.monitor.opentelemetry.exporter",
+    "azure.servicebus",
+    "uamqp",
+)
+
+_lock = threading.Lock()
+_configured = False
+_propagator = TraceContextTextMapPropagator()
+
+_meter = metrics.get_meter(METER_NAME)
+_events_published = _meter.create_counter(
+    "herald.events.published", unit="{event}", description="Events accepted from publishers."
+)
+_deliveries = _meter.create_counter(
+    "herald.deliveries", unit="{delivery}", description="Webhook deliveries by outcome."
+)
+_delivery_latency = _meter.create_histogram(
+    "herald.delivery.duration", unit="s", description="Time from event acceptance to the delivery attempt's end."
+)
+_dead_letters = _meter.create_counter(
+    "herald.dead_letters", unit="{message}", description="Messages Herald moved to a dead-letter queue, by stage."
+)
+_notifications = _meter.create_counter(
+    "herald.notifications", unit="{notification}", description="Email/SMS notifications by channel and status."
+)
+
+
+def _parse_authentication_string(value: str) -> dict[str, str]:
+    """``Authorization=AAD;ClientId=<guid>`` → ``{"authorization": "AAD", "clientid": "<guid>"}``."""
+    parts: dict[str, str] = {}
+    for item in value.split(";"):
+        key, sep, val = item.partition("=")
+        if sep:
+            parts[key.strip().lower()] = val.strip()
+    return parts
+
+
+def configure_telemetry(environ: Mapping[str, str] | None = None) -> bool:
+    """Export traces, metrics and logs to Azure Monitor when a connection string is set.
+
+    Returns True when the Azure Monitor distro is (or already was) configured, False when telemetry
+    stays off (no connection string: local runs and tests). Safe to call more than once.
+    """
+    global _configured
+    env = os.environ if environ is None else environ
+    connection_string = env.get(CONNECTION_STRING, "").strip()
+    if not connection_string:
+        return False
+    with _lock:
+        if _configured:
+            return True
+        from azure.monitor.opentelemetry import configure_azure_monitor  # lazy: heavy, Azure only
+
+        options: dict[str, Any] = {"connection_string": connection_string}
+        auth = _parse_authentication_string(env.get(AUTHENTICATION_STRING, ""))
+        if auth.get("authorization", "").upper() == "AAD":
+            # Application Insights has local auth disabled: ingest with the app's managed identity.
+            from azure.identity import ManagedIdentityCredential
+
+            client_id = auth.get("clientid")
+            options["credential"] = (
+                ManagedIdentityCredential(client_id=client_id) if client_id else ManagedIdentityCredential()
+            )
+        configure_azure_monitor(**options)
+        for name in NOISY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
+        _configured = True
+        return True
+
+
+def record_events_published(count: int, resource: str) -> None:
+    """Publisher events accepted (``resource``: the publisher's resource/topic, low cardinality)."""
+    if count > 0:
+        _events_published.add(count, {"resource": resource})
+
+
+def record_delivery(outcome: str, latency_seconds: float) -> None:
+    """One webhook delivery attempt ended (``outcome``: e.g. delivered, retry, failed, expired)."""
+    attributes = {"outcome": outcome}
+    _deliveries.add(1, attributes)
+    _delivery_latency.record(max(latency_seconds, 0.0), attributes)
+
+
+def record_dead_letter(stage: str) -> None:
+    """A message was dead-lettered (``stage``: the queue or pipeline stage)."""
+    _dead_letters.add(1, {"stage": stage})
+
+
+def record_notification_status(channel: str, status: str) -> None:
+    """A notification changed status (``channel``: email/sms; ``status``: e.g. sent, Delivered, Bounced)."""
+    _notifications.add(1, {"channel": channel, "status": status})
+
+
+def inject_trace_context() -> dict[str, str]:
+    """W3C trace context of the current span, for ``OutgoingMessage.application_properties``.
+
+    Empty when there is no recording span (telemetry off), so messages stay unchanged locally.
+    """
+    carrier: dict[str, str] = {}
+    _propagator.inject(carrier)
+    return carrier
+
+
+@contextmanager
+def consume_span(name: str, properties: Mapping[str, object]) -> Iterator[trace.Span]:
+    """Start a CONSUMER span whose parent is the trace context carried in a message's properties."""
+    carrier = {key: value for key, value in properties.items() if isinstance(value, str)}
+    parent = _propagator.extract(carrier)
+    # Keep a link to the span that was current (e.g. the Functions host's invocation span).
+    current = trace.get_current_span().get_span_context()
+    links = [trace.Link(current)] if current.is_valid else None
+    tracer = trace.get_tracer(METER_NAME)
+    with tracer.start_as_current_span(name, context=parent, kind=trace.SpanKind.CONSUMER, links=links) as span:
+        yield span

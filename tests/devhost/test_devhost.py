@@ -1,0 +1,351 @@
+"""devhost against a real Azurite: HTTP, Service Bus peek-lock semantics, Event Grid, timers."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from azure.storage.queue.aio import QueueClient
+
+from devhost import DevHost, DevHostOptions
+from devhost.azurite import Azurite
+from shared.adapters.storage_queue_bus import StorageQueueBus, decode_envelope
+from shared.messaging import OutgoingMessage
+from tests.devhost.sample_app import Recorder, build_app
+
+pytestmark = pytest.mark.asyncio
+_prefixes = itertools.count(1)
+
+
+class Harness:
+    """One DevHost on the sample app, with a unique queue prefix so tests never share queues."""
+
+    def __init__(self, azurite: Azurite, prefix: str, recorder: Recorder) -> None:
+        self.azurite = azurite
+        self.prefix = prefix
+        self.recorder = recorder
+        self.host: DevHost | None = None
+        self.bus = StorageQueueBus(azurite.connection_string)
+
+    async def start(self, **options: Any) -> DevHost:
+        app_options = {k: options.pop(k) for k in ("fail_times", "slow_seconds") if k in options}
+        app = build_app(self.prefix, self.recorder, **app_options)
+        defaults: dict[str, Any] = {
+            "port": 0,
+            "storage_connection_string": self.azurite.connection_string,
+            "route_prefix": "",
+            "provision_app": False,
+            "lock_seconds": 10,
+            "max_delivery_count": 5,
+        }
+        defaults.update(options)
+        self.host = DevHost(app, DevHostOptions(**defaults))
+        await self.host.start()
+        return self.host
+
+    def queue(self, name: str) -> QueueClient:
+        return QueueClient.from_connection_string(self.azurite.connection_string, f"{self.prefix}-{name}")
+
+    async def send(self, name: str, message: OutgoingMessage) -> None:
+        await self.bus.send(f"{self.prefix}-{name}", [message])
+
+    async def close(self) -> None:
+        if self.host is not None:
+            await self.host.stop()
+        await self.bus.close()
+
+
+@pytest_asyncio.fixture
+async def harness(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Harness]:
+    prefix = f"t{next(_prefixes)}-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("DEVHOST_TEST_FLAKY_QUEUE", f"{prefix}-flaky")
+    h = Harness(azurite, prefix, Recorder())
+    yield h
+    await h.close()
+
+
+def message(body: dict[str, Any], **fields: Any) -> OutgoingMessage:
+    return OutgoingMessage(
+        body=json.dumps(body).encode(), message_id=fields.pop("message_id", str(uuid.uuid4())), **fields
+    )
+
+
+async def queue_length(queue: QueueClient) -> int:
+    properties = await queue.get_queue_properties()
+    return int(properties.approximate_message_count or 0)
+
+
+async def wait_until_empty(queue: QueueClient, within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
+    while await queue_length(queue) > 0:
+        assert time.monotonic() < deadline, f"{queue.queue_name} still holds messages"
+        await asyncio.sleep(0.1)
+
+
+# --- HTTP -----------------------------------------------------------------------------------
+
+
+async def test_http_round_trip_keeps_path_query_headers_and_body(harness: Harness) -> None:
+    host = await harness.start()
+    async with httpx.AsyncClient(base_url=host.url) as client:
+        response = await client.post(
+            "/api/v1/echo?tag=a&tag=b&x=1",
+            headers={"X-Custom": "hello", "Content-Type": "application/json"},
+            content=b'{"ping": true}',
+        )
+    assert response.status_code == 201
+    document = response.json()
+    assert document["method"] == "POST"
+    assert document["path"] == "/api/v1/echo"
+    assert document["query_string"] == "tag=a&tag=b&x=1"
+    assert document["tags"] == ["a", "b"]
+    assert document["x_custom"] == "hello"
+    assert document["content_type"] == "application/json"
+    assert document["body"] == '{"ping": true}'
+    assert document["invocation_id"]
+    assert response.headers["x-echo"] == "yes"
+    assert sorted(c.split(";")[0] for c in response.headers.get_list("set-cookie")) == ["a=1", "b=2"]
+    assert response.headers["content-type"] == "application/json"
+
+
+async def test_http_serves_openapi_docs_and_app_404s(harness: Harness) -> None:
+    host = await harness.start()
+    async with httpx.AsyncClient(base_url=host.url) as client:
+        openapi = await client.get("/openapi.json")
+        docs = await client.get("/docs")
+        missing = await client.get("/api/v1/nothing-here")
+        status = await client.get("/admin/host/status")
+    assert openapi.status_code == 200 and "/api/v1/echo" in openapi.json()["paths"]
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    assert missing.status_code == 404 and missing.json() == {"detail": "Not Found"}
+    assert status.json()["state"] == "Running"
+
+
+async def test_route_prefix_limits_what_reaches_the_app(harness: Harness) -> None:
+    host = await harness.start(route_prefix="api")
+    async with httpx.AsyncClient(base_url=host.url) as client:
+        inside = await client.get("/api/v1/echo")
+        outside = await client.get("/openapi.json")
+    assert inside.status_code == 201 and inside.json()["path"] == "/api/v1/echo"
+    assert outside.status_code == 404 and outside.headers["content-type"] == "application/problem+json"
+
+
+# --- Service Bus ----------------------------------------------------------------------------
+
+
+async def test_failed_deliveries_are_redelivered_with_increasing_delivery_count(harness: Harness) -> None:
+    await harness.start(fail_times=2)
+    sent = message(
+        {"n": 1},
+        correlation_id="corr-1",
+        subject="subject-1",
+        application_properties={"traceparent": "00-abc-def-01", "attempt": 7},
+    )
+    await harness.send("flaky", sent)
+    await harness.recorder.wait_for(lambda: len(harness.recorder.of("flaky")) >= 3, within=15)
+    calls = harness.recorder.of("flaky")
+    assert [c["delivery_count"] for c in calls] == [1, 2, 3]
+    first = calls[0]
+    assert first["message_id"] == sent.message_id
+    assert json.loads(first["body"]) == {"n": 1}
+    assert first["properties"] == {"traceparent": "00-abc-def-01", "attempt": 7}
+    assert (first["content_type"], first["correlation_id"], first["subject"]) == (
+        "application/json",
+        "corr-1",
+        "subject-1",
+    )
+    assert calls[1]["at"] - calls[0]["at"] >= 0.9  # abandoned with a short back-off, not hot-looped
+    async with harness.queue("flaky") as queue:
+        await wait_until_empty(queue)  # completed after the successful third delivery
+
+
+async def test_message_is_dead_lettered_after_max_delivery_count(harness: Harness) -> None:
+    await harness.start(max_delivery_count=3)
+    sent = message({"n": 2}, application_properties={"k": "v"})
+    await harness.send("poison", sent)
+    dead_letter = harness.queue("poison-deadletter")
+    async with dead_letter, harness.queue("poison") as source:
+        deadline = time.monotonic() + 15
+        while await queue_length(dead_letter) == 0:
+            assert time.monotonic() < deadline, "message never dead-lettered"
+            await asyncio.sleep(0.1)
+        [dead] = await dead_letter.peek_messages(max_messages=5)
+        assert await queue_length(source) == 0
+    envelope = decode_envelope(str(dead.content))
+    assert envelope.message_id == sent.message_id
+    assert envelope.body == sent.body
+    assert envelope.application_properties["k"] == "v"
+    assert envelope.application_properties["DeadLetterReason"] == "MaxDeliveryCountExceeded"
+    assert "cannot process this one" in str(envelope.application_properties["DeadLetterErrorDescription"])
+    assert [c["delivery_count"] for c in harness.recorder.of("poison")] == [1, 2, 3]
+
+
+async def test_message_back_with_too_many_deliveries_is_dead_lettered_unprocessed(harness: Harness) -> None:
+    """A host crash mid-handler leaves the lock to expire; past the max the message is not retried."""
+    sent = message({"n": 3})
+    await harness.bus.ensure_queues([f"{harness.prefix}-poison", f"{harness.prefix}-poison-deadletter"])
+    await harness.send("poison", sent)
+    async with harness.queue("poison") as source:
+        for _ in range(2):  # two "crashed" deliveries: received, never settled
+            [received] = [m async for m in source.receive_messages(max_messages=1, visibility_timeout=1)]
+            await source.update_message(received, visibility_timeout=0)
+    async with harness.queue("poison-deadletter") as dead_letter:
+        await harness.start(max_delivery_count=1)
+        deadline = time.monotonic() + 10
+        while await queue_length(dead_letter) == 0:
+            assert time.monotonic() < deadline, "message never dead-lettered"
+            await asyncio.sleep(0.1)
+        [dead] = await dead_letter.peek_messages()
+    envelope = decode_envelope(str(dead.content))
+    assert envelope.message_id == sent.message_id
+    assert envelope.application_properties["DeadLetterReason"] == "MaxDeliveryCountExceeded"
+    assert harness.recorder.of("poison") == []
+
+
+async def test_scheduled_message_is_not_delivered_before_its_time(harness: Harness) -> None:
+    await harness.start()
+    deliver_at = datetime.now(UTC) + timedelta(seconds=3)
+    sent = message({"n": 4}, deliver_at=deliver_at)
+    await harness.send("delayed", sent)
+    await harness.recorder.wait_for(lambda: bool(harness.recorder.of("delayed")), within=10)
+    [call] = harness.recorder.of("delayed")
+    assert call["at"] >= deliver_at.timestamp() - 0.05
+    assert call["at"] <= deliver_at.timestamp() + 2.5  # low latency once visible
+
+
+async def test_slow_handler_keeps_its_lock_and_is_not_redelivered(harness: Harness) -> None:
+    await harness.start(lock_seconds=2, slow_seconds=5)
+    sent = message({"n": 5})
+    await harness.send("slow", sent)
+    await harness.recorder.wait_for(lambda: bool(harness.recorder.of("slow_done")), within=15)
+    await asyncio.sleep(2.5)  # longer than a lock: an unrenewed message would be visible again by now
+    assert [c["delivery_count"] for c in harness.recorder.of("slow")] == [1]
+    async with harness.queue("slow") as queue:
+        await wait_until_empty(queue)
+
+
+async def test_cardinality_many_delivers_batches(harness: Harness) -> None:
+    ids = [str(uuid.uuid4()) for _ in range(5)]
+    await harness.bus.ensure_queues([f"{harness.prefix}-batch"])
+    await harness.bus.send(f"{harness.prefix}-batch", [message({"i": i}, message_id=ids[i]) for i in range(5)])
+    await harness.start()
+    await harness.recorder.wait_for(lambda: sum(c["size"] for c in harness.recorder.of("batch")) >= 5)
+    delivered = [i for call in harness.recorder.of("batch") for i in call["ids"]]
+    assert sorted(delivered) == sorted(ids)
+    assert len(harness.recorder.of("batch")) < 5  # at least one invocation carried several messages
+
+
+# --- Event Grid -----------------------------------------------------------------------------
+
+
+def event(event_type: str = "Herald.Event.Published", **overrides: Any) -> dict[str, Any]:
+    document = {
+        "id": str(uuid.uuid4()),
+        "topic": "/subscriptions/x/resourceGroups/y/providers/Microsoft.EventGrid/topics/herald",
+        "subject": "orders/42",
+        "eventType": event_type,
+        "eventTime": "2024-05-01T12:00:00.1234567Z",
+        "data": {"order": 42},
+        "dataVersion": "1.0",
+    }
+    document.update(overrides)
+    return document
+
+
+async def test_event_grid_validation_handshake(harness: Harness) -> None:
+    host = await harness.start()
+    validation = event("Microsoft.EventGrid.SubscriptionValidationEvent", data={"validationCode": "code-123"})
+    async with httpx.AsyncClient(base_url=host.url) as client:
+        response = await client.post(
+            "/runtime/webhooks/eventgrid?functionName=on_event",
+            headers={"aeg-event-type": "SubscriptionValidation"},
+            json=[validation],
+        )
+    assert response.status_code == 200
+    assert response.json() == {"validationResponse": "code-123"}
+    assert harness.recorder.of("on_event") == []
+
+
+async def test_event_grid_notification_invokes_function_per_event(harness: Harness) -> None:
+    host = await harness.start()
+    first, second = event(), event(subject="orders/43")
+    cloud = {
+        "specversion": "1.0",
+        "id": "ce-1",
+        "source": "/herald",
+        "type": "Herald.Cloud",
+        "subject": "c/1",
+        "time": "2024-05-01T12:00:00Z",
+        "data": {"c": 1},
+    }
+    url = "/runtime/webhooks/eventgrid?functionName=on_event"
+    notification = {"aeg-event-type": "Notification"}
+    async with httpx.AsyncClient(base_url=host.url) as client:
+        batch = await client.post(url, headers=notification, json=[first, second])
+        single = await client.post(url, headers=notification, json=cloud)
+    assert batch.status_code == 200 and single.status_code == 200
+    calls = harness.recorder.of("on_event")
+    assert [c["id"] for c in calls] == [first["id"], second["id"], "ce-1"]
+    assert calls[0]["event_type"] == "Herald.Event.Published"
+    assert calls[0]["data"] == {"order": 42}
+    assert calls[0]["topic"] == first["topic"]
+    assert calls[0]["event_time"] == datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    assert (calls[2]["event_type"], calls[2]["topic"], calls[2]["data"]) == ("Herald.Cloud", "/herald", {"c": 1})
+
+
+async def test_event_grid_errors(harness: Harness) -> None:
+    host = await harness.start()
+    async with httpx.AsyncClient(base_url=host.url) as client:
+        failing = await client.post(
+            "/runtime/webhooks/eventgrid?functionName=on_event_fails",
+            headers={"aeg-event-type": "Notification"},
+            json=[event()],
+        )
+        unknown = await client.post(
+            "/runtime/webhooks/eventgrid?functionName=nope",
+            headers={"aeg-event-type": "Notification"},
+            json=[event()],
+        )
+        no_header = await client.post("/runtime/webhooks/eventgrid?functionName=on_event", json=[event()])
+    assert failing.status_code == 500
+    assert failing.headers["content-type"] == "application/problem+json"
+    assert "event handler exploded" in failing.json()["detail"]
+    assert unknown.status_code == 404
+    assert no_header.status_code == 400
+
+
+# --- Timers ---------------------------------------------------------------------------------
+
+
+async def test_timer_runs_on_startup_and_on_schedule(harness: Harness) -> None:
+    started = time.time()
+    await harness.start()
+    await harness.recorder.wait_for(lambda: len(harness.recorder.of("tick")) >= 3, within=5)
+    ticks = harness.recorder.of("tick")
+    assert ticks[0]["at"] - started < 1.0  # run_on_startup
+    assert not any(t["past_due"] for t in ticks)
+    gaps = [b["at"] - a["at"] for a, b in itertools.pairwise(ticks[1:])]
+    assert all(0.5 < gap < 1.6 for gap in gaps), gaps
+
+
+# --- lifecycle ------------------------------------------------------------------------------
+
+
+async def test_stop_waits_for_in_flight_handlers(harness: Harness) -> None:
+    host = await harness.start(slow_seconds=1.5)
+    await harness.send("slow", message({"n": 6}))
+    await harness.recorder.wait_for(lambda: bool(harness.recorder.of("slow")))
+    await host.stop()
+    harness.host = None
+    assert harness.recorder.of("slow_done"), "stop() returned before the in-flight handler finished"
+    async with harness.queue("slow") as queue:
+        assert await queue_length(queue) == 0

@@ -1,0 +1,150 @@
+"""The README's commands, run as written against devhost started as a process (only the port differs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.support.azurite import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.e2e
+
+
+def shell_blocks() -> list[str]:
+    text = (REPO / "README.md").read_text()
+    return [block for block in re.findall(r"```sh\n(.*?)```", text, re.S) if "make " not in block]
+
+
+@pytest.fixture(scope="module")
+def devhost(azurite, tmp_path_factory):
+    port = free_port()
+    state = tmp_path_factory.mktemp("devhost-state")
+    env = {
+        **os.environ,
+        "HERALD_DEVHOST_STATE": str(state),
+        "HERALD_AUTH_JWKS_PATH": str(state / "jwks.json"),
+        "PYTHONPATH": str(REPO),
+    }
+    command = [
+        sys.executable, "-m", "devhost", "start", "--port", str(port), "--no-azurite",
+        "--blob-port", str(azurite.blob_port), "--queue-port", str(azurite.queue_port), "--table-port", str(azurite.table_port),
+    ]
+    log = (state / "devhost.log").open("wb")
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=1) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("devhost did not start:\n" + (state / "devhost.log").read_text())
+        time.sleep(0.2)
+    yield port, env, state
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    log.close()
+
+
+def run(block: str, port: int, env: dict[str, str]) -> str:
+    script = "set -euo pipefail\n" + block.replace("7071", str(port)).replace(".venv/bin/python", sys.executable)
+    completed = subprocess.run(["bash", "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    return completed.stdout
+
+
+def test_readme_examples_work_as_written(devhost):
+    port, env, state = devhost
+    token_block, publish_block, read_block, subscribe_block = shell_blocks()
+    prelude = token_block + "\n"
+
+    published = json.loads(run(prelude + publish_block, port, env))
+    assert published == {"accepted": ["case-42-created"], "stored": 1, "duplicates": 0}
+    again = json.loads(run(prelude + publish_block, port, env))
+    assert again == {"accepted": ["case-42-created"], "stored": 0, "duplicates": 1}
+
+    response = run(prelude + read_block, port, env)
+    head, _, body = response.replace("\r\n", "\n").partition("\n\n")
+    assert head.startswith("HTTP/1.1 200")
+    assert re.search(r'^link: <http://127\.0\.0\.1:\d+/api/v1/events\?.*after=.*>; rel="next"$', head, re.M | re.I)
+    [event] = json.loads(body)
+    assert event["id"] == "case-42-created" and event["data"] == {"caseId": "42"}
+
+    created = json.loads(run(prelude + subscribe_block, port, env))
+    assert created["status"] == "pending" and created["secret"].startswith("whsec_")
+
+
+def test_devhost_pushes_published_events_to_a_webhook(devhost, receiver_process):
+    """Publish → inbound → outbound through devhost's own queue drivers, to a real receiver."""
+    port, env, _ = devhost
+    url, received = receiver_process
+    token = subprocess.run(
+        [sys.executable, "-m", "devhost", "token", "--sub", "org:991825827", "--scope", "events.publish events.subscribe"],
+        cwd=REPO, env=env, capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    headers = {"Authorization": f"Bearer {token}"}
+    resource = f"urn:herald:e2e:{port}"
+
+    def call(method: str, path: str, body: dict | list, content_type: str) -> dict:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(), method=method,
+            headers={**headers, "Content-Type": content_type},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    call("POST", "/api/v1/subscriptions", {"endPoint": url, "resourceFilter": resource}, "application/json")
+    deadline = time.monotonic() + 20
+    while not received() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert received(), "the validation event never arrived"
+    events = [{"specversion": "1.0", "id": f"e2e-{i}", "source": "urn:e2e", "type": "t", "resource": resource} for i in range(20)]
+    call("POST", "/api/v1/events", events, "application/cloudevents-batch+json")
+    while time.monotonic() < deadline + 20:
+        ids = {e.get("id") for e in received() if e.get("type") == "t"}
+        if len(ids) == 20:
+            break
+        time.sleep(0.1)
+    assert {e.get("id") for e in received() if e.get("type") == "t"} == {f"e2e-{i}" for i in range(20)}
+
+
+@pytest.fixture
+def receiver_process(tmp_path):
+    """A tiny webhook receiver in its own process, recording bodies to a file."""
+    port = free_port()
+    record = tmp_path / "received.jsonl"
+    code = f"""
+import http.server, json
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get('content-length', 0)))
+        with open({str(record)!r}, 'ab') as f: f.write(body.replace(b'\\n', b' ') + b'\\n')
+        self.send_response(200); self.end_headers()
+    def do_OPTIONS(self):
+        self.send_response(405); self.end_headers()
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer(('127.0.0.1', {port}), H).serve_forever()
+"""
+    process = subprocess.Popen([sys.executable, "-c", code])
+    time.sleep(0.5)
+
+    def received() -> list[dict]:
+        if not record.exists():
+            return []
+        return [json.loads(line) for line in record.read_text().splitlines() if line.strip()]
+
+    yield f"http://127.0.0.1:{port}/hook", received
+    process.terminate()
+    process.wait(timeout=10)

@@ -1,0 +1,62 @@
+"""A hanging endpoint does not delay a healthy one: the real function app under devhost, in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+
+from devhost import DevHost, DevHostOptions
+from shared import container
+from shared.config import load_settings
+from shared.container import build_services
+from shared.provisioning import provision
+from tests.subscriptions.conftest import active_subscription
+from tests.support.events import event, publish
+from tests.support.receiver import Behaviour
+
+
+@pytest.fixture
+async def slow_timeout_services(azurite, issuer):
+    settings = load_settings(
+        {
+            "HeraldStorage": azurite.connection_string,
+            "HERALD_AUTH_JWKS_PATH": str(issuer.jwks_path),
+            "HERALD_WEBHOOK_TIMEOUT_SECONDS": "3",
+        }
+    )
+    await provision(settings)
+    built = build_services(settings)
+    container.install_services(built)
+    yield built
+    await built.close()
+    container._services = None
+
+
+async def test_hanging_endpoint_does_not_slow_a_healthy_one(client, issuer, receiver, resource, slow_timeout_services):
+    from tests.support.functions_index import functions  # noqa: F401  (indexes the app once per session)
+    from function_app import app
+
+    services = slow_timeout_services
+    await active_subscription(client, issuer, services, {"endPoint": receiver.url("healthy"), "resourceFilter": resource})
+    hanging = receiver.behave("hanging", Behaviour(status=200))
+    await active_subscription(client, issuer, services, {"endPoint": hanging, "resourceFilter": resource})
+    receiver.behaviours["/hanging"] = Behaviour(status=200, delay=6)
+
+    options = DevHostOptions(port=0, storage_connection_string=services.settings.storage_connection_string, route_prefix="", provision_app=False, max_idle_wait=0.1)
+    async with DevHost(app, options):
+        started = time.monotonic()
+        for i in range(40):
+            await publish(client, issuer.headers("events.publish"), [event(resource, f"h{i}")])
+        published = time.monotonic()
+        while len({json.loads(p.body)["id"] for p in receiver.posts("healthy")} - {None}) < 41 and time.monotonic() - published < 15:
+            await asyncio.sleep(0.05)
+        healthy_done = time.monotonic()
+
+    received = [json.loads(p.body)["id"] for p in receiver.posts("healthy")]
+    assert sorted(i for i in received if i.startswith("h")) == sorted(f"h{i}" for i in range(40))
+    # All healthy deliveries arrived while the hanging endpoint was still holding its first requests.
+    assert healthy_done - started < 10, healthy_done - started
+    assert receiver.max_in_flight["/hanging"] <= 2

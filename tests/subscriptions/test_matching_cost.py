@@ -1,0 +1,127 @@
+"""Matching reads the partitions of the event's subject (and of subscriptions without one), so its
+cost follows the number of matches, not the number of subscriptions. Asserted as counted storage
+operations; the timing from 1,000 to 1,000,000 subscriptions is measured in bench/."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+
+from azure.data.tables.aio import TableServiceClient
+
+from shared.adapters.table_subscriptions import TableSubscriptionStore, _to_entity
+from shared.events.log import LogRow
+from shared.subscriptions.fanout import Fanout
+from shared.subscriptions.model import Filters, Secrets, Status, Subscription
+from tests.support.counting import StorageCounter
+from tests.support.fakes import RecordingBus
+
+
+def subscription(resource: str, n: int, subject: str | None) -> Subscription:
+    return Subscription(
+        id=f"sub_{n:032x}",
+        consumer=f"org:{n:09d}",
+        endpoint=f"https://example.org/{n}",
+        filters=Filters(resource=resource, subject=subject),
+        status=Status.ACTIVE,
+        created=datetime.now(UTC),
+        secrets=Secrets("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+    )
+
+
+async def index(service: TableServiceClient, subscriptions: list[Subscription]) -> None:
+    table = service.get_table_client("subscriptions")
+    slots = asyncio.Semaphore(32)
+
+    async def put(s: Subscription) -> None:
+        async with slots:
+            await table.upsert_entity(_to_entity(s))
+
+    await asyncio.gather(*(put(s) for s in subscriptions))
+
+
+async def measure(settings, resource: str, total: int) -> tuple[int, int, int]:
+    """Index ``total`` subscriptions told apart by subject (+3 without one); match one event."""
+    policy = StorageCounter()
+    service = TableServiceClient.from_connection_string(settings.storage_connection_string, **policy.hooks())
+    try:
+        await index(service, [subscription(resource, n, f"person:{n}") for n in range(total)])
+        await index(service, [subscription(resource, 10_000_000 + n, None) for n in range(3)])
+        store = TableSubscriptionStore(service)
+        row = LogRow(seq=1, stored_at=datetime.now(UTC), events=[json.dumps({"resource": resource, "subject": "person:7", "type": "t", "source": "s", "id": "1"}).encode()])
+        policy.reset()
+        deliveries = await Fanout(store, None, RecordingBus()).match(resource, [row])  # type: ignore[arg-type]
+        return len(deliveries), policy.requests, policy.entities_read
+    finally:
+        await service.close()
+
+
+async def test_matching_cost_is_flat_in_the_number_of_subscriptions(settings, services):
+    small = await measure(settings, "urn:herald:test:matching-small", 100)
+    large = await measure(settings, "urn:herald:test:matching-large", 3000)
+    assert small == large == (4, 2, 4)  # 4 matches; 2 partition queries; 4 entities read
+
+
+async def test_storage_and_queue_operations_per_delivered_event_stay_far_below_one_at_high_fan_out(
+    settings, services, receiver, resource
+):
+    """600 subscribers of one resource, one event: count every storage and queue request from the
+    append to the last push, and divide by the deliveries."""
+    from shared.adapters.storage_queue_bus import StorageQueueBus
+    from shared.container import build_services
+    from shared.events.dispatch import INBOUND_QUEUE
+    from shared.events.model import validate_event
+    from shared.subscriptions.messages import OUTBOUND_QUEUE
+    from tests.support.events import event
+    from tests.support.pipeline import drain
+
+    counter = StorageCounter()
+    plain = TableServiceClient.from_connection_string(settings.storage_connection_string)
+    subscribers = [subscription(resource, 50_000_000 + n, None) for n in range(600)]
+    subscribers = [s.__class__(**{**s.__dict__, "endpoint": receiver.url(f"fan/{n}")}) for n, s in enumerate(subscribers)]
+    await index(plain, subscribers)
+    await plain.close()
+
+    from shared import container
+
+    instrumented = build_services(settings)
+    instrumented.tables.close  # the same wiring, with counting clients:
+    instrumented = _counting_services(settings, counter)
+    container.install_services(instrumented)
+    try:
+        counter.reset()
+        await instrumented.publisher.publish([validate_event(event(resource, "fan-1"), received_at=datetime.now(UTC))])
+        await drain(instrumented, (INBOUND_QUEUE, OUTBOUND_QUEUE))
+        delivered = sum(len(receiver.posts(f"fan/{n}")) for n in range(600))
+        assert delivered == 600
+        per_delivery = counter.requests / delivered
+        assert per_delivery < 0.1, f"{counter.requests} storage and queue requests for {delivered} deliveries"
+    finally:
+        await instrumented.close()
+        container.install_services(services)
+
+
+def _counting_services(settings, counter):
+    """Herald's services whose table and queue clients count every request they send."""
+    from azure.storage.queue.aio import QueueServiceClient
+
+    from shared import container as wiring
+    from shared.adapters.storage_queue_bus import StorageQueueBus
+
+    original_table_service = wiring.table_service
+    original_bus = wiring.build_bus
+
+    def table_service(config):
+        return TableServiceClient.from_connection_string(config.storage_connection_string, **counter.hooks())
+
+    def build_bus(config):
+        bus = StorageQueueBus(config.storage_connection_string)
+        bus._service = QueueServiceClient.from_connection_string(config.storage_connection_string, **counter.hooks())
+        return bus
+
+    wiring.table_service, wiring.build_bus = table_service, build_bus
+    try:
+        return wiring.build_services(settings)
+    finally:
+        wiring.table_service, wiring.build_bus = original_table_service, original_bus

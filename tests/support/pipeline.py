@@ -1,0 +1,63 @@
+"""Drives Herald's queue-triggered functions from the real Azurite queues, in-process.
+
+Each message is handed to the function's user function as a real
+``azure.functions.servicebus.ServiceBusMessage``, as devhost does; nothing of Herald is mocked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from azure.functions.servicebus import ServiceBusMessage
+
+from shared.adapters.storage_queue_bus import decode_envelope
+from shared.container import Services
+from tests.support.functions_index import functions
+
+
+def _handlers() -> dict[str, object]:
+    handlers: dict[str, object] = {}
+    for function in functions():
+        for binding in function.get_bindings():
+            if binding.type == "serviceBusTrigger":
+                handlers[binding.queue_name] = function.get_user_function()
+    return handlers
+
+
+async def drain(services: Services, queues: tuple[str, ...], *, rounds: int = 20, idle_rounds: int = 2) -> int:
+    """Run messages until every named queue stays empty for ``idle_rounds`` polls; returns messages handled."""
+    handlers = _handlers()
+    handled = 0
+    idle = 0
+    for _ in range(rounds * 10):
+        progressed = False
+        for queue in queues:
+            client = services.bus.service.get_queue_client(queue)  # type: ignore[attr-defined]
+            async for message in client.receive_messages(messages_per_page=32, visibility_timeout=30):
+                envelope = decode_envelope(message.content)
+                sb = ServiceBusMessage(
+                    body=envelope.body,
+                    message_id=envelope.message_id,
+                    application_properties=dict(envelope.application_properties),
+                    user_properties=dict(envelope.application_properties),
+                    delivery_count=message.dequeue_count,
+                    enqueued_time_utc=envelope.enqueued_at,
+                    content_type=envelope.content_type,
+                )
+                await handlers[queue](sb)  # type: ignore[operator]
+                await client.delete_message(message)
+                handled += 1
+                progressed = True
+        if progressed:
+            idle = 0
+        else:
+            idle += 1
+            if idle >= idle_rounds:
+                return handled
+            await asyncio.sleep(0.05)
+    return handled
+
+
+def now() -> datetime:
+    return datetime.now(UTC)

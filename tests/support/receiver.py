@@ -1,0 +1,82 @@
+"""A webhook receiver on loopback for tests: records requests, answers as each path is told to."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+
+@dataclass
+class Behaviour:
+    status: int | Callable[[int], int] = 200
+    delay: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
+    options_headers: dict[str, str] | None = None  # None: OPTIONS is not supported (405)
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.received: dict[str, list[Received]] = defaultdict(list)
+        self.behaviours: dict[str, Behaviour] = {}
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+        self._counts: dict[str, int] = defaultdict(int)
+        self.in_flight: dict[str, int] = defaultdict(int)
+        self.max_in_flight: dict[str, int] = defaultdict(int)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{path.lstrip('/')}"
+
+    def behave(self, path: str, behaviour: Behaviour) -> str:
+        self.behaviours["/" + path.lstrip("/")] = behaviour
+        return self.url(path)
+
+    def posts(self, path: str) -> list[Received]:
+        return [r for r in self.received["/" + path.lstrip("/")] if r.method == "POST"]
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        path = request.path
+        self.received[path].append(Received(request.method, path, {k.lower(): v for k, v in request.headers.items()}, body, time.monotonic()))
+        behaviour = self.behaviours.get(path, Behaviour())
+        if request.method == "OPTIONS":
+            if behaviour.options_headers is None:
+                return web.Response(status=405)
+            return web.Response(status=200, headers=behaviour.options_headers)
+        self._counts[path] += 1
+        self.in_flight[path] += 1
+        self.max_in_flight[path] = max(self.max_in_flight[path], self.in_flight[path])
+        try:
+            if behaviour.delay:
+                await asyncio.sleep(behaviour.delay)
+        finally:
+            self.in_flight[path] -= 1
+        status = behaviour.status(self._counts[path]) if callable(behaviour.status) else behaviour.status
+        return web.Response(status=status, headers=behaviour.headers, text="ok")
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
