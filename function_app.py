@@ -2,7 +2,7 @@
 
 import azure.functions as func
 
-from functions import inbound, outbound, timers, validation
+from functions import delivery_reports, inbound, notifications, outbound, timers, validation
 from functions.http_api import api
 from shared.telemetry import configure_telemetry
 
@@ -13,3 +13,5 @@ app.register_functions(inbound.bp)
 app.register_functions(outbound.bp)
 app.register_functions(validation.bp)
 app.register_functions(timers.bp)
+app.register_functions(notifications.bp)
+app.register_functions(delivery_reports.bp)

@@ -66,6 +66,38 @@ param deliveryLogDays int = 14
 @description('Optional. Herald\'s public URL (the function app\'s host name unless a custom domain fronts it).')
 param publicBaseUrl string = ''
 
+@description('Optional. Default SMS sender (number or alphanumeric id) when an order names none.')
+param smsSender string = 'Herald'
+
+@description('Optional. SMS adapter: acs (Communication Services SMS) or link (a LINK Mobility-style HTTP gateway).')
+@allowed(['acs', 'link'])
+param smsGateway string = 'acs'
+
+@description('Optional. Send URL of the LINK Mobility-style gateway (smsGateway link).')
+param linkSmsUrl string = ''
+
+@description('Optional. Basic-auth user of the LINK gateway.')
+param linkSmsUsername string = ''
+
+@description('Optional. Body format of the LINK gateway: json or xml.')
+@allowed(['json', 'xml'])
+param linkSmsFormat string = 'json'
+
+@description('Optional. User name the SMS gateway sends with delivery reports (HTTP basic).')
+param smsReportUsername string = ''
+
+@description('Optional. Base URL of an external contact registry; empty uses the contacts table.')
+param contactRegistryUrl string = ''
+
+@description('Optional. OAuth authority for the contact registry token, e.g. https://login.microsoftonline.com/<tenant>.')
+param contactRegistryAuthority string = ''
+
+@description('Optional. Client id Herald uses for the contact registry token.')
+param contactRegistryClientId string = ''
+
+@description('Optional. Scope of the contact registry token, e.g. api://registry/.default.')
+param contactRegistryScope string = ''
+
 @description('Optional. Create the Event Grid subscriptions to the functions. Event Grid checks that each function exists, so this is false on the first provision and set by the postdeploy hook.')
 param deployEventSubscriptions bool = false
 
@@ -152,6 +184,36 @@ var serviceBusQueues = [
     defaultMessageTimeToLive: 'P2D'
   }
   {
+    // Orders due to start (scheduled for requestedSendTime, and by the due-orders timer).
+    name: 'notifications-orders'
+    maxDeliveryCount: 10
+    lockDuration: 'PT2M'
+    requiresDuplicateDetection: true
+    duplicateDetectionHistoryTimeWindow: 'PT10M'
+    deadLetteringOnMessageExpiration: true
+    defaultMessageTimeToLive: 'P3D'
+  }
+  {
+    // Up to 100 email notifications of one order a message; retries scheduled after 429/5xx.
+    name: 'notifications-email'
+    maxDeliveryCount: 10
+    lockDuration: 'PT5M'
+    requiresDuplicateDetection: true
+    duplicateDetectionHistoryTimeWindow: 'PT10M'
+    deadLetteringOnMessageExpiration: true
+    defaultMessageTimeToLive: 'P3D'
+  }
+  {
+    // Up to 100 SMS notifications of one order a message, held for the daytime window when asked.
+    name: 'notifications-sms'
+    maxDeliveryCount: 10
+    lockDuration: 'PT5M'
+    requiresDuplicateDetection: true
+    duplicateDetectionHistoryTimeWindow: 'PT10M'
+    deadLetteringOnMessageExpiration: true
+    defaultMessageTimeToLive: 'P3D'
+  }
+  {
     // Validation of new and re-enabled subscriptions, retried on the delivery schedule.
     name: 'subscription-validation'
     maxDeliveryCount: 10
@@ -171,10 +233,26 @@ var storageTables = [
   'subscriptions'
   'subscriptionowners'
   'deadletters'
+  'notificationorders'
+  'notifications'
+  'notificationreports'
+  'notificationstate'
+  'contacts'
 ]
 
 @description('Event Grid subscriptions on the Communication Services system topic: one per Event Grid-triggered function for delivery reports.')
-var communicationEventSubscriptions = []
+var communicationEventSubscriptions = [
+  {
+    name: 'email-delivery-reports'
+    functionName: 'email_delivery_report'
+    includedEventTypes: ['Microsoft.Communication.EmailDeliveryReportReceived']
+  }
+  {
+    name: 'sms-delivery-reports'
+    functionName: 'sms_delivery_report'
+    includedEventTypes: ['Microsoft.Communication.SMSDeliveryReportReceived']
+  }
+]
 
 @description('Event Grid subscriptions on the optional custom topic: one per Event Grid-triggered ingestion function.')
 var customTopicEventSubscriptions = []
@@ -202,6 +280,7 @@ var roles = {
   serviceBusDataReceiver: '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
   keyVaultCryptoUser: '12338af0-0e69-4776-bea7-57ae8d297424'
+  keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
   contributor: 'b24988ac-6180-42a0-ab88-20f7382dd24c'
   eventGridDataSender: 'd5a91429-5739-47e2-a06b-3470a27159e7'
 }
@@ -272,6 +351,12 @@ var identityKeyVaultRoles = [
     principalId: identity.outputs.principalId
     principalType: 'ServicePrincipal'
     roleDefinitionId: roles.keyVaultCryptoUser
+  }
+  {
+    // Resolves the Key Vault references among the app settings (gateway passwords, registry secret).
+    principalId: identity.outputs.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: roles.keyVaultSecretsUser
   }
 ]
 var userKeyVaultRoles = hasUser ? [
@@ -456,6 +541,24 @@ var functionAppSettings = {
   HERALD_RETRY_HORIZON_HOURS: string(retryHorizonHours)
   HERALD_DISABLE_AFTER_DAYS: string(disableAfterDays)
   HERALD_DELIVERY_LOG_DAYS: string(deliveryLogDays)
+  HeraldCommunication__endpoint: communication.outputs.endpoint
+  HeraldCommunication__credential: 'managedidentity'
+  HeraldCommunication__clientId: identity.outputs.clientId
+  HERALD_NOTIFICATIONS_EMAIL_SENDER: emailService.outputs.senderAddress
+  HERALD_NOTIFICATIONS_SMS_SENDER: smsSender
+  HERALD_SMS_GATEWAY: smsGateway
+  HERALD_LINK_SMS_URL: linkSmsUrl
+  HERALD_LINK_SMS_USERNAME: linkSmsUsername
+  HERALD_LINK_SMS_FORMAT: linkSmsFormat
+  // Secrets stay in Key Vault (secret names below); the app setting is a reference resolved by the platform.
+  HERALD_LINK_SMS_PASSWORD: '@Microsoft.KeyVault(VaultName=${keyVault.outputs.name};SecretName=link-sms-password)'
+  HERALD_SMS_REPORT_USERNAME: smsReportUsername
+  HERALD_SMS_REPORT_PASSWORD: '@Microsoft.KeyVault(VaultName=${keyVault.outputs.name};SecretName=sms-report-password)'
+  HERALD_CONTACT_REGISTRY_URL: contactRegistryUrl
+  HERALD_CONTACT_REGISTRY_AUTHORITY: contactRegistryAuthority
+  HERALD_CONTACT_REGISTRY_CLIENT_ID: contactRegistryClientId
+  HERALD_CONTACT_REGISTRY_CLIENT_SECRET: '@Microsoft.KeyVault(VaultName=${keyVault.outputs.name};SecretName=contact-registry-client-secret)'
+  HERALD_CONTACT_REGISTRY_SCOPE: contactRegistryScope
 }
 
 module functionApp 'modules/web/function-app.bicep' = {

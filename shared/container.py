@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from azure.data.tables.aio import TableServiceClient
 
 from shared.adapters.table_checkpoints import STATE_TABLE, TableCheckpoints
+from shared.adapters.table_contacts import CONTACTS_TABLE
 from shared.adapters.table_event_log import EVENTS_TABLE, RESOURCES_TABLE, TableEventLog
+from shared.adapters.table_notifications import TABLES as NOTIFICATION_TABLES
 from shared.adapters.table_subscriptions import (
     DEAD_LETTERS_TABLE,
     INDEX_TABLE,
@@ -25,6 +27,8 @@ from shared.events.publishing import EventPublisher
 from shared.events.reading import EventReader
 from shared.identity.tokens import JwksFileKeys, OpenIdKeys, SigningKeys, TokenValidator
 from shared.messaging import Bus
+from shared.notifications.service import Notifications
+from shared.notifications.wiring import build_notifications
 from shared.subscriptions.delivery import RetryPolicy
 from shared.subscriptions.endpoint_guard import EndpointGuard
 from shared.subscriptions.fanout import Fanout
@@ -34,6 +38,7 @@ from shared.subscriptions.service import SubscriptionService
 from shared.subscriptions.state import SubscriptionEvents, SubscriptionHealth
 
 TABLES: tuple[str, ...] = (EVENTS_TABLE, RESOURCES_TABLE, STATE_TABLE, INDEX_TABLE, OWNERS_TABLE, DEAD_LETTERS_TABLE)
+TABLES += (*NOTIFICATION_TABLES, CONTACTS_TABLE)  # notifications (shared/adapters/table_notifications.py)
 
 
 @dataclass
@@ -57,8 +62,10 @@ class Services:
     outbound: OutboundWorker
     delivery_log: TableDeliveryLog
     dead_letters: TableDeadLetterStore
+    notifications: Notifications
 
     async def close(self) -> None:
+        await self.notifications.close()
         await self.webhooks.close()
         await self.bus.close()
         await self.tables.close()
@@ -82,15 +89,24 @@ def build_signing_keys(config: Settings) -> SigningKeys:
     raise RuntimeError("set HERALD_AUTH_OPENID_METADATA_URL (Azure) or HERALD_AUTH_JWKS_PATH (local)")
 
 
-def build_services(config: Settings, *, clock: Clock | None = None, webhooks: WebhookClient | None = None) -> Services:
+def build_services(
+    config: Settings,
+    *,
+    clock: Clock | None = None,
+    webhooks: WebhookClient | None = None,
+    tables: TableServiceClient | None = None,
+    bus: Bus | None = None,
+) -> Services:
+    """Builds every service from settings; a host may pass its own clock, webhook client, table
+    service or bus (benchmarks pass instrumented clients that count storage operations)."""
     from datetime import timedelta
     from urllib.parse import urlsplit
 
     from shared.telemetry import inject_trace_context
 
     clock = clock or SystemClock()
-    tables = table_service(config)
-    bus = build_bus(config)
+    tables = tables or table_service(config)
+    bus = bus or build_bus(config)
     event_log = TableEventLog(tables)
     dispatcher = Dispatcher(event_log, bus)
     event_log.set_commit_listener(dispatcher)
@@ -154,6 +170,7 @@ def build_services(config: Settings, *, clock: Clock | None = None, webhooks: We
         outbound=outbound,
         delivery_log=delivery_log,
         dead_letters=dead_letters,
+        notifications=build_notifications(config, tables, bus, publisher),
     )
 
 

@@ -79,8 +79,9 @@ def dead_letter_queue_name(queue: str) -> str:
 class StorageQueueBus:
     """Sends envelopes to storage queues; a delayed message is sent with a visibility timeout."""
 
-    def __init__(self, connection_string: str, *, send_concurrency: int = 16) -> None:
-        self._service = QueueServiceClient.from_connection_string(connection_string)
+    def __init__(self, connection_string: str, *, send_concurrency: int = 16, **client_options: Any) -> None:
+        # client_options reach the SDK client (for instance azure-core request hooks that count operations).
+        self._service = QueueServiceClient.from_connection_string(connection_string, **client_options)
         self._send_slots = asyncio.Semaphore(send_concurrency)
 
     @property

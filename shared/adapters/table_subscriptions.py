@@ -287,7 +287,9 @@ class TableDeliveryLog:
             table = self._service.get_table_client(table_name)
             query = "PartitionKey eq @pk and RowKey gt @lower and RowKey lt @upper"
 
-            async def shard_rows(shard: str, table: Any = table, lower: str = lower) -> list[Attempt]:
+            async def shard_rows(
+                shard: str, table: Any = table, lower: str = lower, query: str = query
+            ) -> list[Attempt]:
                 parameters = {"pk": shard, "lower": lower, "upper": f"{subscription_id}|~"}
                 rows: list[Attempt] = []
                 async for entity in table.query_entities(query, parameters=parameters, results_per_page=limit + 1):

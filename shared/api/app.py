@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
-from shared.api import events_publish, events_read, health, subscriptions
+from shared.api import (
+    contacts_admin,
+    dev_outbox,
+    events_publish,
+    events_read,
+    health,
+    notification_orders,
+    sms_reports,
+    subscriptions,
+)
 from shared.api.problems import install_problem_handlers
 
 if TYPE_CHECKING:
@@ -16,6 +25,9 @@ if TYPE_CHECKING:
 
 # Paths reachable without a token: liveness and the API's own documentation.
 PUBLIC_PATHS = frozenset({"/api/v1/health", "/api/v1/openapi.json", "/api/v1/docs", "/api/v1/docs/oauth2-redirect"})
+# Paths authenticated with HTTP basic credentials instead of a bearer token: callbacks from gateways
+# that cannot obtain tokens (the SMS gateway's delivery reports). Their dependency sets ``basic_auth``.
+BASIC_AUTH_PATHS = frozenset({"/api/v1/notifications/sms/reports"})
 
 
 def create_api(
@@ -39,5 +51,7 @@ def create_api(
     api.state.services = services
     install_problem_handlers(api)
     for module in (health, events_publish, events_read, subscriptions):
+        api.include_router(module.router)
+    for module in (notification_orders, sms_reports, contacts_admin, dev_outbox):
         api.include_router(module.router)
     return api

@@ -112,7 +112,9 @@ class OutboundWorker:
                 results.append(_Result(delivery, subscription))  # deleted or disabled since it matched
             else:
                 by_endpoint[subscription.endpoint].append((delivery, subscription))
-        for group in await asyncio.gather(*(self._deliver_to(endpoint, group, events) for endpoint, group in by_endpoint.items())):
+        for group in await asyncio.gather(
+            *(self._deliver_to(endpoint, group, events) for endpoint, group in by_endpoint.items())
+        ):
             results.extend(group)
         await self._settle(results)
 

@@ -52,7 +52,13 @@ async def test_messages_are_batched_within_the_size_limit_and_keep_their_propert
     client = Client()
     bus = ServiceBusBus(client)  # type: ignore[arg-type]
     messages = [
-        OutgoingMessage(body=b"x" * 1000, message_id=f"m{i}", correlation_id="c", subject="s", application_properties={"traceparent": "00-a-b-01"})
+        OutgoingMessage(
+            body=b"x" * 1000,
+            message_id=f"m{i}",
+            correlation_id="c",
+            subject="s",
+            application_properties={"traceparent": "00-a-b-01"},
+        )
         for i in range(9)
     ]
     await bus.send("events-outbound", messages)
@@ -61,7 +67,9 @@ async def test_messages_are_batched_within_the_size_limit_and_keep_their_propert
     sent = [m for batch in sender.batches for m in batch]
     assert [m.message_id for m in sent] == [f"m{i}" for i in range(9)]
     assert sent[0].correlation_id == "c" and sent[0].subject == "s"
-    assert sent[0].application_properties == {b"traceparent": "00-a-b-01"} or sent[0].application_properties == {"traceparent": "00-a-b-01"}
+    assert sent[0].application_properties == {b"traceparent": "00-a-b-01"} or sent[0].application_properties == {
+        "traceparent": "00-a-b-01"
+    }
     assert b"".join(sent[0].body) == b"x" * 1000
 
 

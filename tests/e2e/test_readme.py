@@ -34,10 +34,23 @@ def devhost(azurite, tmp_path_factory):
         "HERALD_DEVHOST_STATE": str(state),
         "HERALD_AUTH_JWKS_PATH": str(state / "jwks.json"),
         "PYTHONPATH": str(REPO),
+        "HERALD_LOCAL_EVENTGRID_URL": f"http://127.0.0.1:{port}/runtime/webhooks/eventgrid",
+        "HERALD_LOCAL_SINK_REPORT_DELAY_SECONDS": "0.2",
     }
     command = [
-        sys.executable, "-m", "devhost", "start", "--port", str(port), "--no-azurite",
-        "--blob-port", str(azurite.blob_port), "--queue-port", str(azurite.queue_port), "--table-port", str(azurite.table_port),
+        sys.executable,
+        "-m",
+        "devhost",
+        "start",
+        "--port",
+        str(port),
+        "--no-azurite",
+        "--blob-port",
+        str(azurite.blob_port),
+        "--queue-port",
+        str(azurite.queue_port),
+        "--table-port",
+        str(azurite.table_port),
     ]
     log = (state / "devhost.log").open("wb")
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -66,7 +79,7 @@ def run(block: str, port: int, env: dict[str, str]) -> str:
 
 
 def test_readme_examples_work_as_written(devhost):
-    port, env, state = devhost
+    port, env, _ = devhost
     token_block, publish_block, read_block, subscribe_block = shell_blocks()
     prelude = token_block + "\n"
 
@@ -91,15 +104,30 @@ def test_devhost_pushes_published_events_to_a_webhook(devhost, receiver_process)
     port, env, _ = devhost
     url, received = receiver_process
     token = subprocess.run(
-        [sys.executable, "-m", "devhost", "token", "--sub", "org:991825827", "--scope", "events.publish events.subscribe"],
-        cwd=REPO, env=env, capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "devhost",
+            "token",
+            "--sub",
+            "org:991825827",
+            "--scope",
+            "events.publish events.subscribe",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     headers = {"Authorization": f"Bearer {token}"}
     resource = f"urn:herald:e2e:{port}"
 
     def call(method: str, path: str, body: dict | list, content_type: str) -> dict:
         request = urllib.request.Request(
-            f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(), method=method,
+            f"http://127.0.0.1:{port}{path}",
+            data=json.dumps(body).encode(),
+            method=method,
             headers={**headers, "Content-Type": content_type},
         )
         with urllib.request.urlopen(request, timeout=10) as response:
@@ -110,7 +138,10 @@ def test_devhost_pushes_published_events_to_a_webhook(devhost, receiver_process)
     while not received() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert received(), "the validation event never arrived"
-    events = [{"specversion": "1.0", "id": f"e2e-{i}", "source": "urn:e2e", "type": "t", "resource": resource} for i in range(20)]
+    events = [
+        {"specversion": "1.0", "id": f"e2e-{i}", "source": "urn:e2e", "type": "t", "resource": resource}
+        for i in range(20)
+    ]
     call("POST", "/api/v1/events", events, "application/cloudevents-batch+json")
     while time.monotonic() < deadline + 20:
         ids = {e.get("id") for e in received() if e.get("type") == "t"}
@@ -148,3 +179,49 @@ http.server.ThreadingHTTPServer(('127.0.0.1', {port}), H).serve_forever()
     yield f"http://127.0.0.1:{port}/hook", received
     process.terminate()
     process.wait(timeout=10)
+
+
+def test_devhost_runs_an_email_order_to_delivered(devhost):
+    """Order → notifications-orders → notifications-email → local sink → Event Grid report → Delivered."""
+    port, env, _ = devhost
+    token = subprocess.run(
+        [sys.executable, "-m", "devhost", "token", "--sub", "org:991825827", "--scope", "notifications.order"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    order = {
+        "idempotencyId": f"e2e-{port}",
+        "sendersReference": "e2e",
+        "notificationChannel": "Email",
+        "emailTemplate": {"subject": "Your case", "body": "Hello $recipientName$"},
+        "recipients": [{"emailAddress": "kari.nordmann@example.com"}],
+    }
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/v1/notifications/orders", data=json.dumps(order).encode(), headers=headers
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 202
+        order_id = json.loads(response.read())["orderId"]
+    deadline = time.monotonic() + 30
+    status = {}
+    while time.monotonic() < deadline:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/v1/notifications/orders/{order_id}/status", headers=headers
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            status = json.loads(response.read())
+        if [n["sendStatus"]["status"] for n in status["notifications"]] == ["Delivered"]:
+            break
+        time.sleep(0.2)
+    assert [n["sendStatus"]["status"] for n in status["notifications"]] == ["Delivered"], status
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/dev/outbox", headers=headers)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        outbox = json.loads(response.read())
+    assert any(
+        "kari.nordmann@example.com" in json.dumps(item)
+        for item in (outbox if isinstance(outbox, list) else outbox.get("messages", outbox.get("items", [])))
+    )

@@ -8,7 +8,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.routing import APIRoute
 
-from shared.api.app import PUBLIC_PATHS, create_api
+from shared.api.app import BASIC_AUTH_PATHS, PUBLIC_PATHS, create_api
 
 
 def api_routes():
@@ -25,8 +25,11 @@ def test_every_route_is_under_api_v1():
 def test_every_route_but_the_public_ones_requires_a_scope():
     for route in api_routes():
         scopes = [getattr(dependency.call, "required_scope", None) for dependency in route.dependant.dependencies]
+        basic = [getattr(dependency.call, "basic_auth", False) for dependency in route.dependant.dependencies]
         if route.path in PUBLIC_PATHS:
             assert not any(scopes), f"{route.path} is public but asks for a token"
+        elif route.path in BASIC_AUTH_PATHS:
+            assert any(basic), f"{route.path} is listed for basic auth but does not require it"
         else:
             assert any(scopes), f"{route.path} ({', '.join(route.methods)}) is not authenticated"
 
@@ -39,7 +42,8 @@ async def test_every_route_answers_401_without_a_token(client):
         for method in route.methods:
             response = await client.request(method, path)
             assert response.status_code == 401, (method, path, response.status_code)
-            assert response.headers["www-authenticate"].startswith("Bearer")
+            scheme = "Basic" if route.path in BASIC_AUTH_PATHS else "Bearer"
+            assert response.headers["www-authenticate"].startswith(scheme)
             assert response.headers["content-type"] == "application/problem+json"
 
 

@@ -36,22 +36,33 @@ async def slow_timeout_services(azurite, issuer):
 
 
 async def test_hanging_endpoint_does_not_slow_a_healthy_one(client, issuer, receiver, resource, slow_timeout_services):
-    from tests.support.functions_index import functions  # noqa: F401  (indexes the app once per session)
     from function_app import app
+    from tests.support.functions_index import functions  # noqa: F401  (indexes the app once per session)
 
     services = slow_timeout_services
-    await active_subscription(client, issuer, services, {"endPoint": receiver.url("healthy"), "resourceFilter": resource})
+    await active_subscription(
+        client, issuer, services, {"endPoint": receiver.url("healthy"), "resourceFilter": resource}
+    )
     hanging = receiver.behave("hanging", Behaviour(status=200))
     await active_subscription(client, issuer, services, {"endPoint": hanging, "resourceFilter": resource})
     receiver.behaviours["/hanging"] = Behaviour(status=200, delay=6)
 
-    options = DevHostOptions(port=0, storage_connection_string=services.settings.storage_connection_string, route_prefix="", provision_app=False, max_idle_wait=0.1)
+    options = DevHostOptions(
+        port=0,
+        storage_connection_string=services.settings.storage_connection_string,
+        route_prefix="",
+        provision_app=False,
+        max_idle_wait=0.1,
+    )
     async with DevHost(app, options):
         started = time.monotonic()
         for i in range(40):
             await publish(client, issuer.headers("events.publish"), [event(resource, f"h{i}")])
         published = time.monotonic()
-        while len({json.loads(p.body)["id"] for p in receiver.posts("healthy")} - {None}) < 41 and time.monotonic() - published < 15:
+        while (
+            len({json.loads(p.body)["id"] for p in receiver.posts("healthy")} - {None}) < 41
+            and time.monotonic() - published < 15
+        ):
             await asyncio.sleep(0.05)
         healthy_done = time.monotonic()
 

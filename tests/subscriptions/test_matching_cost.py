@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from azure.data.tables.aio import TableServiceClient
@@ -49,7 +50,15 @@ async def measure(settings, resource: str, total: int) -> tuple[int, int, int]:
         await index(service, [subscription(resource, n, f"person:{n}") for n in range(total)])
         await index(service, [subscription(resource, 10_000_000 + n, None) for n in range(3)])
         store = TableSubscriptionStore(service)
-        row = LogRow(seq=1, stored_at=datetime.now(UTC), events=[json.dumps({"resource": resource, "subject": "person:7", "type": "t", "source": "s", "id": "1"}).encode()])
+        row = LogRow(
+            seq=1,
+            stored_at=datetime.now(UTC),
+            events=[
+                json.dumps(
+                    {"resource": resource, "subject": "person:7", "type": "t", "source": "s", "id": "1"}
+                ).encode()
+            ],
+        )
         policy.reset()
         deliveries = await Fanout(store, None, RecordingBus()).match(resource, [row])  # type: ignore[arg-type]
         return len(deliveries), policy.requests, policy.entities_read
@@ -68,6 +77,7 @@ async def test_storage_and_queue_operations_per_delivered_event_stay_far_below_o
 ):
     """600 subscribers of one resource, one event: count every storage and queue request from the
     append to the last push, and divide by the deliveries."""
+    from shared import container
     from shared.adapters.storage_queue_bus import StorageQueueBus
     from shared.container import build_services
     from shared.events.dispatch import INBOUND_QUEUE
@@ -76,18 +86,18 @@ async def test_storage_and_queue_operations_per_delivered_event_stay_far_below_o
     from tests.support.events import event
     from tests.support.pipeline import drain
 
-    counter = StorageCounter()
     plain = TableServiceClient.from_connection_string(settings.storage_connection_string)
     subscribers = [subscription(resource, 50_000_000 + n, None) for n in range(600)]
-    subscribers = [s.__class__(**{**s.__dict__, "endpoint": receiver.url(f"fan/{n}")}) for n, s in enumerate(subscribers)]
+    subscribers = [replace(s, endpoint=receiver.url(f"fan/{n}")) for n, s in enumerate(subscribers)]
     await index(plain, subscribers)
     await plain.close()
 
-    from shared import container
-
-    instrumented = build_services(settings)
-    instrumented.tables.close  # the same wiring, with counting clients:
-    instrumented = _counting_services(settings, counter)
+    counter = StorageCounter()
+    instrumented = build_services(
+        settings,
+        tables=TableServiceClient.from_connection_string(settings.storage_connection_string, **counter.hooks()),
+        bus=StorageQueueBus(settings.storage_connection_string, **counter.hooks()),
+    )
     container.install_services(instrumented)
     try:
         counter.reset()
@@ -100,28 +110,3 @@ async def test_storage_and_queue_operations_per_delivered_event_stay_far_below_o
     finally:
         await instrumented.close()
         container.install_services(services)
-
-
-def _counting_services(settings, counter):
-    """Herald's services whose table and queue clients count every request they send."""
-    from azure.storage.queue.aio import QueueServiceClient
-
-    from shared import container as wiring
-    from shared.adapters.storage_queue_bus import StorageQueueBus
-
-    original_table_service = wiring.table_service
-    original_bus = wiring.build_bus
-
-    def table_service(config):
-        return TableServiceClient.from_connection_string(config.storage_connection_string, **counter.hooks())
-
-    def build_bus(config):
-        bus = StorageQueueBus(config.storage_connection_string)
-        bus._service = QueueServiceClient.from_connection_string(config.storage_connection_string, **counter.hooks())
-        return bus
-
-    wiring.table_service, wiring.build_bus = table_service, build_bus
-    try:
-        return wiring.build_services(settings)
-    finally:
-        wiring.table_service, wiring.build_bus = original_table_service, original_bus

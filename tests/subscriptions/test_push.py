@@ -25,7 +25,10 @@ PIPELINE = (INBOUND_QUEUE, OUTBOUND_QUEUE)
 
 async def test_matching_events_are_pushed_signed_and_intact(client, issuer, receiver, resource, services):
     sub = await active_subscription(
-        client, issuer, services, {"endPoint": receiver.url("hook"), "resourceFilter": resource, "typeFilter": "no.case.*"}
+        client,
+        issuer,
+        services,
+        {"endPoint": receiver.url("hook"), "resourceFilter": resource, "typeFilter": "no.case.*"},
     )
     headers = issuer.headers("events.publish", "events.read")
     await publish(
@@ -41,7 +44,9 @@ async def test_matching_events_are_pushed_signed_and_intact(client, issuer, rece
     await drain(services, PIPELINE)
 
     posts = [p for p in receiver.posts("hook") if json.loads(p.body)["type"] != "platform.events.validatesubscription"]
-    assert [json.loads(p.body)["id"] for p in posts] == ["1", "3"] or sorted(json.loads(p.body)["id"] for p in posts) == ["1", "3"]
+    assert [json.loads(p.body)["id"] for p in posts] == ["1", "3"] or sorted(
+        json.loads(p.body)["id"] for p in posts
+    ) == ["1", "3"]
     stored = (await client.get("/api/v1/events", params={"resource": resource}, headers=headers)).json()
     by_id = {e["id"]: e for e in stored}
     for post in posts:
@@ -59,7 +64,9 @@ async def test_filters_select_events(client, issuer, receiver, resource, service
         "all": {},
     }
     for path, filters in specs.items():
-        await active_subscription(client, issuer, services, {"endPoint": receiver.url(path), "resourceFilter": resource, **filters})
+        await active_subscription(
+            client, issuer, services, {"endPoint": receiver.url(path), "resourceFilter": resource, **filters}
+        )
     await publish(
         client,
         issuer.headers("events.publish"),
@@ -77,7 +84,9 @@ async def test_filters_select_events(client, issuer, receiver, resource, service
 
 async def test_redelivered_inbound_message_does_not_push_twice(client, issuer, receiver, resource, services):
     await active_subscription(client, issuer, services, {"endPoint": receiver.url("once"), "resourceFilter": resource})
-    await active_subscription(client, issuer, services, {"endPoint": receiver.url("once-b"), "resourceFilter": resource})
+    await active_subscription(
+        client, issuer, services, {"endPoint": receiver.url("once-b"), "resourceFilter": resource}
+    )
     await publish(client, issuer.headers("events.publish"), [event(resource, f"r{i}") for i in range(5)])
     await drain(services, (INBOUND_QUEUE,))
     # The inbound message arrives again (a lost lock, a sweeper re-dispatch): same rows, same pointer.
@@ -91,7 +100,9 @@ async def test_redelivered_inbound_message_does_not_push_twice(client, issuer, r
 async def test_subscription_takes_effect_immediately(client, issuer, receiver, resource, services):
     await publish(client, issuer.headers("events.publish"), [event(resource, "before")])
     await drain(services, PIPELINE)
-    sub = await active_subscription(client, issuer, services, {"endPoint": receiver.url("fresh"), "resourceFilter": resource})
+    sub = await active_subscription(
+        client, issuer, services, {"endPoint": receiver.url("fresh"), "resourceFilter": resource}
+    )
     await publish(client, issuer.headers("events.publish"), [event(resource, "after")])
     await drain(services, PIPELINE)
     assert [e["id"] for e in events_received(receiver, "fresh")] == ["after"]
@@ -107,13 +118,20 @@ async def test_410_disables_the_subscription_and_herald_says_so(client, issuer, 
     sub = await active_subscription(client, issuer, services, {"endPoint": url, "resourceFilter": resource})
     await publish(client, issuer.headers("events.publish"), [event(resource, "x")])
     await drain(services, PIPELINE)
-    fetched = (await client.get(f"/api/v1/subscriptions/{sub['id']}", headers=issuer.headers("events.subscribe"))).json()
+    fetched = (
+        await client.get(f"/api/v1/subscriptions/{sub['id']}", headers=issuer.headers("events.subscribe"))
+    ).json()
     assert fetched["status"] == "disabled"
     assert "410" in fetched["disabledReason"]
     notices = (
         await client.get(
             "/api/v1/events",
-            params={"resource": "urn:herald:subscriptions", "subject": "org:991825827", "type": "herald.subscription.disabled", "size": 1000},
+            params={
+                "resource": "urn:herald:subscriptions",
+                "subject": "org:991825827",
+                "type": "herald.subscription.disabled",
+                "size": 1000,
+            },
             headers=issuer.headers("events.read"),
         )
     ).json()
@@ -122,7 +140,10 @@ async def test_410_disables_the_subscription_and_herald_says_so(client, issuer, 
 
 def worker_with(services, clock, bus, schedule=(10, 30, 60, 300, 600, 1800, 3600, 10800, 21600, 43200)):
     health = SubscriptionHealth(
-        services.subscription_store, SubscriptionEvents(services.publisher, clock), clock, disable_after=timedelta(days=5)
+        services.subscription_store,
+        SubscriptionEvents(services.publisher, clock),
+        clock,
+        disable_after=timedelta(days=5),
     )
     return OutboundWorker(
         store=services.subscription_store,
@@ -181,10 +202,14 @@ async def test_retries_follow_the_schedule_then_dead_letter_then_replay(client, 
 
     webhook_ids = {p.headers["webhook-id"] for p in receiver.posts("flaky") if json.loads(p.body)["id"] == "retry-me"}
     assert len(webhook_ids) == 1  # stable across retries
-    attempts = (await client.get(f"/api/v1/subscriptions/{sub['id']}/deliveries", headers=issuer.headers("events.subscribe"))).json()
+    attempts = (
+        await client.get(f"/api/v1/subscriptions/{sub['id']}/deliveries", headers=issuer.headers("events.subscribe"))
+    ).json()
     assert attempts["count"] >= 11
 
-    letters = (await client.get(f"/api/v1/subscriptions/{sub['id']}/deadletters", headers=issuer.headers("events.subscribe"))).json()
+    letters = (
+        await client.get(f"/api/v1/subscriptions/{sub['id']}/deadletters", headers=issuer.headers("events.subscribe"))
+    ).json()
     assert letters["count"] == 1
     assert letters["deadLetters"][0]["eventId"] == "retry-me"
     assert letters["deadLetters"][0]["attempts"] == 11
@@ -194,7 +219,9 @@ async def test_retries_follow_the_schedule_then_dead_letter_then_replay(client, 
     assert replay.status_code == 202 and replay.json() == {"replayed": 1}
     await drain(services, (OUTBOUND_QUEUE,))
     assert receiver.posts("flaky")[-1].body and json.loads(receiver.posts("flaky")[-1].body)["id"] == "retry-me"
-    letters = (await client.get(f"/api/v1/subscriptions/{sub['id']}/deadletters", headers=issuer.headers("events.subscribe"))).json()
+    letters = (
+        await client.get(f"/api/v1/subscriptions/{sub['id']}/deadletters", headers=issuer.headers("events.subscribe"))
+    ).json()
     assert letters["count"] == 0
 
 
@@ -223,8 +250,14 @@ async def test_retry_after_is_honoured_and_capped(client, issuer, receiver, reso
 
 
 async def test_rotated_secret_signs_with_both_for_a_day(client, issuer, receiver, resource, services):
-    sub = await active_subscription(client, issuer, services, {"endPoint": receiver.url("rotating"), "resourceFilter": resource})
-    rotated = (await client.post(f"/api/v1/subscriptions/{sub['id']}/rotate-secret", headers=issuer.headers("events.subscribe"))).json()
+    sub = await active_subscription(
+        client, issuer, services, {"endPoint": receiver.url("rotating"), "resourceFilter": resource}
+    )
+    rotated = (
+        await client.post(
+            f"/api/v1/subscriptions/{sub['id']}/rotate-secret", headers=issuer.headers("events.subscribe")
+        )
+    ).json()
     services.outbound._subscriptions.clear()
     await publish(client, issuer.headers("events.publish"), [event(resource, "signed-twice")])
     await drain(services, PIPELINE)
@@ -243,12 +276,16 @@ async def test_five_days_of_failures_disable_the_subscription(client, issuer, re
     clock, bus = FakeClock(), RecordingBus()
 
     await worker_with(services, clock, bus).handle(batch.deliveries())
-    fetched = (await client.get(f"/api/v1/subscriptions/{sub['id']}", headers=issuer.headers("events.subscribe"))).json()
+    fetched = (
+        await client.get(f"/api/v1/subscriptions/{sub['id']}", headers=issuer.headers("events.subscribe"))
+    ).json()
     assert fetched["status"] == "active"
 
     clock.advance(timedelta(days=5, seconds=1))
     await worker_with(services, clock, bus).handle(batch.deliveries())
-    fetched = (await client.get(f"/api/v1/subscriptions/{sub['id']}", headers=issuer.headers("events.subscribe"))).json()
+    fetched = (
+        await client.get(f"/api/v1/subscriptions/{sub['id']}", headers=issuer.headers("events.subscribe"))
+    ).json()
     assert fetched["status"] == "disabled"
     assert "5 days" in fetched["disabledReason"]
 
@@ -258,5 +295,7 @@ async def test_five_days_of_failures_disable_the_subscription(client, issuer, re
     from shared.subscriptions.messages import VALIDATION_QUEUE
 
     await drain(services, (VALIDATION_QUEUE,))
-    fetched = (await client.get(f"/api/v1/subscriptions/{sub['id']}", headers=issuer.headers("events.subscribe"))).json()
+    fetched = (
+        await client.get(f"/api/v1/subscriptions/{sub['id']}", headers=issuer.headers("events.subscribe"))
+    ).json()
     assert fetched["status"] == "active"

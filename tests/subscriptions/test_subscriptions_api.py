@@ -51,12 +51,16 @@ async def test_validation_event_activates_the_subscription(client, issuer, recei
     from standardwebhooks import Webhook
 
     Webhook(created["secret"]).verify(validation.body.decode(), validation.headers)
-    status = (await client.get(f"/api/v1/subscriptions/{created['id']}", headers=issuer.headers(*SUBSCRIBE))).json()["status"]
+    status = (await client.get(f"/api/v1/subscriptions/{created['id']}", headers=issuer.headers(*SUBSCRIBE))).json()[
+        "status"
+    ]
     assert status == "active"
 
 
 async def test_abuse_protection_handshake_grants_a_rate(client, issuer, receiver, resource, services):
-    url = receiver.behave("rated", Behaviour(options_headers={"WebHook-Allowed-Origin": "*", "WebHook-Allowed-Rate": "30"}))
+    url = receiver.behave(
+        "rated", Behaviour(options_headers={"WebHook-Allowed-Origin": "*", "WebHook-Allowed-Rate": "30"})
+    )
     created = (await create(client, issuer, body(resource, url))).json()
     await drain(services, (VALIDATION_QUEUE,))
     [options] = [r for r in receiver.received["/rated"] if r.method == "OPTIONS"]
@@ -76,10 +80,15 @@ async def test_failed_validation_is_retried_later(client, issuer, receiver, reso
 
 
 async def test_list_get_delete_are_scoped_to_the_consumer(client, issuer, receiver, resource, services):
-    mine = [(await create(client, issuer, body(resource, receiver.url(f"l{i}")), sub="org:310000000")).json() for i in range(3)]
+    mine = [
+        (await create(client, issuer, body(resource, receiver.url(f"l{i}")), sub="org:310000000")).json()
+        for i in range(3)
+    ]
     other = (await create(client, issuer, body(resource, receiver.url("other")), sub="org:920000000")).json()
 
-    listed = await client.get("/api/v1/subscriptions", params={"size": 2}, headers=issuer.headers(*SUBSCRIBE, sub="org:310000000"))
+    listed = await client.get(
+        "/api/v1/subscriptions", params={"size": 2}, headers=issuer.headers(*SUBSCRIBE, sub="org:310000000")
+    )
     assert listed.json()["count"] == 2
     follow = listed.headers["link"][1 : listed.headers["link"].index(">")]
     rest = await client.get(follow, headers=issuer.headers(*SUBSCRIBE, sub="org:310000000"))
@@ -98,7 +107,9 @@ async def test_list_get_delete_are_scoped_to_the_consumer(client, issuer, receiv
 
 async def test_rotate_secret_returns_a_new_secret(client, issuer, receiver, resource, services):
     created = (await create(client, issuer, body(resource, receiver.url("rot")))).json()
-    rotated = await client.post(f"/api/v1/subscriptions/{created['id']}/rotate-secret", headers=issuer.headers(*SUBSCRIBE))
+    rotated = await client.post(
+        f"/api/v1/subscriptions/{created['id']}/rotate-secret", headers=issuer.headers(*SUBSCRIBE)
+    )
     assert rotated.status_code == 200
     assert rotated.json()["secret"].startswith("whsec_") and rotated.json()["secret"] != created["secret"]
 
@@ -115,14 +126,25 @@ async def test_rotate_secret_returns_a_new_secret(client, issuer, receiver, reso
         ({"endPoint": "https://example.org/", "resourceFilter": "urn:test:y", "subjectFilter": ""}, "empty"),
         ({"endPoint": "https://example.org/", "resourceFilter": "urn:test:y", "typeFilter": ""}, "empty"),
         ({"endPoint": "https://example.org/", "resourceFilter": "urn:test:y", "typeFilter": "a*b"}, "prefix"),
-        ({"endPoint": "https://example.org/", "resourceFilter": "urn:test:y", "sourceFilter": "has space*"}, "never match"),
-        ({"endPoint": "https://example.org/", "resourceFilter": "urn:test:y", "subjectFilter": "a\u0000b"}, "never match"),
-        ({"endPoint": "https://example.org/", "resourceFilter": "urn:test:y", "includeSubunits": True}, "includeSubunits"),
+        (
+            {"endPoint": "https://example.org/", "resourceFilter": "urn:test:y", "sourceFilter": "has space*"},
+            "never match",
+        ),
+        (
+            {"endPoint": "https://example.org/", "resourceFilter": "urn:test:y", "subjectFilter": "a\u0000b"},
+            "never match",
+        ),
+        (
+            {"endPoint": "https://example.org/", "resourceFilter": "urn:test:y", "includeSubunits": True},
+            "includeSubunits",
+        ),
         ({"endPoint": "http://example.org/", "resourceFilter": "urn:test:y"}, "loopback"),
     ],
 )
 async def test_bad_requests_are_400_problems_and_store_nothing(client, issuer, payload, fragment, services):
-    response = await client.post("/api/v1/subscriptions", json=payload, headers=issuer.headers(*SUBSCRIBE, sub="org:999999999"))
+    response = await client.post(
+        "/api/v1/subscriptions", json=payload, headers=issuer.headers(*SUBSCRIBE, sub="org:999999999")
+    )
     assert response.status_code == 400, response.text
     assert response.headers["content-type"] == "application/problem+json"
     assert fragment in response.text

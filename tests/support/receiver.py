@@ -51,7 +51,9 @@ class Receiver:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         path = request.path
-        self.received[path].append(Received(request.method, path, {k.lower(): v for k, v in request.headers.items()}, body, time.monotonic()))
+        self.received[path].append(
+            Received(request.method, path, {k.lower(): v for k, v in request.headers.items()}, body, time.monotonic())
+        )
         behaviour = self.behaviours.get(path, Behaviour())
         if request.method == "OPTIONS":
             if behaviour.options_headers is None:

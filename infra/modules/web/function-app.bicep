@@ -62,6 +62,8 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     // checkov:skip=CKV_AZURE_212:Flex Consumption scales to zero; no minimum instance count at idle.
     // checkov:skip=CKV_AZURE_213:App Service health check is not used on Flex Consumption (scale-to-zero, per-function scaling); availability is watched by the function-errors alert.
     serverFarmId: serverFarmResourceId
+    // Key Vault references in app settings (gateway passwords, registry secret) resolve with this identity.
+    keyVaultReferenceIdentity: userAssignedIdentityResourceId
     httpsOnly: true
     clientCertEnabled: false
     publicNetworkAccess: 'Enabled'

@@ -1,0 +1,93 @@
+"""A contact registry reached over HTTP with an OAuth client-credentials token (msal).
+
+Contract (Herald's; an external registry or a thin facade in front of one implements it):
+
+- ``POST {base}/persons/lookup`` ``{"nationalIdentityNumbers": [...]}`` ->
+  ``{"persons": [{"nationalIdentityNumber", "name", "emailAddress", "mobileNumber", "reserved"}]}``
+- ``POST {base}/organizations/lookup`` ``{"organizationNumbers": [...]}`` ->
+  ``{"organizations": [{"organizationNumber", "name", "emailAddresses", "mobileNumbers", "roles"}]}``
+
+Each call carries ``Authorization: Bearer <token>`` from a :class:`TokenProvider`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import aiohttp
+
+from shared.adapters.table_contacts import organization_from_json, person_from_json
+from shared.notifications.ports import Organization, Person
+
+LOOKUP_CHUNK = 500
+
+
+class TokenProvider(Protocol):
+    async def token(self) -> str: ...
+
+
+class MsalTokenProvider:
+    """Client-credentials tokens from Microsoft Entra ID (or any authority msal accepts), cached by msal."""
+
+    def __init__(
+        self,
+        *,
+        authority: str,
+        client_id: str,
+        client_secret: str,
+        scope: str,
+        http_client: Any = None,
+        validate_authority: bool = True,
+    ) -> None:
+        import msal
+
+        self._scope = scope
+        self._app = msal.ConfidentialClientApplication(
+            client_id,
+            client_credential=client_secret,
+            authority=authority,
+            http_client=http_client,
+            validate_authority=validate_authority,
+            instance_discovery=validate_authority,
+        )
+
+    async def token(self) -> str:
+        result: dict[str, Any] = await asyncio.to_thread(self._app.acquire_token_for_client, scopes=[self._scope])
+        token = result.get("access_token")
+        if not token:
+            raise RuntimeError(f"no token for {self._scope}: {result.get('error')}: {result.get('error_description')}")
+        return str(token)
+
+
+class HttpContactRegistry:
+    def __init__(
+        self, base_url: str, tokens: TokenProvider, *, timeout: float = 15.0, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
+        self._ssl = ssl_context
+        self._base = base_url.rstrip("/")
+        self._tokens = tokens
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+
+    async def _lookup(self, path: str, field: str, keys: Sequence[str], result_field: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        headers = {"Authorization": f"Bearer {await self._tokens.token()}"}
+        connector = aiohttp.TCPConnector(ssl=self._ssl) if self._ssl is not None else None
+        async with aiohttp.ClientSession(timeout=self._timeout, connector=connector) as session:
+            for start in range(0, len(keys), LOOKUP_CHUNK):
+                chunk = list(keys[start : start + LOOKUP_CHUNK])
+                async with session.post(f"{self._base}{path}", json={field: chunk}, headers=headers) as response:
+                    response.raise_for_status()
+                    document = await response.json()
+                found.extend(document.get(result_field) or [])
+        return found
+
+    async def persons(self, nins: Sequence[str]) -> dict[str, Person]:
+        rows = await self._lookup("/persons/lookup", "nationalIdentityNumbers", nins, "persons")
+        return {p.national_identity_number: p for p in map(person_from_json, rows)}
+
+    async def organizations(self, numbers: Sequence[str]) -> dict[str, Organization]:
+        rows = await self._lookup("/organizations/lookup", "organizationNumbers", numbers, "organizations")
+        return {o.organization_number: o for o in map(organization_from_json, rows)}

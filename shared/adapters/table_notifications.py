@@ -1,0 +1,530 @@
+"""Notification orders, notifications, dead delivery reports and the send pause on Azure Table Storage.
+
+Tables and keys (docs/notifications.md has the full picture):
+
+- ``notificationorders``
+  - PK ``<creator>``  RK ``o<orderId>``: the order (recipients packed in binary chunks)
+  - PK ``<creator>``  RK ``i<sha256(idempotencyId)>``: the idempotency key, created in ONE
+    entity-group transaction with the order, so a reused key never makes a second order
+  - PK ``~due``       RK ``<sendTime>|<orderId>``: orders not yet processed, for the due timer
+  - PK ``~expiry``    RK ``<expiry>|<orderId>``: orders with notifications to check for TTL
+- ``notifications``
+  - PK ``<orderId>``  RK ``<notificationId>``: one notification (per recipient address and channel)
+  - PK ``~ref|<channel>|<reference>`` RK ``r``: gateway reference -> notification, for reports
+- ``notificationreports``: PK ``<channel>`` RK ``<reference>``: unmatched delivery reports
+  (attempt counter; ``parked`` once over the bound: the dead-report store)
+- ``notificationstate``: PK ``pause`` RK ``<channel>``: send paused until (HTTP 429)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.data.tables import TableTransactionError, UpdateMode
+from azure.data.tables.aio import TableClient, TableServiceClient
+
+from shared.adapters.tables import escape_key
+from shared.notifications.model import (
+    Channel,
+    ContentType,
+    EmailTemplate,
+    Notification,
+    NotificationChannel,
+    Order,
+    OrderStatus,
+    RecipientLookup,
+    RecipientSpec,
+    SendingTimePolicy,
+    SmsTemplate,
+    Status,
+)
+from shared.notifications.ports import Conflict, Decide, OrderExists, ReportAttempt
+
+log = logging.getLogger(__name__)
+
+ORDERS_TABLE = "notificationorders"
+NOTIFICATIONS_TABLE = "notifications"
+REPORTS_TABLE = "notificationreports"
+STATE_TABLE = "notificationstate"
+TABLES = (ORDERS_TABLE, NOTIFICATIONS_TABLE, REPORTS_TABLE, STATE_TABLE)
+
+DUE_PARTITION = "~due"
+EXPIRY_PARTITION = "~expiry"
+TRANSACTION_OPERATIONS = 100
+CHUNK_BYTES = 60 * 1024  # a binary property holds at most 64 KiB
+MAX_FILTER_KEYS = 14  # Azure allows 15 comparisons per filter; one is the PartitionKey
+_MAX_CHANGE_ROUNDS = 8
+
+
+def time_key(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y%m%d%H%M%S%f")
+
+
+def _pack(payload: bytes, prefix: str) -> dict[str, bytes]:
+    return {
+        f"{prefix}{index:02d}": payload[start : start + CHUNK_BYTES]
+        for index, start in enumerate(range(0, len(payload), CHUNK_BYTES))
+    }
+
+
+def _unpack(entity: dict[str, Any], prefix: str) -> bytes:
+    chunks = sorted(
+        (name, value) for name, value in entity.items() if name.startswith(prefix) and name[len(prefix) :].isdigit()
+    )
+    return b"".join(bytes(value) for _, value in chunks)
+
+
+def _value(raw: Any) -> Any:
+    return raw.value if hasattr(raw, "value") else raw
+
+
+def _etag(entity: Any) -> str | None:
+    metadata = getattr(entity, "metadata", None) or {}
+    etag: str | None = metadata.get("etag")
+    return etag
+
+
+async def query_keys(table: TableClient, partition: str, row_keys: Sequence[str]) -> list[Any]:
+    """Entities of one partition by row key, 14 keys per query (point reads would cost one call each)."""
+    unique = list(dict.fromkeys(row_keys))
+
+    async def chunk(keys: Sequence[str]) -> list[Any]:
+        clauses = " or ".join(f"RowKey eq @r{i}" for i in range(len(keys)))
+        parameters = {"pk": partition, **{f"r{i}": key for i, key in enumerate(keys)}}
+        return [e async for e in table.query_entities(f"PartitionKey eq @pk and ( {clauses} )", parameters=parameters)]
+
+    groups = [unique[i : i + MAX_FILTER_KEYS] for i in range(0, len(unique), MAX_FILTER_KEYS)]
+    found: list[Any] = []
+    for part in await asyncio.gather(*(chunk(group) for group in groups)):
+        found.extend(part)
+    return found
+
+
+# ------------------------------------------------------------------------------------------ orders
+
+
+def _order_entity(order: Order) -> dict[str, Any]:
+    recipients = json.dumps([r.to_json() for r in order.recipients], separators=(",", ":")).encode()
+    entity: dict[str, Any] = {
+        "PartitionKey": escape_key(order.creator),
+        "RowKey": f"o{order.id}",
+        "creator": order.creator,
+        "idem": order.idempotency_id,
+        "sendTime": order.requested_send_time,
+        "channel": order.channel.value,
+        "ignoreReservation": order.ignore_reservation,
+        "created": order.created,
+        "status": order.status.value,
+        **_pack(recipients, "r"),
+    }
+    optional: dict[str, Any] = {
+        "ref": order.senders_reference,
+        "resource": order.resource_id,
+        "condition": order.condition_endpoint,
+        "policy": order.sending_time_policy.value if order.sending_time_policy else None,
+        "statusTime": order.status_time,
+        "started": order.processing_started,
+        "lookup": json.dumps(order.lookup.to_json()) if order.lookup else None,
+    }
+    if order.email_template is not None:
+        t = order.email_template
+        optional["email"] = json.dumps(
+            {"subject": t.subject, "body": t.body, "contentType": t.content_type.value, "fromAddress": t.from_address}
+        )
+    if order.sms_template is not None:
+        optional["sms"] = json.dumps({"body": order.sms_template.body, "sender": order.sms_template.sender_number})
+    entity.update({key: value for key, value in optional.items() if value is not None})
+    return entity
+
+
+def _order(entity: Any) -> Order:
+    email = json.loads(entity["email"]) if entity.get("email") else None
+    sms = json.loads(entity["sms"]) if entity.get("sms") else None
+    recipients = json.loads(_unpack(entity, "r") or b"[]")
+    return Order(
+        id=entity["RowKey"][1:],
+        creator=entity["creator"],
+        idempotency_id=entity["idem"],
+        senders_reference=entity.get("ref"),
+        requested_send_time=entity["sendTime"],
+        channel=NotificationChannel(entity["channel"]),
+        email_template=EmailTemplate(
+            email["subject"], email["body"], ContentType(email["contentType"]), email.get("fromAddress")
+        )
+        if email
+        else None,
+        sms_template=SmsTemplate(sms["body"], sms.get("sender")) if sms else None,
+        recipients=[RecipientSpec.from_json(r) for r in recipients],
+        ignore_reservation=bool(entity.get("ignoreReservation")),
+        resource_id=entity.get("resource"),
+        condition_endpoint=entity.get("condition"),
+        sending_time_policy=SendingTimePolicy(entity["policy"]) if entity.get("policy") else None,
+        created=entity["created"],
+        status=OrderStatus(entity["status"]),
+        status_time=entity.get("statusTime"),
+        lookup=RecipientLookup.from_json(json.loads(entity["lookup"])) if entity.get("lookup") else None,
+        processing_started=entity.get("started"),
+        version=_etag(entity),
+    )
+
+
+def idempotency_key(idempotency_id: str) -> str:
+    return "i" + hashlib.sha256(idempotency_id.encode()).hexdigest()[:40]
+
+
+class TableOrderStore:
+    def __init__(self, service: TableServiceClient) -> None:
+        self._table = service.get_table_client(ORDERS_TABLE)
+
+    async def create(self, order: Order) -> Order:
+        entity = _order_entity(order)
+        key = {
+            "PartitionKey": entity["PartitionKey"],
+            "RowKey": idempotency_key(order.idempotency_id),
+            "orderId": order.id,
+        }
+        try:
+            results = await self._table.submit_transaction([("create", entity), ("create", key)])
+        except TableTransactionError as error:
+            if str(getattr(error, "error_code", "")) != "EntityAlreadyExists":
+                raise
+            existing = await self._by_key(order.creator, order.idempotency_id)
+            if existing is None:
+                raise
+            raise OrderExists(existing) from error
+        return replace(order, version=results[0].get("etag"))
+
+    async def _by_key(self, creator: str, idempotency_id: str) -> Order | None:
+        try:
+            key = await self._table.get_entity(escape_key(creator), idempotency_key(idempotency_id))
+        except ResourceNotFoundError:
+            return None
+        return await self.get(creator, key["orderId"])
+
+    async def get(self, creator: str, order_id: str) -> Order | None:
+        try:
+            entity = await self._table.get_entity(escape_key(creator), f"o{order_id}")
+        except ResourceNotFoundError:
+            return None
+        return _order(entity)
+
+    async def update(self, order: Order) -> Order:
+        if order.version is None:
+            raise Conflict(order.id)
+        try:
+            result = await self._table.update_entity(
+                _order_entity(order),
+                mode=UpdateMode.REPLACE,
+                etag=order.version,
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except (ResourceNotFoundError, HttpResponseError) as error:
+            if isinstance(error, ResourceNotFoundError) or getattr(error, "status_code", None) == 412:
+                raise Conflict(order.id) from error
+            raise
+        return replace(order, version=result.get("etag"))
+
+    async def schedule(self, order: Order) -> None:
+        await self._table.upsert_entity(
+            {
+                "PartitionKey": DUE_PARTITION,
+                "RowKey": f"{time_key(order.requested_send_time)}|{order.id}",
+                "creator": order.creator,
+            },
+            mode=UpdateMode.REPLACE,
+        )
+
+    async def unschedule(self, order: Order) -> None:
+        with contextlib.suppress(ResourceNotFoundError):
+            await self._table.delete_entity(DUE_PARTITION, f"{time_key(order.requested_send_time)}|{order.id}")
+
+    async def due(self, until: datetime, limit: int) -> list[tuple[str, str]]:
+        return [(creator, oid) for creator, oid, _ in await self._index(DUE_PARTITION, until, limit)]
+
+    async def _index(self, partition: str, until: datetime, limit: int) -> list[tuple[str, str, datetime]]:
+        found: list[tuple[str, str, datetime]] = []
+        query = self._table.query_entities(
+            "PartitionKey eq @pk and RowKey le @until",
+            parameters={"pk": partition, "until": f"{time_key(until)}|~"},
+            results_per_page=min(limit, 1000),
+        )
+        async for entity in query:
+            stamp, _, order_id = entity["RowKey"].partition("|")
+            at = datetime.strptime(stamp, "%Y%m%d%H%M%S%f").replace(tzinfo=UTC)
+            found.append((entity["creator"], order_id, at))
+            if len(found) >= limit:
+                break
+        return found
+
+    async def watch_expiry(self, creator: str, order_id: str, at: datetime) -> None:
+        await self._table.upsert_entity(
+            {"PartitionKey": EXPIRY_PARTITION, "RowKey": f"{time_key(at)}|{order_id}", "creator": creator},
+            mode=UpdateMode.REPLACE,
+        )
+
+    async def expiring(self, until: datetime, limit: int) -> list[tuple[str, str, datetime]]:
+        return await self._index(EXPIRY_PARTITION, until, limit)
+
+    async def unwatch_expiry(self, creator: str, order_id: str, at: datetime) -> None:
+        with contextlib.suppress(ResourceNotFoundError):
+            await self._table.delete_entity(EXPIRY_PARTITION, f"{time_key(at)}|{order_id}")
+
+
+# ----------------------------------------------------------------------------------- notifications
+
+
+def _notification_entity(n: Notification) -> dict[str, Any]:
+    entity: dict[str, Any] = {
+        "PartitionKey": n.order_id,
+        "RowKey": n.id,
+        "ch": n.channel.value,
+        "st": n.status.value,
+        "stt": n.status_time,
+        "rcp": json.dumps(n.recipient.to_json(), separators=(",", ":")),
+        "att": n.attempt,
+    }
+    optional = {
+        "addr": n.address,
+        "name": n.name,
+        "orgno": n.organization_number,
+        "desc": (n.description or "")[:1000] or None,
+        "ref": n.reference,
+        "exp": n.expiry,
+    }
+    entity.update({key: value for key, value in optional.items() if value is not None})
+    return entity
+
+
+def _notification(entity: Any) -> Notification:
+    return Notification(
+        id=entity["RowKey"],
+        order_id=entity["PartitionKey"],
+        channel=Channel(entity["ch"]),
+        status=Status(entity["st"]),
+        status_time=entity["stt"],
+        address=entity.get("addr"),
+        recipient=RecipientSpec.from_json(json.loads(entity["rcp"])),
+        name=entity.get("name"),
+        organization_number=entity.get("orgno"),
+        description=entity.get("desc"),
+        reference=entity.get("ref"),
+        attempt=int(_value(entity.get("att", 0))),
+        expiry=entity.get("exp"),
+        version=_etag(entity),
+    )
+
+
+def _ref_partition(channel: Channel, reference: str) -> str:
+    return escape_key(f"~ref|{channel.value}|{reference}")
+
+
+class TableNotificationStore:
+    def __init__(self, service: TableServiceClient) -> None:
+        self._table = service.get_table_client(NOTIFICATIONS_TABLE)
+
+    async def insert(self, notifications: Sequence[Notification]) -> None:
+        entities = [_notification_entity(n) for n in notifications]
+        by_partition: dict[str, list[dict[str, Any]]] = {}
+        for entity in entities:
+            by_partition.setdefault(entity["PartitionKey"], []).append(entity)
+        for group in by_partition.values():
+            chunks = [group[i : i + TRANSACTION_OPERATIONS] for i in range(0, len(group), TRANSACTION_OPERATIONS)]
+            await asyncio.gather(*(self._insert_chunk(chunk) for chunk in chunks))
+
+    async def _insert_chunk(self, chunk: list[dict[str, Any]]) -> None:
+        try:
+            await self._table.submit_transaction([("create", entity) for entity in chunk])
+        except TableTransactionError as error:
+            if str(getattr(error, "error_code", "")) != "EntityAlreadyExists":
+                raise
+            # A replay after a crash: some exist already. Insert the rest one by one.
+            for entity in chunk:
+                with contextlib.suppress(ResourceExistsError):
+                    await self._table.create_entity(entity)
+
+    async def of_order(self, order_id: str) -> list[Notification]:
+        query = self._table.query_entities("PartitionKey eq @pk", parameters={"pk": order_id})
+        return [_notification(entity) async for entity in query]
+
+    async def change(self, order_id: str, ids: Sequence[str], decide: Decide) -> list[Notification]:
+        remaining = list(dict.fromkeys(ids))
+        changed: list[Notification] = []
+        for _ in range(_MAX_CHANGE_ROUNDS):
+            if not remaining:
+                break
+            current = [_notification(entity) for entity in await query_keys(self._table, order_id, remaining)]
+            updates = [(n, new) for n in current if (new := decide(n)) is not None]
+            if not updates:
+                break
+            chunks = [updates[i : i + TRANSACTION_OPERATIONS] for i in range(0, len(updates), TRANSACTION_OPERATIONS)]
+            outcomes = await asyncio.gather(*(self._update_chunk(chunk) for chunk in chunks))
+            remaining = []
+            for chunk, done in zip(chunks, outcomes, strict=True):
+                if done:
+                    changed.extend(new for _, new in chunk)
+                else:
+                    remaining.extend(old.id for old, _ in chunk)
+        else:
+            log.warning("notifications kept changing under us", extra={"order_id": order_id, "left": len(remaining)})
+        return changed
+
+    async def _update_chunk(self, chunk: list[tuple[Notification, Notification]]) -> bool:
+        operations: list[Any] = [
+            (
+                "update",
+                _notification_entity(new),
+                {"mode": UpdateMode.REPLACE, "etag": old.version, "match_condition": MatchConditions.IfNotModified},
+            )
+            for old, new in chunk
+        ]
+        try:
+            await self._table.submit_transaction(operations)
+        except TableTransactionError as error:
+            code = str(getattr(error, "error_code", ""))
+            if code in ("UpdateConditionNotSatisfied", "ConditionNotMet", "ResourceNotFound"):
+                return False
+            raise
+        return True
+
+    async def index_reference(
+        self, channel: Channel, reference: str, creator: str, order_id: str, notification_id: str
+    ) -> None:
+        await self._table.upsert_entity(
+            {
+                "PartitionKey": _ref_partition(channel, reference),
+                "RowKey": "r",
+                "creator": creator,
+                "orderId": order_id,
+                "notificationId": notification_id,
+            },
+            mode=UpdateMode.REPLACE,
+        )
+
+    async def find_reference(self, channel: Channel, reference: str) -> tuple[str, str, str] | None:
+        try:
+            entity = await self._table.get_entity(_ref_partition(channel, reference), "r")
+        except ResourceNotFoundError:
+            return None
+        return entity["creator"], entity["orderId"], entity["notificationId"]
+
+
+# ---------------------------------------------------------------------------------- dead reports
+
+
+class TableDeadReports:
+    def __init__(self, service: TableServiceClient) -> None:
+        self._table = service.get_table_client(REPORTS_TABLE)
+
+    async def record_attempt(
+        self, channel: Channel, reference: str, payload: str, now: datetime, *, max_attempts: int, window: timedelta
+    ) -> ReportAttempt:
+        key = escape_key(reference)[:512]
+        for _ in range(10):
+            try:
+                entity = await self._table.get_entity(channel.value, key)
+            except ResourceNotFoundError:
+                parked = max_attempts <= 1
+                fresh = {
+                    "PartitionKey": channel.value,
+                    "RowKey": key,
+                    "reference": reference,
+                    "attempts": 1,
+                    "firstSeen": now,
+                    "lastAttempt": now,
+                    "parked": parked,
+                    "reason": "RETRY_THRESHOLD_EXCEEDED" if parked else "NOT_MATCHED_YET",
+                    "payload": payload[:30000],
+                }
+                try:
+                    await self._table.create_entity(fresh)
+                except ResourceExistsError:
+                    continue
+                return ReportAttempt(1, now, parked)
+            attempts = int(_value(entity["attempts"])) + 1
+            first: datetime = entity["firstSeen"]
+            was_parked = bool(entity.get("parked"))
+            parked = was_parked or attempts >= max_attempts or now - first >= window
+            entity["attempts"] = attempts
+            entity["lastAttempt"] = now
+            entity["parked"] = parked
+            if parked and not was_parked:
+                entity["reason"] = "RETRY_THRESHOLD_EXCEEDED"
+            try:
+                await self._table.update_entity(
+                    entity, mode=UpdateMode.REPLACE, etag=_etag(entity), match_condition=MatchConditions.IfNotModified
+                )
+            except HttpResponseError as error:
+                if getattr(error, "status_code", None) == 412:
+                    continue
+                raise
+            return ReportAttempt(attempts, first, parked)
+        raise RuntimeError(f"could not count the attempt of report {reference}")
+
+    async def park(self, channel: Channel, reference: str, payload: str, now: datetime, reason: str) -> None:
+        await self._table.upsert_entity(
+            {
+                "PartitionKey": channel.value,
+                "RowKey": escape_key(reference)[:512],
+                "reference": reference,
+                "attempts": 1,
+                "firstSeen": now,
+                "lastAttempt": now,
+                "parked": True,
+                "reason": reason,
+                "payload": payload[:30000],
+            },
+            mode=UpdateMode.MERGE,
+        )
+
+    async def resolved(self, channel: Channel, reference: str) -> None:
+        with contextlib.suppress(ResourceNotFoundError):
+            await self._table.delete_entity(channel.value, escape_key(reference)[:512])
+
+    async def parked(self, channel: Channel | None = None) -> list[dict[str, object]]:
+        query = "parked eq true" + (" and PartitionKey eq @pk" if channel else "")
+        parameters = {"pk": channel.value} if channel else {}
+        return [
+            {
+                "channel": entity["PartitionKey"],
+                "reference": entity["reference"],
+                "attempts": int(_value(entity["attempts"])),
+                "firstSeen": entity["firstSeen"],
+                "reason": entity.get("reason"),
+                "payload": entity.get("payload"),
+            }
+            async for entity in self._table.query_entities(query, parameters=parameters)
+        ]
+
+
+# ------------------------------------------------------------------------------------------ pause
+
+
+class TableSendPause:
+    def __init__(self, service: TableServiceClient) -> None:
+        self._table = service.get_table_client(STATE_TABLE)
+
+    async def paused_until(self, channel: Channel) -> datetime | None:
+        try:
+            entity = await self._table.get_entity("pause", channel.value)
+        except ResourceNotFoundError:
+            return None
+        until: datetime = entity["until"]
+        return until
+
+    async def pause(self, channel: Channel, until: datetime) -> None:
+        current = await self.paused_until(channel)
+        if current is not None and current >= until:
+            return
+        await self._table.upsert_entity(
+            {"PartitionKey": "pause", "RowKey": channel.value, "until": until}, mode=UpdateMode.REPLACE
+        )

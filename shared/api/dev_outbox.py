@@ -1,0 +1,48 @@
+"""GET /api/v1/dev/outbox: what the local sink captured (local mode only; 404 in azure mode).
+
+Scope ``admin`` or ``notifications.order``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from shared.api.auth import require_scope
+from shared.api.problems import Problem
+from shared.identity.tokens import Principal
+
+router = APIRouter(tags=["development"])
+_bearer = HTTPBearer(auto_error=False)
+_admin = require_scope("admin")
+_orders = require_scope("notifications.order")
+
+
+async def admin_or_orders(
+    request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)
+) -> Principal:
+    try:
+        return await _admin(request, credentials)
+    except Problem as problem:
+        if problem.status != 403:
+            raise
+    try:
+        return await _orders(request, credentials)
+    except Problem as problem:
+        if problem.status == 403:
+            problem.detail = "the token lacks the scope 'admin' or 'notifications.order'"
+        raise
+
+
+admin_or_orders.required_scope = "admin|notifications.order"  # type: ignore[attr-defined]
+
+
+@router.get("/api/v1/dev/outbox", summary="Messages the local email/SMS sink captured (local mode only)")
+async def dev_outbox(request: Request, principal: Principal = Depends(admin_or_orders)) -> Any:
+    services = await request.app.state.services()
+    sink = services.notifications.sink if services.settings.local else None
+    if sink is None:
+        raise Problem(404, "Not Found", "the outbox exists in local mode with the local sink only", kind="no-outbox")
+    return {"messages": sink.captured()}

@@ -1,0 +1,232 @@
+"""Notification orders: POST /api/v1/notifications/orders, read, status, cancel (scope notifications.order).
+
+Orders are visible only to their creator (the token's subject); anyone else gets 404.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.api.auth import require_scope
+from shared.api.problems import Problem
+from shared.events.model import format_time
+from shared.identity.tokens import Principal
+from shared.notifications.model import (
+    ContentType,
+    EmailTemplate,
+    Notification,
+    NotificationChannel,
+    Order,
+    RecipientSpec,
+    SendingTimePolicy,
+    SmsTemplate,
+)
+from shared.notifications.orders import CancelProhibited, OrderInvalid, OrderNotFound, OrderRequest, OrderStatusView
+from shared.notifications.service import Notifications
+
+router = APIRouter(tags=["notifications"])
+SCOPE = "notifications.order"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EmailTemplateIn(_Strict):
+    subject: str = Field(min_length=1, max_length=998)
+    body: str = Field(min_length=1, max_length=200_000)
+    contentType: ContentType = ContentType.PLAIN
+    fromAddress: str | None = Field(default=None, max_length=254)
+
+
+class SmsTemplateIn(_Strict):
+    body: str = Field(min_length=1, max_length=10_000)
+    senderNumber: str | None = Field(default=None, min_length=1, max_length=16)
+
+
+class RecipientIn(_Strict):
+    emailAddress: str | None = Field(default=None, max_length=254)
+    mobileNumber: str | None = Field(default=None, max_length=20)
+    nationalIdentityNumber: str | None = Field(default=None, max_length=11)
+    organizationNumber: str | None = Field(default=None, max_length=9)
+
+
+class OrderIn(_Strict):
+    idempotencyId: str = Field(min_length=1, max_length=200)
+    sendersReference: str | None = Field(default=None, max_length=200)
+    requestedSendTime: datetime | None = None
+    notificationChannel: NotificationChannel
+    emailTemplate: EmailTemplateIn | None = None
+    smsTemplate: SmsTemplateIn | None = None
+    recipients: list[RecipientIn] = Field(min_length=1)
+    ignoreReservation: bool = False
+    resourceId: str | None = Field(default=None, max_length=255)
+    conditionEndpoint: str | None = Field(default=None, max_length=2000)
+    sendingTimePolicy: SendingTimePolicy | None = None
+
+    def to_request(self) -> OrderRequest:
+        email = self.emailTemplate
+        sms = self.smsTemplate
+        return OrderRequest(
+            idempotency_id=self.idempotencyId,
+            senders_reference=self.sendersReference,
+            requested_send_time=self.requestedSendTime,
+            channel=self.notificationChannel,
+            email_template=EmailTemplate(email.subject, email.body, email.contentType, email.fromAddress)
+            if email
+            else None,
+            sms_template=SmsTemplate(sms.body, sms.senderNumber) if sms else None,
+            recipients=[
+                RecipientSpec(r.emailAddress, r.mobileNumber, r.nationalIdentityNumber, r.organizationNumber)
+                for r in self.recipients
+            ],
+            ignore_reservation=self.ignoreReservation,
+            resource_id=self.resourceId,
+            condition_endpoint=self.conditionEndpoint,
+            sending_time_policy=self.sendingTimePolicy,
+        )
+
+
+async def notifications_of(request: Request) -> Notifications:
+    services = await request.app.state.services()
+    feature: Notifications = services.notifications
+    return feature
+
+
+def _time(value: datetime | None) -> str | None:
+    return format_time(value) if value else None
+
+
+def order_json(order: Order) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": order.id,
+        "creator": order.creator,
+        "idempotencyId": order.idempotency_id,
+        "sendersReference": order.senders_reference,
+        "requestedSendTime": _time(order.requested_send_time),
+        "created": _time(order.created),
+        "notificationChannel": order.channel.value,
+        "ignoreReservation": order.ignore_reservation,
+        "resourceId": order.resource_id,
+        "conditionEndpoint": order.condition_endpoint,
+        "sendingTimePolicy": order.sending_time_policy.value if order.sending_time_policy else None,
+        "recipients": [r.to_json() for r in order.recipients],
+        "processingStatus": {"status": order.status.value, "lastUpdate": _time(order.status_time)},
+    }
+    if order.email_template:
+        t = order.email_template
+        body["emailTemplate"] = {
+            "subject": t.subject,
+            "body": t.body,
+            "contentType": t.content_type.value,
+            "fromAddress": t.from_address,
+        }
+    if order.sms_template:
+        body["smsTemplate"] = {"body": order.sms_template.body, "senderNumber": order.sms_template.sender_number}
+    return body
+
+
+def notification_json(n: Notification) -> dict[str, Any]:
+    recipient: dict[str, Any] = dict(n.recipient.to_json())
+    if n.address:
+        recipient["address"] = n.address
+    return {
+        "id": n.id,
+        "channel": n.channel.value,
+        "recipient": recipient,
+        "sendStatus": {"status": n.status.value, "description": n.description, "lastUpdate": _time(n.status_time)},
+    }
+
+
+def status_json(view: OrderStatusView) -> dict[str, Any]:
+    return {
+        "orderId": view.order.id,
+        "sendersReference": view.order.senders_reference,
+        "processingStatus": {"status": view.status.value, "lastUpdate": _time(view.order.status_time)},
+        "counts": view.counts,
+        "notifications": [notification_json(n) for n in view.notifications],
+    }
+
+
+def _invalid(error: OrderInvalid) -> Problem:
+    return Problem(
+        400,
+        "Bad Request",
+        "the order is not valid: " + "; ".join(f"{p.location}: {p.detail}" for p in error.problems[:5]),
+        kind="invalid-order",
+        extensions={"errors": [{"location": p.location, "detail": p.detail} for p in error.problems]},
+    )
+
+
+def _not_found(order_id: str) -> Problem:
+    return Problem(404, "Not Found", f"there is no order {order_id}", kind="order-not-found")
+
+
+@router.post(
+    "/api/v1/notifications/orders",
+    status_code=202,
+    summary="Order email and/or SMS notifications",
+    description=(
+        "Creates an order (202) or, for an `idempotencyId` the caller used before, returns that order (200). "
+        "The answer names the order and the recipient lookup: who is reserved and who has no contact point."
+    ),
+    responses={200: {"description": "The order created earlier with this idempotencyId"}, 400: {}},
+)
+async def create_order(
+    body: OrderIn, request: Request, principal: Principal = Depends(require_scope(SCOPE))
+) -> JSONResponse:
+    feature = await notifications_of(request)
+    try:
+        order, created = await feature.orders.create(principal.subject, body.to_request())
+    except OrderInvalid as error:
+        raise _invalid(error) from error
+    payload = {"orderId": order.id, "recipientLookup": order.lookup.to_json() if order.lookup else None}
+    return JSONResponse(
+        payload, status_code=202 if created else 200, headers={"Location": f"/api/v1/notifications/orders/{order.id}"}
+    )
+
+
+@router.get("/api/v1/notifications/orders/{order_id}", summary="An order as stored")
+async def get_order(order_id: str, request: Request, principal: Principal = Depends(require_scope(SCOPE))) -> Any:
+    feature = await notifications_of(request)
+    try:
+        order = await feature.orders.get(principal.subject, order_id)
+    except OrderNotFound as error:
+        raise _not_found(order_id) from error
+    return order_json(order)
+
+
+@router.get(
+    "/api/v1/notifications/orders/{order_id}/status",
+    summary="Order status, each notification's status and counts per channel",
+)
+async def get_order_status(
+    order_id: str, request: Request, principal: Principal = Depends(require_scope(SCOPE))
+) -> Any:
+    feature = await notifications_of(request)
+    try:
+        view = await feature.orders.status(principal.subject, order_id)
+    except OrderNotFound as error:
+        raise _not_found(order_id) from error
+    return status_json(view)
+
+
+@router.post(
+    "/api/v1/notifications/orders/{order_id}/cancel",
+    summary="Cancel an order that has not started processing",
+    responses={409: {"description": "Processing has started"}},
+)
+async def cancel_order(order_id: str, request: Request, principal: Principal = Depends(require_scope(SCOPE))) -> Any:
+    feature = await notifications_of(request)
+    try:
+        order = await feature.orders.cancel(principal.subject, order_id)
+    except OrderNotFound as error:
+        raise _not_found(order_id) from error
+    except CancelProhibited as error:
+        raise Problem(409, "Conflict", str(error), kind="cancellation-prohibited") from error
+    return order_json(order)

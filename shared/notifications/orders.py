@@ -1,0 +1,308 @@
+"""Order intake: validation, idempotency, the order-time recipient lookup, reads and cancellation."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from shared.messaging import Bus, OutgoingMessage
+from shared.notifications.config import NotificationConfig
+from shared.notifications.model import (
+    Channel,
+    EmailTemplate,
+    Notification,
+    NotificationChannel,
+    Order,
+    OrderStatus,
+    RecipientSpec,
+    SendingTimePolicy,
+    SmsTemplate,
+    Status,
+)
+from shared.notifications.ports import (
+    Clock,
+    Conflict,
+    ContactRegistry,
+    NotificationStore,
+    OrderExists,
+    OrderStore,
+    RecipientAuthorizer,
+)
+from shared.notifications.recipients import e164, resolve, valid_email
+from shared.notifications.status import is_final
+from shared.notifications.templates import MAX_SMS_SEGMENTS, render_sms, sms_length
+
+ORDERS_QUEUE = "notifications-orders"
+EMAIL_QUEUE = "notifications-email"
+SMS_QUEUE = "notifications-sms"
+QUEUES = (ORDERS_QUEUE, EMAIL_QUEUE, SMS_QUEUE)
+
+PAST_TOLERANCE = timedelta(minutes=5)
+_NIN = re.compile(r"^\d{11}$")
+_ORGNO = re.compile(r"^\d{9}$")
+_URN = re.compile(r"^urn:[a-z0-9][a-z0-9-]{0,30}[a-z0-9]:[A-Za-z0-9()+,\-.:=@;$_!*'%/~&]+$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    idempotency_id: str
+    senders_reference: str | None
+    requested_send_time: datetime | None
+    channel: NotificationChannel
+    email_template: EmailTemplate | None
+    sms_template: SmsTemplate | None
+    recipients: list[RecipientSpec]
+    ignore_reservation: bool = False
+    resource_id: str | None = None
+    condition_endpoint: str | None = None
+    sending_time_policy: SendingTimePolicy | None = None
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    location: str
+    detail: str
+
+
+class OrderInvalid(Exception):
+    def __init__(self, problems: list[FieldProblem]) -> None:
+        super().__init__("; ".join(f"{p.location}: {p.detail}" for p in problems))
+        self.problems = problems
+
+
+class OrderNotFound(Exception):
+    pass
+
+
+class CancelProhibited(Exception):
+    def __init__(self, status: OrderStatus) -> None:
+        super().__init__(f"the order is {status}; only a Registered order can be cancelled")
+        self.status = status
+
+
+@dataclass(frozen=True)
+class StartOrder:
+    """Body of a notifications-orders message."""
+
+    creator: str
+    order_id: str
+    attempt: int = 0
+
+    def encode(self) -> bytes:
+        return json.dumps({"creator": self.creator, "orderId": self.order_id, "attempt": self.attempt}).encode()
+
+    @classmethod
+    def decode(cls, body: bytes) -> StartOrder:
+        data = json.loads(body)
+        return cls(data["creator"], data["orderId"], int(data.get("attempt", 0)))
+
+
+def start_message(
+    creator: str, order_id: str, at: datetime | None, attempt: int = 0, tag: str = "start"
+) -> OutgoingMessage:
+    return OutgoingMessage(
+        body=StartOrder(creator, order_id, attempt).encode(),
+        message_id=f"{order_id}:{tag}:{attempt}",
+        correlation_id=order_id,
+        deliver_at=at,
+    )
+
+
+def validate(request: OrderRequest, now: datetime, config: NotificationConfig) -> list[FieldProblem]:
+    problems: list[FieldProblem] = []
+    add = problems.append
+    if not request.idempotency_id.strip():
+        add(FieldProblem("idempotencyId", "must not be empty"))
+    when = request.requested_send_time
+    if when is not None:
+        if when.tzinfo is None or when.utcoffset() is None:
+            add(FieldProblem("requestedSendTime", "must carry a time zone (such as Z or +01:00)"))
+        elif when < now - PAST_TOLERANCE:
+            add(FieldProblem("requestedSendTime", "must not be in the past"))
+    channel = request.channel
+    if channel.needs_email and request.email_template is None:
+        add(FieldProblem("emailTemplate", f"is required for notificationChannel {channel}"))
+    if channel.needs_sms and request.sms_template is None:
+        add(FieldProblem("smsTemplate", f"is required for notificationChannel {channel}"))
+    if request.email_template is not None:
+        template = request.email_template
+        if not template.subject.strip():
+            add(FieldProblem("emailTemplate.subject", "must not be empty"))
+        if not template.body.strip():
+            add(FieldProblem("emailTemplate.body", "must not be empty"))
+        if template.from_address is not None and not valid_email(template.from_address):
+            add(FieldProblem("emailTemplate.fromAddress", "is not a valid email address"))
+    if request.sms_template is not None:
+        if not request.sms_template.body.strip():
+            add(FieldProblem("smsTemplate.body", "must not be empty"))
+        else:
+            length = sms_length(render_sms(request.sms_template, None, None))
+            if length.segments > MAX_SMS_SEGMENTS:
+                add(_too_long("smsTemplate.body", length.segments, length.encoding))
+    if not request.recipients:
+        add(FieldProblem("recipients", "must name at least one recipient"))
+    if len(request.recipients) > config.max_recipients:
+        add(FieldProblem("recipients", f"at most {config.max_recipients} recipients per order"))
+    for index, spec in enumerate(request.recipients):
+        where = f"recipients.{index}"
+        given = spec.to_json()
+        if len(given) != 1:
+            add(
+                FieldProblem(
+                    where, "give exactly one of emailAddress, mobileNumber, nationalIdentityNumber, organizationNumber"
+                )
+            )
+            continue
+        if spec.email_address is not None and not valid_email(spec.email_address):
+            add(FieldProblem(f"{where}.emailAddress", "is not a valid email address"))
+        if spec.mobile_number is not None and e164(spec.mobile_number, strict=True) != spec.mobile_number:
+            add(FieldProblem(f"{where}.mobileNumber", "must be a valid number in E.164 form, such as +4799999999"))
+        if spec.national_identity_number is not None and not _NIN.match(spec.national_identity_number):
+            add(FieldProblem(f"{where}.nationalIdentityNumber", "must be 11 digits"))
+        if spec.organization_number is not None and not _ORGNO.match(spec.organization_number):
+            add(FieldProblem(f"{where}.organizationNumber", "must be 9 digits"))
+    if request.resource_id is not None and not _URN.match(request.resource_id):
+        add(FieldProblem("resourceId", "must be a URN such as urn:altinn:resource:skattemelding"))
+    if request.condition_endpoint is not None and not re.match(r"^https?://[^\s/]+", request.condition_endpoint):
+        add(FieldProblem("conditionEndpoint", "must be an absolute http(s) URL"))
+    return problems
+
+
+def _too_long(location: str, segments: int, encoding: str) -> FieldProblem:
+    return FieldProblem(
+        location, f"needs {segments} SMS segments ({encoding}); the limit is {MAX_SMS_SEGMENTS} and texts are never cut"
+    )
+
+
+@dataclass
+class OrderStatusView:
+    order: Order
+    status: OrderStatus
+    notifications: list[Notification]
+    counts: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class OrderService:
+    def __init__(
+        self,
+        orders: OrderStore,
+        notifications: NotificationStore,
+        registry: ContactRegistry,
+        authorizer: RecipientAuthorizer,
+        bus: Bus,
+        clock: Clock,
+        config: NotificationConfig,
+    ) -> None:
+        self._orders = orders
+        self._notifications = notifications
+        self._registry = registry
+        self._authorizer = authorizer
+        self._bus = bus
+        self._clock = clock
+        self._config = config
+
+    async def create(self, creator: str, request: OrderRequest) -> tuple[Order, bool]:
+        """Returns the order and whether it is new (False: the idempotency id was used before)."""
+        now = self._clock.now()
+        problems = validate(request, now, self._config)
+        if problems:
+            raise OrderInvalid(problems)
+        targets, lookup = await resolve(
+            request.channel,
+            request.recipients,
+            ignore_reservation=request.ignore_reservation,
+            resource_id=request.resource_id,
+            registry=self._registry,
+            authorizer=self._authorizer,
+        )
+        if request.sms_template is not None:
+            longest = max(
+                (
+                    sms_length(render_sms(request.sms_template, t.name, t.organization_number))
+                    for t in targets
+                    if t.channel is Channel.SMS and t.address
+                ),
+                key=lambda length: length.segments,
+                default=None,
+            )
+            if longest is not None and longest.segments > MAX_SMS_SEGMENTS:
+                raise OrderInvalid([_too_long("smsTemplate.body", longest.segments, longest.encoding)])
+        order = Order(
+            id=str(uuid.uuid4()),
+            creator=creator,
+            idempotency_id=request.idempotency_id,
+            senders_reference=request.senders_reference,
+            requested_send_time=request.requested_send_time or now,
+            channel=request.channel,
+            email_template=request.email_template if request.channel.needs_email else None,
+            sms_template=request.sms_template if request.channel.needs_sms else None,
+            recipients=list(request.recipients),
+            ignore_reservation=request.ignore_reservation,
+            resource_id=request.resource_id,
+            condition_endpoint=request.condition_endpoint,
+            sending_time_policy=request.sending_time_policy,
+            created=now,
+            status=OrderStatus.REGISTERED,
+            status_time=now,
+            lookup=lookup,
+        )
+        try:
+            order = await self._orders.create(order)
+            created = True
+        except OrderExists as exists:
+            order, created = exists.existing, False
+        if order.status is OrderStatus.REGISTERED:
+            # Also on a replay: a crash after storing the order is repaired by the client's retry.
+            await self._orders.schedule(order)
+            at = order.requested_send_time if order.requested_send_time > now else None
+            await self._bus.send(ORDERS_QUEUE, [start_message(order.creator, order.id, at)])
+        return order, created
+
+    async def get(self, creator: str, order_id: str) -> Order:
+        order = await self._orders.get(creator, order_id)
+        if order is None:
+            raise OrderNotFound(order_id)
+        return order
+
+    async def status(self, creator: str, order_id: str) -> OrderStatusView:
+        order = await self.get(creator, order_id)
+        notifications = await self._notifications.of_order(order.id)
+        status = order.status
+        if status is OrderStatus.PROCESSED and all(is_final(n.channel, n.status) for n in notifications):
+            status = OrderStatus.COMPLETED
+        counts: dict[str, dict[str, Any]] = {}
+        for channel in Channel:
+            mine = [n for n in notifications if n.channel is channel]
+            if not mine:
+                continue
+            by_status = Counter(n.status.value for n in mine)
+            counts[channel.value] = {
+                "generated": len(mine),
+                "succeeded": sum(1 for n in mine if n.status in (Status.SUCCEEDED, Status.ACCEPTED, Status.DELIVERED)),
+                "delivered": by_status.get(Status.DELIVERED.value, 0),
+                "failed": sum(1 for n in mine if n.status.value.startswith("Failed")),
+                "byStatus": dict(sorted(by_status.items())),
+            }
+        return OrderStatusView(order, status, notifications, counts)
+
+    async def cancel(self, creator: str, order_id: str) -> Order:
+        for _ in range(5):
+            order = await self.get(creator, order_id)
+            if order.status is OrderStatus.CANCELLED:
+                return order
+            if order.status is not OrderStatus.REGISTERED:
+                raise CancelProhibited(order.status)
+            order.status = OrderStatus.CANCELLED
+            order.status_time = self._clock.now()
+            try:
+                updated = await self._orders.update(order)
+            except Conflict:
+                continue
+            await self._orders.unschedule(updated)
+            return updated
+        raise CancelProhibited(OrderStatus.PROCESSING)

@@ -1,0 +1,279 @@
+"""Ports of the notification domain: what it needs from storage, gateways, registries and time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from shared.notifications.model import Channel, ContentType, Notification, Order, Status
+
+# ---------------------------------------------------------------------------------------- time
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class FixedClock:
+    """A clock tests move by hand."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def now(self) -> datetime:
+        return self.at
+
+    def advance(self, delta: timedelta) -> None:
+        self.at += delta
+
+
+# ---------------------------------------------------------------------------------- recipients
+
+
+@dataclass(frozen=True)
+class Person:
+    national_identity_number: str
+    name: str | None = None
+    email_address: str | None = None
+    mobile_number: str | None = None
+    reserved: bool = False
+
+
+@dataclass(frozen=True)
+class RoleHolder:
+    national_identity_number: str
+    name: str | None = None
+    email_address: str | None = None
+    mobile_number: str | None = None
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    resources: tuple[str, ...] = ()
+    holders: tuple[RoleHolder, ...] = ()
+
+
+@dataclass(frozen=True)
+class Organization:
+    organization_number: str
+    name: str | None = None
+    email_addresses: tuple[str, ...] = ()
+    mobile_numbers: tuple[str, ...] = ()
+    roles: tuple[Role, ...] = ()
+
+
+class ContactRegistry(Protocol):
+    """Contact points of persons and organisations (KRR and the business notification addresses)."""
+
+    async def persons(self, nins: Sequence[str]) -> dict[str, Person]: ...
+
+    async def organizations(self, numbers: Sequence[str]) -> dict[str, Organization]: ...
+
+
+class RecipientAuthorizer(Protocol):
+    """Which of an organisation's role holders may see ``resource`` (swapped by the authorization issue)."""
+
+    async def authorized(self, organization: Organization, resource: str) -> list[RoleHolder]: ...
+
+
+class RegistryRoleAuthorizer:
+    """Interim rule: a role holder is authorized when the registry lists the resource for their role."""
+
+    async def authorized(self, organization: Organization, resource: str) -> list[RoleHolder]:
+        seen: dict[str, RoleHolder] = {}
+        for role in organization.roles:
+            if resource in role.resources:
+                for holder in role.holders:
+                    seen.setdefault(holder.national_identity_number, holder)
+        return list(seen.values())
+
+
+# ------------------------------------------------------------------------------------- storage
+
+
+class OrderExists(Exception):
+    """The sender already has an order with this idempotency id."""
+
+    def __init__(self, existing: Order) -> None:
+        super().__init__(existing.id)
+        self.existing = existing
+
+
+class Conflict(Exception):
+    """The stored record changed since it was read."""
+
+
+class OrderStore(Protocol):
+    async def create(self, order: Order) -> Order:
+        """Stores the order and its idempotency key atomically; raises OrderExists for a reused key."""
+        ...
+
+    async def get(self, creator: str, order_id: str) -> Order | None: ...
+
+    async def update(self, order: Order) -> Order:
+        """Replaces the order if ``order.version`` is current; raises Conflict otherwise."""
+        ...
+
+    async def schedule(self, order: Order) -> None:
+        """Records that the order is due at its send time (idempotent)."""
+        ...
+
+    async def unschedule(self, order: Order) -> None: ...
+
+    async def due(self, until: datetime, limit: int) -> list[tuple[str, str]]:
+        """(creator, order id) of scheduled orders due at ``until`` or earlier."""
+        ...
+
+    async def watch_expiry(self, creator: str, order_id: str, at: datetime) -> None:
+        """Records that the order's notifications must be checked for TTL at ``at``."""
+        ...
+
+    async def expiring(self, until: datetime, limit: int) -> list[tuple[str, str, datetime]]: ...
+
+    async def unwatch_expiry(self, creator: str, order_id: str, at: datetime) -> None: ...
+
+
+Decide = Callable[[Notification], Notification | None]
+
+
+class NotificationStore(Protocol):
+    async def insert(self, notifications: Sequence[Notification]) -> None:
+        """Inserts notifications of one order; ones that exist already are left as they are."""
+        ...
+
+    async def of_order(self, order_id: str) -> list[Notification]: ...
+
+    async def change(self, order_id: str, ids: Sequence[str], decide: Decide) -> list[Notification]:
+        """Applies ``decide`` to each notification (None = leave it) under optimistic concurrency.
+
+        Returns the notifications as changed. ``decide`` may run more than once for one
+        notification when another writer got there first.
+        """
+        ...
+
+    async def index_reference(
+        self, channel: Channel, reference: str, creator: str, order_id: str, notification_id: str
+    ) -> None: ...
+
+    async def find_reference(self, channel: Channel, reference: str) -> tuple[str, str, str] | None:
+        """(creator, order id, notification id) of a gateway reference."""
+        ...
+
+
+@dataclass(frozen=True)
+class ReportAttempt:
+    attempts: int
+    first_seen: datetime
+    parked: bool
+
+
+class DeadReportStore(Protocol):
+    async def record_attempt(
+        self, channel: Channel, reference: str, payload: str, now: datetime, *, max_attempts: int, window: timedelta
+    ) -> ReportAttempt:
+        """Counts an unmatched report; parks it (reason RETRY_THRESHOLD_EXCEEDED) when over the bound."""
+        ...
+
+    async def park(self, channel: Channel, reference: str, payload: str, now: datetime, reason: str) -> None: ...
+
+    async def resolved(self, channel: Channel, reference: str) -> None:
+        """The report matched after earlier misses: forget its attempt counter."""
+        ...
+
+    async def parked(self, channel: Channel | None = None) -> list[dict[str, object]]: ...
+
+
+class SendPause(Protocol):
+    """A shared pause-until record per channel (Altinn's resourcelimitlog), set on HTTP 429."""
+
+    async def paused_until(self, channel: Channel) -> datetime | None: ...
+
+    async def pause(self, channel: Channel, until: datetime) -> None: ...
+
+
+# ------------------------------------------------------------------------------------ gateways
+
+
+@dataclass(frozen=True)
+class EmailMessage:
+    notification_id: str
+    sender: str
+    to: str
+    subject: str
+    body: str
+    content_type: ContentType
+
+
+@dataclass(frozen=True)
+class SmsMessage:
+    notification_id: str
+    sender: str
+    to: str
+    body: str
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What a gateway said. ``accepted``: ``reference`` is set. ``failed``: ``status`` is final.
+    ``transient``: try again later. ``throttled``: pause the channel for ``retry_after``."""
+
+    outcome: str  # accepted | failed | transient | throttled
+    reference: str | None = None
+    status: Status | None = None
+    description: str | None = None
+    retry_after: timedelta | None = None
+
+    @classmethod
+    def accepted(cls, reference: str) -> SendResult:
+        return cls("accepted", reference=reference)
+
+    @classmethod
+    def failed(cls, status: Status, description: str | None = None) -> SendResult:
+        return cls("failed", status=status, description=description)
+
+    @classmethod
+    def transient(cls, description: str, retry_after: timedelta | None = None) -> SendResult:
+        return cls("transient", description=description, retry_after=retry_after)
+
+    @classmethod
+    def throttled(cls, retry_after: timedelta, description: str | None = None) -> SendResult:
+        return cls("throttled", retry_after=retry_after, description=description)
+
+
+class EmailSender(Protocol):
+    async def send(self, message: EmailMessage) -> SendResult: ...
+
+    async def close(self) -> None: ...
+
+
+class SmsSender(Protocol):
+    async def send(self, message: SmsMessage) -> SendResult: ...
+
+    async def close(self) -> None: ...
+
+
+class ConditionChecker(Protocol):
+    async def check(self, url: str) -> bool | None:
+        """The endpoint's ``sendNotification``; None when it could not be asked or answered badly."""
+        ...
+
+
+@dataclass
+class StatusChange:
+    """A status change to publish into Herald's own hub."""
+
+    order: Order
+    notification: Notification
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+class StatusEvents(Protocol):
+    async def publish(self, changes: Sequence[StatusChange]) -> None: ...

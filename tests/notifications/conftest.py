@@ -1,0 +1,192 @@
+"""Notification fixtures: Herald on the real Azurite, a controllable clock, the local sink capturing reports."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import azure.functions as func
+import httpx
+import pytest
+from azure.core.exceptions import ResourceNotFoundError
+
+from shared.adapters.local_sink import LocalSink
+from shared.adapters.storage_queue_bus import decode_envelope
+from shared.adapters.table_notifications import STATE_TABLE
+from shared.container import Services
+from shared.messaging import Bus, OutgoingMessage
+from shared.notifications.config import NotificationConfig, NotificationSettings
+from shared.notifications.model import Channel
+from shared.notifications.orders import EMAIL_QUEUE, ORDERS_QUEUE, SMS_QUEUE
+from shared.notifications.ports import FixedClock
+from shared.notifications.wiring import build_notifications
+
+# A weekday noon in Oslo: inside the daytime window.
+NOON = datetime(2026, 3, 4, 11, 0, tzinfo=UTC)
+REPORT_USER, REPORT_PASSWORD = "gateway", "s3cret-report-password"
+
+
+class RecordingBus:
+    """Wraps the real bus (a port) to see what was sent, delays included."""
+
+    def __init__(self, inner: Bus) -> None:
+        self.inner = inner
+        self.sent: list[tuple[str, OutgoingMessage]] = []
+
+    async def send(self, queue: str, messages: Any) -> None:
+        self.sent.extend((queue, m) for m in messages)
+        await self.inner.send(queue, messages)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+class Reports:
+    """Delivery reports the local sink would POST to devhost's Event Grid webhook."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    async def post(self, function_name: str, events: list[dict[str, Any]]) -> None:
+        self.events.extend((function_name, event) for event in events)
+
+
+def grid_event(event: dict[str, Any]) -> func.EventGridEvent:
+    return func.EventGridEvent(
+        id=event["id"],
+        data=event["data"],
+        topic=event["topic"],
+        subject=event["subject"],
+        event_type=event["eventType"],
+        event_time=None,
+        data_version=event["dataVersion"],
+    )
+
+
+class Harness:
+    def __init__(self, services: Services, clock: FixedClock, sink: LocalSink, reports: Reports, bus: RecordingBus):
+        self.services = services
+        self.clock = clock
+        self.sink = sink
+        self.reports = reports
+        self.bus = bus
+
+    @property
+    def feature(self) -> Any:
+        return self.services.notifications
+
+    async def take(self, queue: str, order_id: str) -> list[bytes]:
+        """Visible messages of ``queue`` for ``order_id``, read back from Azurite and deleted."""
+        client = self.services.bus.service.get_queue_client(queue)  # type: ignore[attr-defined]
+        found: list[bytes] = []
+        for _ in range(5):
+            batch = [m async for m in client.receive_messages(messages_per_page=32, visibility_timeout=1)]
+            if not batch:
+                break
+            for message in batch:
+                envelope = decode_envelope(message.content)
+                if json.loads(envelope.body).get("orderId") == order_id:
+                    found.append(envelope.body)
+                    await client.delete_message(message)
+        return found
+
+    async def run(self, order_id: str) -> None:
+        """Drives the order through the queues as the Functions host would, until they are empty."""
+        for _ in range(5):
+            moved = 0
+            for body in await self.take(ORDERS_QUEUE, order_id):
+                await self.feature.processor.start_order(body)
+                moved += 1
+            for queue, channel in ((EMAIL_QUEUE, Channel.EMAIL), (SMS_QUEUE, Channel.SMS)):
+                for body in await self.take(queue, order_id):
+                    await self.feature.processor.send_batch(channel, body)
+                    moved += 1
+            if not moved:
+                return
+
+    async def deliver_reports(self) -> None:
+        """Feeds the sink's reports into the Event Grid-triggered functions' user functions."""
+        from functions import delivery_reports
+
+        await self.sink.drain()
+        # The blueprint's functions themselves (indexing the whole app twice raises in azure-functions).
+        by_name = {
+            builder._function.get_function_name(): builder._function.get_user_function()
+            for builder in (delivery_reports.email_delivery_report, delivery_reports.sms_delivery_report)
+        }
+        pending, self.reports.events = self.reports.events, []
+        for name, event in pending:
+            await by_name[name](grid_event(event))
+
+
+@pytest.fixture
+async def harness(services: Services) -> AsyncIterator[Harness]:
+    from shared.container import install_services
+
+    clock = FixedClock(NOON)
+    reports = Reports()
+    sink = LocalSink(reports.post, delay=0)
+    bus = RecordingBus(services.bus)
+    config = NotificationConfig(retry_delays=(timedelta(seconds=1), timedelta(seconds=1)))
+    settings = NotificationSettings(config=config, sms_report_username=REPORT_USER, sms_report_password=REPORT_PASSWORD)
+    services.notifications = build_notifications(
+        services.settings,
+        services.tables,
+        bus,
+        services.publisher,
+        settings=settings,
+        clock=clock,
+        email=sink.email,
+        sms=sink.sms,
+        sink=sink,
+    )
+    install_services(services)
+    # Tests share one Azurite: start without another test's email pause.
+    with contextlib.suppress(ResourceNotFoundError):
+        await services.tables.get_table_client(STATE_TABLE).delete_entity("pause", "email")
+    yield Harness(services, clock, sink, reports, bus)
+
+
+@pytest.fixture
+def sender() -> str:
+    return f"org:{uuid.uuid4().hex[:9]}"
+
+
+def order_body(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "idempotencyId": uuid.uuid4().hex,
+        "sendersReference": "ref-1",
+        "notificationChannel": "Email",
+        "emailTemplate": {"subject": "Hello $recipientName$", "body": "Dear $recipientName$ ($recipientNumber$)"},
+        "recipients": [{"emailAddress": "kari@example.com"}],
+    }
+    body.update(overrides)
+    return body
+
+
+async def post_order(client: httpx.AsyncClient, issuer: Any, sender: str, **overrides: Any) -> httpx.Response:
+    return await client.post(
+        "/api/v1/notifications/orders",
+        json=order_body(**overrides),
+        headers=issuer.headers("notifications.order", sub=sender),
+    )
+
+
+async def status_of(client: httpx.AsyncClient, issuer: Any, sender: str, order_id: str) -> dict[str, Any]:
+    response = await client.get(
+        f"/api/v1/notifications/orders/{order_id}/status", headers=issuer.headers("notifications.order", sub=sender)
+    )
+    assert response.status_code == 200, response.text
+    document: dict[str, Any] = response.json()
+    return document
+
+
+def statuses(document: dict[str, Any]) -> dict[str, str]:
+    return {
+        (n["recipient"].get("address") or next(iter(n["recipient"].values()))): n["sendStatus"]["status"]
+        for n in document["notifications"]
+    }
