@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 
-.PHONY: run test setup lint typecheck unit bench bench-quick clean
+.PHONY: run test setup lint typecheck unit bench bench-quick clean soak
 
 run: setup
 	$(PY) -m devhost start
@@ -35,8 +35,21 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The long reliability runs (docs/reliability.md): 10,000 events under five SIGKILLs and an Azurite
+# restart, 1,000 notification recipients under provider faults. Figures land in .local/reliability/.
+soak: setup
+	HERALD_SOAK=1 $(BIN)/pytest -q -s -m soak tests/reliability
+
 typecheck: setup
 	$(BIN)/mypy function_app.py functions shared devhost
+
+# Benchmarks (bench/, docs/performance.md): each scenario beside the raw limit of this machine, in one run.
+# They assert nothing; they write bench/results/latest.json and latest.md.
+bench: setup
+	$(PY) -m bench
+
+bench-quick: setup
+	$(PY) -m bench --quick
 
 clean:
 	rm -rf $(VENV) .venv-checkov node_modules .local .pytest_cache .mypy_cache .ruff_cache

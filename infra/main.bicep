@@ -98,6 +98,30 @@ param contactRegistryClientId string = ''
 @description('Optional. Scope of the contact registry token, e.g. api://registry/.default.')
 param contactRegistryScope string = ''
 
+@description('Optional. Events a publisher may publish per second and instance.')
+@minValue(1)
+param publishRatePerSecond int = 2000
+
+@description('Optional. Events a publisher may publish at once after a quiet spell.')
+@minValue(1000)
+param publishBurst int = 20000
+
+@description('Optional. Authorization: local (Herald\'s policies and roles) or pdp (an external policy decision point).')
+@allowed(['local', 'pdp'])
+param authorization string = 'local'
+
+@description('Optional. URL of the external policy decision point (authorization pdp).')
+param pdpUrl string = ''
+
+@description('Optional. OAuth authority for the decision point token.')
+param pdpAuthority string = ''
+
+@description('Optional. Client id for the decision point token.')
+param pdpClientId string = ''
+
+@description('Optional. Scope of the decision point token.')
+param pdpScope string = ''
+
 @description('Optional. Create the Event Grid subscriptions to the functions. Event Grid checks that each function exists, so this is false on the first provision and set by the postdeploy hook.')
 param deployEventSubscriptions bool = false
 
@@ -184,6 +208,16 @@ var serviceBusQueues = [
     defaultMessageTimeToLive: 'P2D'
   }
   {
+    // Notification subscriptions' deliveries (up to 256 a message): each becomes an order; idempotent per (subscription, event).
+    name: 'events-notify'
+    maxDeliveryCount: 10
+    lockDuration: 'PT5M'
+    requiresDuplicateDetection: true
+    duplicateDetectionHistoryTimeWindow: 'PT10M'
+    deadLetteringOnMessageExpiration: true
+    defaultMessageTimeToLive: 'P2D'
+  }
+  {
     // Orders due to start (scheduled for requestedSendTime, and by the due-orders timer).
     name: 'notifications-orders'
     maxDeliveryCount: 10
@@ -238,6 +272,8 @@ var storageTables = [
   'notificationreports'
   'notificationstate'
   'contacts'
+  'policies'
+  'roles'
 ]
 
 @description('Event Grid subscriptions on the Communication Services system topic: one per Event Grid-triggered function for delivery reports.')
@@ -255,7 +291,13 @@ var communicationEventSubscriptions = [
 ]
 
 @description('Event Grid subscriptions on the optional custom topic: one per Event Grid-triggered ingestion function.')
-var customTopicEventSubscriptions = []
+var customTopicEventSubscriptions = [
+  {
+    name: 'ingest'
+    functionName: 'ingest_event_grid'
+    includedEventTypes: []
+  }
+]
 
 // ---------------------------------------------------------------------------------------------
 // Names, roles
@@ -559,6 +601,15 @@ var functionAppSettings = {
   HERALD_CONTACT_REGISTRY_CLIENT_ID: contactRegistryClientId
   HERALD_CONTACT_REGISTRY_CLIENT_SECRET: '@Microsoft.KeyVault(VaultName=${keyVault.outputs.name};SecretName=contact-registry-client-secret)'
   HERALD_CONTACT_REGISTRY_SCOPE: contactRegistryScope
+  HERALD_PUBLISH_RATE_PER_SECOND: string(publishRatePerSecond)
+  HERALD_PUBLISH_BURST: string(publishBurst)
+  HERALD_AUTHORIZATION: authorization
+  HERALD_PDP_URL: pdpUrl
+  HERALD_PDP_AUTHORITY: pdpAuthority
+  HERALD_PDP_CLIENT_ID: pdpClientId
+  HERALD_PDP_CLIENT_SECRET: '@Microsoft.KeyVault(VaultName=${keyVault.outputs.name};SecretName=pdp-client-secret)'
+  HERALD_PDP_SCOPE: pdpScope
+  HERALD_SECRET_KEY_URI: keyVault.outputs.keyUri
 }
 
 module functionApp 'modules/web/function-app.bicep' = {

@@ -70,7 +70,7 @@ class Settings:
     storage: Connection
     bus: BusKind
     service_bus: Connection
-    auth_issuer: str
+    auth_issuer: str | None
     auth_audience: str
     auth_openid_metadata_url: str | None
     auth_jwks_path: str | None
@@ -82,6 +82,16 @@ class Settings:
     retry_horizon_hours: float
     disable_after_days: float
     delivery_log_days: int
+    publish_rate_per_second: float
+    secret_key_path: str | None
+    secret_key_uri: str | None
+    publish_burst: int
+    authorization: str
+    pdp_url: str | None
+    pdp_authority: str | None
+    pdp_client_id: str | None
+    pdp_client_secret: str | None
+    pdp_scope: str | None
 
     @property
     def local(self) -> bool:
@@ -104,7 +114,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         storage=read_connection("HeraldStorage", env),
         bus=BusKind(env.get("HERALD_BUS", BusKind.STORAGE_QUEUE.value)),
         service_bus=read_connection("ServiceBusConnection", env),
-        auth_issuer=env.get("HERALD_AUTH_ISSUER", "http://127.0.0.1:7071/devhost"),
+        # Empty with OpenID Connect metadata: the issuer the metadata names.
+        auth_issuer=env.get("HERALD_AUTH_ISSUER", "http://127.0.0.1:7071/devhost") or None,
         auth_audience=env.get("HERALD_AUTH_AUDIENCE", "api://herald"),
         auth_openid_metadata_url=env.get("HERALD_AUTH_OPENID_METADATA_URL") or None,
         auth_jwks_path=env.get("HERALD_AUTH_JWKS_PATH") or None,
@@ -116,6 +127,16 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         retry_horizon_hours=float(env.get("HERALD_RETRY_HORIZON_HOURS") or 24),
         disable_after_days=float(env.get("HERALD_DISABLE_AFTER_DAYS") or 5),
         delivery_log_days=_int(env, "HERALD_DELIVERY_LOG_DAYS", 14),
+        publish_rate_per_second=float(env.get("HERALD_PUBLISH_RATE_PER_SECOND") or 2000),
+        secret_key_path=env.get("HERALD_SECRET_KEY_PATH") or None,
+        secret_key_uri=env.get("HERALD_SECRET_KEY_URI") or None,
+        publish_burst=_int(env, "HERALD_PUBLISH_BURST", 20000),
+        authorization=env.get("HERALD_AUTHORIZATION") or "local",
+        pdp_url=env.get("HERALD_PDP_URL") or None,
+        pdp_authority=env.get("HERALD_PDP_AUTHORITY") or None,
+        pdp_client_id=env.get("HERALD_PDP_CLIENT_ID") or None,
+        pdp_client_secret=env.get("HERALD_PDP_CLIENT_SECRET") or None,
+        pdp_scope=env.get("HERALD_PDP_SCOPE") or None,
     )
 
 

@@ -7,6 +7,13 @@ from dataclasses import dataclass
 
 from azure.data.tables.aio import TableServiceClient
 
+from shared.adapters.table_authorization import (
+    POLICIES_TABLE,
+    ROLES_TABLE,
+    TablePolicyStore,
+    TableRoleStore,
+    TableVersionCounter,
+)
 from shared.adapters.table_checkpoints import STATE_TABLE, TableCheckpoints
 from shared.adapters.table_contacts import CONTACTS_TABLE
 from shared.adapters.table_event_log import EVENTS_TABLE, RESOURCES_TABLE, TableEventLog
@@ -25,19 +32,32 @@ from shared.config import BusKind, Settings, settings
 from shared.events.dispatch import Dispatcher, InboundStage, OutboxSweeper
 from shared.events.publishing import EventPublisher
 from shared.events.reading import EventReader
+from shared.identity.authorization import Access, Authorizer, DecisionPoint, LocalDecisionPoint
+from shared.identity.rate_limit import TokenBuckets
+from shared.identity.secret_box import EnvelopeSecretBox, LocalSecretBox, SecretBox
 from shared.identity.tokens import JwksFileKeys, OpenIdKeys, SigningKeys, TokenValidator
 from shared.messaging import Bus
 from shared.notifications.service import Notifications
 from shared.notifications.wiring import build_notifications
 from shared.subscriptions.delivery import RetryPolicy
 from shared.subscriptions.endpoint_guard import EndpointGuard
+from shared.subscriptions.endpoint_policy import EndpointPolicy
 from shared.subscriptions.fanout import Fanout
 from shared.subscriptions.outbound import OutboundWorker
 from shared.subscriptions.ports import Clock, SystemClock, WebhookClient
 from shared.subscriptions.service import SubscriptionService
 from shared.subscriptions.state import SubscriptionEvents, SubscriptionHealth
 
-TABLES: tuple[str, ...] = (EVENTS_TABLE, RESOURCES_TABLE, STATE_TABLE, INDEX_TABLE, OWNERS_TABLE, DEAD_LETTERS_TABLE)
+TABLES: tuple[str, ...] = (
+    EVENTS_TABLE,
+    RESOURCES_TABLE,
+    STATE_TABLE,
+    INDEX_TABLE,
+    OWNERS_TABLE,
+    DEAD_LETTERS_TABLE,
+    POLICIES_TABLE,
+    ROLES_TABLE,
+)
 TABLES += (*NOTIFICATION_TABLES, CONTACTS_TABLE)  # notifications (shared/adapters/table_notifications.py)
 
 
@@ -62,6 +82,8 @@ class Services:
     outbound: OutboundWorker
     delivery_log: TableDeliveryLog
     dead_letters: TableDeadLetterStore
+    access: Access
+    publish_limiter: TokenBuckets
     notifications: Notifications
 
     async def close(self) -> None:
@@ -79,6 +101,29 @@ def build_bus(config: Settings) -> Bus:
     from shared.adapters.storage_queue_bus import StorageQueueBus
 
     return StorageQueueBus(config.storage_connection_string)
+
+
+def build_secret_box(config: Settings) -> SecretBox:
+    """A Key Vault key wraps the data keys in Azure; locally a key file seals them."""
+    if config.secret_key_uri:
+        from shared.adapters.key_vault import KeyVaultKeyWrapper
+
+        identity = config.storage  # the app's managed identity, as its storage connection names it
+        return EnvelopeSecretBox(KeyVaultKeyWrapper.from_key_uri(config.secret_key_uri, identity))
+    if config.secret_key_path:
+        return LocalSecretBox.from_file(config.secret_key_path)
+    raise RuntimeError("set HERALD_SECRET_KEY_URI (a Key Vault key, Azure) or HERALD_SECRET_KEY_PATH (local)")
+
+
+def build_decision_point(config: Settings, policies: TablePolicyStore, roles: TableRoleStore) -> DecisionPoint:
+    """Herald's own policies and roles, or an external policy decision point (HERALD_AUTHORIZATION=pdp)."""
+    if config.authorization == "pdp":
+        from shared.adapters.http_decision_point import HttpDecisionPoint
+
+        return HttpDecisionPoint.from_settings(config)
+    if config.authorization != "local":
+        raise RuntimeError("HERALD_AUTHORIZATION is local or pdp")
+    return LocalDecisionPoint(policies, roles)
 
 
 def build_signing_keys(config: Settings) -> SigningKeys:
@@ -111,8 +156,10 @@ def build_services(
     dispatcher = Dispatcher(event_log, bus)
     event_log.set_commit_listener(dispatcher)
     publisher = EventPublisher(event_log)
-    webhooks = webhooks or AiohttpWebhookClient()
-    store = TableSubscriptionStore(tables)
+    webhooks = webhooks or AiohttpWebhookClient(allow_loopback=config.local)
+    policies, roles = TablePolicyStore(tables), TableRoleStore(tables)
+    authorizer = Authorizer(build_decision_point(config, policies, roles), TableVersionCounter(tables))
+    store = TableSubscriptionStore(tables, box=build_secret_box(config))
     dead_letters = TableDeadLetterStore(tables)
     delivery_log = TableDeliveryLog(tables, retention=timedelta(days=config.delivery_log_days))
     policy = RetryPolicy(config.retry_schedule_seconds, timedelta(hours=config.retry_horizon_hours))
@@ -132,6 +179,8 @@ def build_services(
         public_base_url=config.public_base_url,
         local_mode=config.local,
         timeout_seconds=config.webhook_timeout_seconds,
+        authorizer=authorizer,
+        endpoints=EndpointPolicy(local_mode=config.local),
     )
     outbound = OutboundWorker(
         store=store,
@@ -146,6 +195,7 @@ def build_services(
         policy=policy,
         timeout_seconds=config.webhook_timeout_seconds,
         origin=origin,
+        authorizer=authorizer,
         trace=inject_trace_context,
     )
     return Services(
@@ -171,6 +221,8 @@ def build_services(
         delivery_log=delivery_log,
         dead_letters=dead_letters,
         notifications=build_notifications(config, tables, bus, publisher),
+        access=Access(policies=policies, roles=roles, authorizer=authorizer),
+        publish_limiter=TokenBuckets(rate_per_second=config.publish_rate_per_second, burst=config.publish_burst),
     )
 
 

@@ -2,7 +2,8 @@
 
 from shared.events.dispatch import INBOUND_QUEUE
 from shared.notifications.orders import QUEUES as NOTIFICATION_QUEUES
-from shared.subscriptions.messages import OUTBOUND_QUEUE, RETRY_QUEUE, VALIDATION_QUEUE
+from shared.subscriptions.messages import NOTIFY_QUEUE, OUTBOUND_QUEUE, RETRY_QUEUE, VALIDATION_QUEUE
 
 ALL_QUEUES: tuple[str, ...] = (INBOUND_QUEUE, OUTBOUND_QUEUE, RETRY_QUEUE, VALIDATION_QUEUE)
 ALL_QUEUES += NOTIFICATION_QUEUES  # notifications-orders, notifications-email, notifications-sms
+ALL_QUEUES += (NOTIFY_QUEUE,)  # notification subscriptions' deliveries (functions/notify.py)

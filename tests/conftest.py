@@ -37,6 +37,7 @@ def settings(azurite: Azurite, issuer: TestIssuer) -> Settings:
             "HeraldStorage": azurite.connection_string,
             "HERALD_BUS": "storage-queue",
             "HERALD_AUTH_JWKS_PATH": str(issuer.jwks_path),
+            "HERALD_SECRET_KEY_PATH": str(issuer.jwks_path.parent / "secret.key"),
         }
     )
 
@@ -76,10 +77,20 @@ async def client(services: Services) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
+async def open_resource(services: Services, resource: str) -> str:
+    """Gives a resource a policy that lets every identity publish, read and subscribe."""
+    from shared.identity.authorization import ResourcePolicy
+
+    await services.access.policies.put(resource, ResourcePolicy(publishers=["*"], owners=["*"]))
+    await services.access.authorizer.changed()
+    return resource
+
+
 @pytest.fixture
-def resource() -> str:
-    """A fresh resource per test, so tests sharing one Azurite never see each other's events."""
-    return f"urn:herald:test:{uuid.uuid4().hex[:12]}"
+async def resource(services: Services) -> str:
+    """A fresh resource per test, so tests sharing one Azurite never see each other's events;
+    open to every identity (tests/identity covers the policies themselves)."""
+    return await open_resource(services, f"urn:herald:test:{uuid.uuid4().hex[:12]}")
 
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,54 +12,17 @@ Each call carries ``Authorization: Bearer <token>`` from a :class:`TokenProvider
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 
+from shared.adapters.entra_tokens import TokenProvider
 from shared.adapters.table_contacts import organization_from_json, person_from_json
 from shared.notifications.ports import Organization, Person
 
 LOOKUP_CHUNK = 500
-
-
-class TokenProvider(Protocol):
-    async def token(self) -> str: ...
-
-
-class MsalTokenProvider:
-    """Client-credentials tokens from Microsoft Entra ID (or any authority msal accepts), cached by msal."""
-
-    def __init__(
-        self,
-        *,
-        authority: str,
-        client_id: str,
-        client_secret: str,
-        scope: str,
-        http_client: Any = None,
-        validate_authority: bool = True,
-    ) -> None:
-        import msal
-
-        self._scope = scope
-        self._app = msal.ConfidentialClientApplication(
-            client_id,
-            client_credential=client_secret,
-            authority=authority,
-            http_client=http_client,
-            validate_authority=validate_authority,
-            instance_discovery=validate_authority,
-        )
-
-    async def token(self) -> str:
-        result: dict[str, Any] = await asyncio.to_thread(self._app.acquire_token_for_client, scopes=[self._scope])
-        token = result.get("access_token")
-        if not token:
-            raise RuntimeError(f"no token for {self._scope}: {result.get('error')}: {result.get('error_description')}")
-        return str(token)
 
 
 class HttpContactRegistry:

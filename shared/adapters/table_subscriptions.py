@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -29,6 +30,8 @@ from azure.data.tables import TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableServiceClient
 
 from shared.adapters.tables import escape_key, int64
+from shared.identity.secret_box import SecretBox
+from shared.notifications.event_templates import NotificationSpec
 from shared.subscriptions.model import Filters, Secrets, Status, Subscription
 from shared.subscriptions.ports import Attempt, DeadLetter
 
@@ -59,6 +62,8 @@ def _to_entity(subscription: Subscription) -> dict[str, Any]:
         "failingSince": subscription.failing_since,
         "disabledReason": subscription.disabled_reason,
         "allowedRate": subscription.allowed_rate,
+        # Notification subscriptions (issue 6): the order fields as JSON; None for webhooks.
+        "notification": subscription.notification.canonical() if subscription.notification else None,
     }
 
 
@@ -80,13 +85,37 @@ def _from_entity(entity: Mapping[str, Any]) -> Subscription:
         failing_since=entity.get("failingSince"),
         disabled_reason=entity.get("disabledReason"),
         allowed_rate=entity.get("allowedRate"),
+        notification=_notification(entity.get("notification")),
     )
 
 
+def _notification(stored: str | None) -> NotificationSpec | None:
+    return NotificationSpec.from_json(json.loads(stored)) if stored else None
+
+
 class TableSubscriptionStore:
-    def __init__(self, service: TableServiceClient) -> None:
+    def __init__(self, service: TableServiceClient, *, box: SecretBox | None = None) -> None:
         self._index = service.get_table_client(INDEX_TABLE)
+        # Seals signing secrets at rest; Herald's wiring always passes one (None only for tools that
+        # index synthetic subscriptions, such as the matching benchmark).
+        self._box = box
         self._owners = service.get_table_client(OWNERS_TABLE)
+
+    async def _sealed(self, subscription: Subscription) -> dict[str, Any]:
+        entity = _to_entity(subscription)
+        if self._box is not None:
+            for field in ("secret", "previousSecret"):
+                if entity.get(field):
+                    entity[field] = await self._box.seal(entity[field])
+        return entity
+
+    async def _opened(self, entity: Mapping[str, Any]) -> Subscription:
+        if self._box is not None:
+            entity = dict(entity)
+            for field in ("secret", "previousSecret"):
+                if entity.get(field):
+                    entity[field] = await self._box.open(entity[field])
+        return _from_entity(entity)
 
     async def create(self, subscription: Subscription, identity: str) -> tuple[Subscription, bool]:
         owner = escape_key(subscription.consumer)
@@ -127,7 +156,7 @@ class TableSubscriptionStore:
             row = await self._owners.get_entity(owner, f"i:{existing_id}")
             subscription = replace(subscription, id=existing_id, created=_created_of(row["listKey"]))
         with contextlib.suppress(ResourceExistsError):
-            await self._index.create_entity(_to_entity(subscription))
+            await self._index.create_entity(await self._sealed(subscription))
         return subscription, True
 
     async def get(self, consumer: str, subscription_id: str) -> Subscription | None:
@@ -139,20 +168,23 @@ class TableSubscriptionStore:
 
     async def get_by_key(self, index_key: str, subscription_id: str) -> Subscription | None:
         try:
-            return _from_entity(await self._index.get_entity(escape_key(index_key), subscription_id))
+            return await self._opened(await self._index.get_entity(escape_key(index_key), subscription_id))
         except ResourceNotFoundError:
             return None
 
     async def id_range(self, index_key: str, first_id: str, last_id: str) -> list[Subscription]:
         query = "PartitionKey eq @pk and RowKey ge @first and RowKey le @last"
         parameters = {"pk": escape_key(index_key), "first": first_id, "last": last_id}
-        return [_from_entity(e) async for e in self._index.query_entities(query, parameters=parameters)]
+        return [await self._opened(e) async for e in self._index.query_entities(query, parameters=parameters)]
 
     async def page(self, consumer: str, after: str | None, limit: int) -> tuple[list[Subscription], str | None]:
         query = "PartitionKey eq @pk and RowKey gt @after and RowKey lt 's;'"
         rows: list[Mapping[str, Any]] = []
         async for entity in self._owners.query_entities(
-            query, parameters={"pk": escape_key(consumer), "after": after or "s:"}, results_per_page=limit + 1
+            # ``after`` comes from the client: never let it reach below the listing rows (i:, h:).
+            query,
+            parameters={"pk": escape_key(consumer), "after": max(after or "s:", "s:")},
+            results_per_page=limit + 1,
         ):
             rows.append(entity)
             if len(rows) > limit:
@@ -186,12 +218,12 @@ class TableSubscriptionStore:
                 entity = await self._index.get_entity(escape_key(index_key), subscription_id)
             except ResourceNotFoundError:
                 return None
-            changed = mutate(_from_entity(entity))
+            changed = mutate(await self._opened(entity))
             if changed is None:
                 return None
             try:
                 await self._index.update_entity(
-                    _to_entity(changed),
+                    await self._sealed(changed),
                     mode=UpdateMode.REPLACE,
                     etag=entity.metadata["etag"],
                     match_condition=MatchConditions.IfNotModified,
@@ -207,7 +239,8 @@ class TableSubscriptionStore:
         async def partition(key: str) -> tuple[str, list[Subscription]]:
             query = "PartitionKey eq @pk and status eq 'active'"
             found = [
-                _from_entity(e) async for e in self._index.query_entities(query, parameters={"pk": escape_key(key)})
+                await self._opened(e)
+                async for e in self._index.query_entities(query, parameters={"pk": escape_key(key)})
             ]
             return key, found
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 from shared.api import (
+    admin_access,
     contacts_admin,
     dev_outbox,
     events_publish,
@@ -50,7 +51,7 @@ def create_api(
     )
     api.state.services = services
     install_problem_handlers(api)
-    for module in (health, events_publish, events_read, subscriptions):
+    for module in (health, events_publish, events_read, subscriptions, admin_access):
         api.include_router(module.router)
     for module in (notification_orders, sms_reports, contacts_admin, dev_outbox):
         api.include_router(module.router)

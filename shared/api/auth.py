@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared.api.problems import Problem
+from shared.identity.parties import InvalidIdentity, parse_party
 from shared.identity.tokens import Principal, TokenInvalid
 
 SCOPES = {
@@ -45,6 +46,10 @@ def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
             principal: Principal = await services.tokens.validate(credentials.credentials)
         except TokenInvalid as error:
             raise _unauthorized(str(error)) from error
+        try:
+            parse_party(principal.subject)
+        except InvalidIdentity as error:
+            raise _unauthorized(f"the token's subject is not a Herald identity: {error}") from error
         if scope not in principal.scopes:
             raise Problem(403, "Forbidden", f"the token lacks the scope '{scope}'", kind="insufficient-scope")
         request.state.principal = principal

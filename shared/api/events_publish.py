@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +25,7 @@ from shared.events.model import (
     format_time,
     validate_event,
 )
+from shared.identity.authorization import AccessRequest, Action, Authorizer
 from shared.identity.tokens import Principal
 
 router = APIRouter(tags=["events"])
@@ -193,6 +195,20 @@ def validate_all(documents: list[Any]) -> list[ValidatedEvent]:
     return events
 
 
+async def _authorize(authorizer: Authorizer, publisher: str, events: list[ValidatedEvent]) -> None:
+    resources = sorted({event.resource for event in events})
+    answers = await authorizer.allowed([AccessRequest(publisher, r, None, None, Action.PUBLISH) for r in resources])
+    refused = [resource for resource, allowed in zip(resources, answers, strict=True) if not allowed]
+    if refused:
+        raise Problem(
+            403,
+            "Forbidden",
+            f"{publisher} may not publish events for {', '.join(refused)}; nothing was stored",
+            kind="publish-forbidden",
+            extensions={"resources": refused},
+        )
+
+
 @router.post(
     "/api/v1/events",
     status_code=202,
@@ -225,6 +241,17 @@ async def publish_events(
     body = await read_body(request, MAX_REQUEST_BYTES)
     events = validate_all(_documents(request, body))
     services = await request.app.state.services()
+    await _authorize(services.access.authorizer, principal.subject, events)
+    wait = services.publish_limiter.take(principal.subject, len(events))
+    if wait is not None:
+        retry_after = max(1, math.ceil(wait))
+        raise Problem(
+            429,
+            "Too Many Requests",
+            f"{principal.subject} publishes faster than its limit; retry in {retry_after} s",
+            kind="rate-limited",
+            headers={"Retry-After": str(retry_after)},
+        )
     result = await services.publisher.publish(events)
     if result.conflicts:
         raise Problem(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Sequence
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -13,6 +14,7 @@ from shared.api.problems import Problem
 from shared.events.cursor import CursorExpired, CursorInvalid, decode_cursor, encode_cursor
 from shared.events.model import MAX_RESOURCE_LENGTH
 from shared.events.reading import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, EventFilter
+from shared.identity.authorization import Action, event_request
 from shared.identity.tokens import Principal
 
 router = APIRouter(tags=["events"])
@@ -53,11 +55,20 @@ async def read_events(
     try:
         position = decode_cursor(after, resource) if after is not None else None
         services = await request.app.state.services()
+        authorizer = services.access.authorizer
+
+        async def permit(events: Sequence[dict[str, Any]]) -> list[bool]:
+            answers: list[bool] = await authorizer.allowed(
+                [event_request(principal.subject, e, Action.READ) for e in events]
+            )
+            return answers
+
         page = await services.reader.read(
             resource,
             position,
             size,
             EventFilter(subject=subject, alternativesubject=alternativesubject, type=type, source=source),
+            permit,
         )
     except CursorExpired as error:
         raise Problem(400, "Bad Request", str(error), kind="cursor-expired") from error

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -10,6 +11,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared.identity.authorization import DecisionUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,13 @@ class Problem(Exception):
         self.headers = dict(headers or {})
 
 
+class _ProblemJSONResponse(JSONResponse):
+    """ASCII-escaped, so a problem that quotes hostile input (a lone surrogate) still renders."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
 def problem_response(problem: Problem, instance: str | None = None) -> JSONResponse:
     body: dict[str, Any] = {
         "type": f"{_TYPE_BASE}{problem.kind}" if problem.kind else "about:blank",
@@ -49,7 +59,7 @@ def problem_response(problem: Problem, instance: str | None = None) -> JSONRespo
     if instance:
         body["instance"] = instance
     body.update(problem.extensions)
-    return JSONResponse(body, status_code=problem.status, media_type=PROBLEM_JSON, headers=problem.headers)
+    return _ProblemJSONResponse(body, status_code=problem.status, media_type=PROBLEM_JSON, headers=problem.headers)
 
 
 _TITLES = {
@@ -95,6 +105,18 @@ def install_problem_handlers(app: FastAPI) -> None:
             f"the request is not valid: {summary}",
             kind="invalid-request",
             extensions={"errors": errors},
+        )
+        return problem_response(problem, request.url.path)
+
+    @app.exception_handler(DecisionUnavailable)
+    async def _undecided(request: Request, error: DecisionUnavailable) -> JSONResponse:
+        log.warning("authorization unavailable", extra={"path": request.url.path, "reason": str(error)})
+        problem = Problem(
+            503,
+            "Service Unavailable",
+            "Herald cannot reach its policy decision point; nothing was done, retry shortly",
+            kind="authorization-unavailable",
+            headers={"Retry-After": "5"},
         )
         return problem_response(problem, request.url.path)
 

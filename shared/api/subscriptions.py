@@ -14,13 +14,15 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict
 from shared.api.auth import require_scope
 from shared.api.problems import Problem
 from shared.identity.tokens import Principal
+from shared.subscriptions.endpoint_policy import EndpointRefused
 from shared.subscriptions.model import SubscriptionRequest, public_view
-from shared.subscriptions.service import EndpointRefused, SubscriptionNotFound, SubscriptionService
+from shared.subscriptions.service import SubscriptionForbidden, SubscriptionNotFound, SubscriptionService
 
 router = APIRouter(tags=["subscriptions"])
 subscriber = require_scope("events.subscribe")
 SubscriptionId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^sub_[0-9a-f]{32}$")]
 PageSize = Annotated[int, Query(ge=1, le=1000)]
+NOTIFICATION_SCOPE = "notifications.order"  # a notification subscription creates orders (issue 6)
 
 
 class ReplayRequest(BaseModel):
@@ -53,7 +55,9 @@ def _next_link(request: Request, name: str, token: str | None) -> dict[str, str]
     summary="Create a webhook subscription",
     description=(
         "The new subscription is `pending` until its endpoint accepts a `platform.events.validatesubscription` event; "
-        "the signing secret is returned only here. Creating an identical subscription again returns the existing one (200)."
+        "the signing secret is returned only here. Creating an identical subscription again returns the existing one (200). "
+        "With `notification` instead of `endPoint` (and the scope `notifications.order` too), each matching event "
+        "becomes an email/SMS order to the event's subject; such a subscription is `active` at once and has no secret."
     ),
     responses={200: {"description": "An identical subscription exists"}, 400: {"description": "Invalid request"}},
 )
@@ -61,10 +65,19 @@ async def create_subscription(
     request: Request, body: Annotated[SubscriptionRequest, Body()], principal: Principal = Depends(subscriber)
 ) -> JSONResponse:
     service = await _service(request)
+    if body.notification is not None and NOTIFICATION_SCOPE not in principal.scopes:
+        raise Problem(
+            403,
+            "Forbidden",
+            f"a notification subscription orders notifications: the token also needs the scope '{NOTIFICATION_SCOPE}'",
+            kind="insufficient-scope",
+        )
     try:
         subscription, secret, created = await service.create(principal.subject, body)
     except EndpointRefused as error:
         raise Problem(400, "Bad Request", str(error), kind="endpoint-refused") from error
+    except SubscriptionForbidden as error:
+        raise Problem(403, "Forbidden", str(error), kind="subscribe-forbidden") from error
     location = f"/api/v1/subscriptions/{subscription.id}"
     return JSONResponse(
         public_view(subscription, secret=secret), status_code=201 if created else 200, headers={"Location": location}

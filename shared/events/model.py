@@ -195,7 +195,12 @@ def validate_event(document: Any, *, received_at: datetime) -> ValidatedEvent:
     stored: dict[str, Any] = dict(document)
     if stored.get("time") is None:
         stored["time"] = format_time(received_at)
-    body = json.dumps(stored, ensure_ascii=False, separators=(",", ":")).encode()
+    try:
+        body = json.dumps(stored, ensure_ascii=False, separators=(",", ":")).encode()
+    except UnicodeEncodeError as error:  # a lone surrogate (\ud800) decoded from a JSON escape
+        raise EventInvalid(
+            [AttributeProblem("(event)", "must be valid Unicode: no lone surrogates")], event_id
+        ) from error
     if len(body) > MAX_EVENT_BYTES:
         raise EventTooLarge(len(body), event_id)
     return ValidatedEvent(

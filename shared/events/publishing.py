@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from shared.events.log import AppendOutcome, AppendResult, EventLog
 from shared.events.model import ValidatedEvent
+from shared.telemetry import record_events_published
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,8 @@ class EventPublisher:
         outcomes: dict[int, AppendResult] = {}
         for pairs in await asyncio.gather(*(append(r, ix) for r, ix in by_resource.items())):
             outcomes.update(pairs)
+        for resource, indexes in by_resource.items():
+            record_events_published(sum(1 for i in indexes if outcomes[i].outcome is AppendOutcome.STORED), resource)
 
         conflicts = [
             Conflict(i, events[i].id, events[i].source)

@@ -9,8 +9,9 @@ matching event exactly once, in log order.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from shared.events.cursor import CursorExpired, CursorInvalid
 from shared.events.log import EventLog, LogRow, Position
@@ -43,6 +44,12 @@ class EventFilter:
         )
 
 
+class EventPermit(Protocol):
+    """Answers, for each event, whether the reader may see it (authorization before paging)."""
+
+    async def __call__(self, events: Sequence[dict[str, Any]]) -> list[bool]: ...
+
+
 @dataclass(frozen=True)
 class EventPage:
     events: list[bytes]
@@ -56,7 +63,9 @@ class EventReader:
     def __init__(self, log: EventLog) -> None:
         self._log = log
 
-    async def read(self, resource: str, after: Position | None, size: int, filters: EventFilter) -> EventPage:
+    async def read(
+        self, resource: str, after: Position | None, size: int, filters: EventFilter, permit: EventPermit | None = None
+    ) -> EventPage:
         start = after if after is not None else await self._oldest(resource)
         rows = self._log.scan(resource, start.seq, page_rows=min(max(size // 8, 4), 100))
         first = await anext(rows, None)
@@ -71,11 +80,13 @@ class EventReader:
         row = first
         while row is not None:
             scanned_rows += 1
-            for index, body in enumerate(row.events):
+            entries = [
+                (i, body) for i, body in enumerate(row.events) if not (row.seq == start.seq and i <= start.index)
+            ]
+            visible = await self._visible([body for _, body in entries], filters, permit)
+            for (index, body), show in zip(entries, visible, strict=True):
                 scanned_bytes += len(body)
-                if row.seq == start.seq and index <= start.index:
-                    continue
-                if not filters.empty and not filters.matches(json.loads(body)):
+                if not show:
                     position = Position(row.seq, index)
                     continue
                 if len(events) >= size or (events and page_bytes + len(body) > MAX_PAGE_BYTES):
@@ -88,6 +99,19 @@ class EventReader:
                 break
             row = await anext(rows, None)
         return EventPage(events, position)
+
+    @staticmethod
+    async def _visible(bodies: list[bytes], filters: EventFilter, permit: EventPermit | None) -> list[bool]:
+        """Which events the page may show: they match the filters and the reader is authorized."""
+        if filters.empty and permit is None:
+            return [True] * len(bodies)
+        attributes = [json.loads(body) for body in bodies]
+        visible = [filters.empty or filters.matches(a) for a in attributes]
+        if permit is not None:
+            candidates = [k for k, shown in enumerate(visible) if shown]
+            for k, allowed in zip(candidates, await permit([attributes[k] for k in candidates]), strict=True):
+                visible[k] = allowed
+        return visible
 
     async def _oldest(self, resource: str) -> Position:
         first = await self._log.first_seq(resource)

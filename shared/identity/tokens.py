@@ -20,7 +20,8 @@ import jwt
 
 CLOCK_SKEW_SECONDS = 60
 ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384"]
-_REFRESH_INTERVAL_SECONDS = 300.0
+# An unknown key id reloads the keys (rotation), at most this often, so forged key ids cannot hammer the issuer.
+MIN_REFRESH_SECONDS = 30.0
 
 
 class TokenInvalid(Exception):
@@ -35,6 +36,9 @@ class Principal:
 
 
 class SigningKeys(Protocol):
+    # Set by keys discovered from OpenID Connect metadata: the issuer it names.
+    issuer: str | None
+
     async def key(self, kid: str | None) -> Any: ...
 
 
@@ -48,10 +52,12 @@ def _jwk_set(document: Mapping[str, Any]) -> dict[str | None, Any]:
 class _RefreshingKeys:
     """Caches a key set and reloads it when an unknown key id appears (at most every few minutes)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, min_refresh_seconds: float = MIN_REFRESH_SECONDS) -> None:
         self._keys: dict[str | None, Any] = {}
-        self._loaded_at = 0.0
+        self._loaded_at: float | None = None
+        self._min_refresh = min_refresh_seconds
         self._lock = asyncio.Lock()
+        self.issuer: str | None = None
 
     async def _load(self) -> Mapping[str, Any]:
         raise NotImplementedError
@@ -60,9 +66,8 @@ class _RefreshingKeys:
         if kid in self._keys:
             return self._keys[kid]
         async with self._lock:
-            if kid not in self._keys and (
-                not self._keys or time.monotonic() - self._loaded_at > _REFRESH_INTERVAL_SECONDS
-            ):
+            stale = self._loaded_at is None or time.monotonic() - self._loaded_at >= self._min_refresh
+            if kid not in self._keys and stale:
                 self._keys = _jwk_set(await self._load())
                 self._loaded_at = time.monotonic()
         if kid in self._keys:
@@ -75,8 +80,8 @@ class _RefreshingKeys:
 class JwksFileKeys(_RefreshingKeys):
     """devhost's public keys, read from the JWKS file it writes."""
 
-    def __init__(self, path: str | Path) -> None:
-        super().__init__()
+    def __init__(self, path: str | Path, *, min_refresh_seconds: float = 1.0) -> None:
+        super().__init__(min_refresh_seconds=min_refresh_seconds)
         self._path = Path(path)
 
     async def _load(self) -> Mapping[str, Any]:
@@ -92,8 +97,8 @@ class JwksFileKeys(_RefreshingKeys):
 class OpenIdKeys(_RefreshingKeys):
     """Keys discovered from OpenID Connect metadata (``jwks_uri``), e.g. Microsoft Entra ID."""
 
-    def __init__(self, metadata_url: str) -> None:
-        super().__init__()
+    def __init__(self, metadata_url: str, *, min_refresh_seconds: float = MIN_REFRESH_SECONDS) -> None:
+        super().__init__(min_refresh_seconds=min_refresh_seconds)
         self._metadata_url = metadata_url
 
     async def _load(self) -> Mapping[str, Any]:
@@ -102,6 +107,7 @@ class OpenIdKeys(_RefreshingKeys):
             async with session.get(self._metadata_url) as response:
                 response.raise_for_status()
                 metadata = await response.json(content_type=None)
+            self.issuer = metadata.get("issuer")  # the issuer to expect when none is configured
             async with session.get(metadata["jwks_uri"]) as response:
                 response.raise_for_status()
                 keys: Mapping[str, Any] = await response.json(content_type=None)
@@ -122,7 +128,7 @@ def scopes_of(claims: Mapping[str, Any]) -> frozenset[str]:
 
 
 class TokenValidator:
-    def __init__(self, *, issuer: str, audience: str, keys: SigningKeys) -> None:
+    def __init__(self, *, issuer: str | None, audience: str, keys: SigningKeys) -> None:
         self._issuer = issuer
         self._audience = audience
         self._keys = keys
@@ -135,13 +141,16 @@ class TokenValidator:
         if header.get("alg") not in ALGORITHMS:
             raise TokenInvalid("the token's signing algorithm is not accepted")
         key = await self._keys.key(header.get("kid"))
+        issuer = self._issuer or self._keys.issuer
+        if not issuer:
+            raise TokenInvalid("no issuer is configured or discovered")
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
                 key=key,
                 algorithms=ALGORITHMS,
                 audience=self._audience,
-                issuer=self._issuer,
+                issuer=issuer,
                 leeway=CLOCK_SKEW_SECONDS,
                 options={"require": ["exp", "sub", "iss", "aud"]},
             )

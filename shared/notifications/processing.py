@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import uuid
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -129,6 +129,8 @@ class Processor:
         self.pause = pause
         self.dead_reports = dead_reports
         self.events = events
+        # Orders named by recent delivery reports (see _order_for_report).
+        self._report_orders: OrderedDict[tuple[str, str], Order] = OrderedDict()
 
     # ------------------------------------------------------------------------------ order start
 
@@ -332,9 +334,15 @@ class Processor:
                 return moved(n, status, now, **fields)
 
             changed = await self.notifications.change(order.id, list(final), settle)
-            for n in changed:
-                if n.reference and n.status in (Status.SUCCEEDED, Status.ACCEPTED):
-                    await self.notifications.index_reference(channel, n.reference, order.creator, order.id, n.id)
+            # One partition per reference, so no transaction: written concurrently, not one after another,
+            # so the batch's delivery reports (which can follow within seconds) find their references.
+            await asyncio.gather(
+                *(
+                    self.notifications.index_reference(channel, n.reference, order.creator, order.id, n.id)
+                    for n in changed
+                    if n.reference and n.status in (Status.SUCCEEDED, Status.ACCEPTED)
+                )
+            )
             await self.events.publish([StatusChange(order, n) for n in changed])
         if retries:
             attempt = claimed[0].attempt
@@ -395,10 +403,27 @@ class Processor:
         )
         if not changed:
             return "unchanged"
-        order = await self.orders.get(creator, order_id)
+        order = await self._order_for_report(creator, order_id)
         if order is not None:
             await self.events.publish([StatusChange(order, n) for n in changed])
         return "applied"
+
+    async def _order_for_report(self, creator: str, order_id: str) -> Order | None:
+        """The order a report's status event names. An order's reports arrive together and the fields the
+        event takes from it (id, creator, sendersReference, resourceId) never change, so recent orders are
+        kept: reading (and decoding every recipient of) a 10,000-recipient order once per report made
+        applying an order's reports quadratic in its size."""
+        key = (creator, order_id)
+        order = self._report_orders.get(key)
+        if order is not None:
+            self._report_orders.move_to_end(key)
+            return order
+        order = await self.orders.get(creator, order_id)
+        if order is not None:
+            self._report_orders[key] = order
+            while len(self._report_orders) > 32:
+                self._report_orders.popitem(last=False)
+        return order
 
     # ------------------------------------------------------------------------------------- timers
 

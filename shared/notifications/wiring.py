@@ -98,7 +98,8 @@ def build_notifications(
     contacts = TableContactRegistry(tables)
     if registry is None:
         if settings.registry_url:
-            from shared.adapters.contact_registry_http import HttpContactRegistry, MsalTokenProvider
+            from shared.adapters.contact_registry_http import HttpContactRegistry
+            from shared.adapters.entra_tokens import MsalTokenProvider
 
             if not (settings.registry_authority and settings.registry_client_id and settings.registry_scope):
                 raise RuntimeError(

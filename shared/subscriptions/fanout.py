@@ -18,7 +18,13 @@ from typing import Any, Protocol
 
 from shared.events.log import LogRow
 from shared.messaging import Bus
-from shared.subscriptions.messages import MAX_DELIVERIES_PER_MESSAGE, OUTBOUND_QUEUE, Delivery, delivery_message
+from shared.subscriptions.messages import (
+    MAX_DELIVERIES_PER_MESSAGE,
+    NOTIFY_QUEUE,
+    OUTBOUND_QUEUE,
+    Delivery,
+    delivery_message,
+)
 from shared.subscriptions.model import index_keys_for_event
 from shared.subscriptions.ports import SubscriptionStore
 
@@ -52,7 +58,10 @@ class Fanout:
                 for subscription in partitions.get(key, ()):
                     if subscription.id not in seen and subscription.filters.matches(attributes):
                         seen.add(subscription.id)
-                        deliveries.append(Delivery(subscription.index_key, subscription.id, resource, seq, index))
+                        notify = subscription.notification is not None
+                        deliveries.append(
+                            Delivery(subscription.index_key, subscription.id, resource, seq, index, notify=notify)
+                        )
         return deliveries
 
     async def fan_out(self, resource: str, rows: Sequence[LogRow], trace: dict[str, str] | None = None) -> int:
@@ -70,10 +79,15 @@ class Fanout:
                 "inbound message seen before: skipping deliveries already sent",
                 extra={"resource": resource, "skipped": len(deliveries) - len(pending)},
             )
-        for start in range(0, len(pending), MAX_DELIVERIES_PER_MESSAGE):
-            chunk = pending[start : start + MAX_DELIVERIES_PER_MESSAGE]
-            members = [d.member for d in chunk]
-            await self._bus.send(OUTBOUND_QUEUE, [delivery_message(chunk, trace=trace)])
-            chunk_id = hashlib.sha256(",".join(members).encode()).hexdigest()[:16]
-            await self._marks.add_fanout_mark(resource, first_seq, chunk_id, members)
+        # Notification subscriptions' deliveries go to their own queue; the webhook worker never sees them.
+        for queue, group in (
+            (OUTBOUND_QUEUE, [d for d in pending if not d.notify]),
+            (NOTIFY_QUEUE, [d for d in pending if d.notify]),
+        ):
+            for start in range(0, len(group), MAX_DELIVERIES_PER_MESSAGE):
+                chunk = group[start : start + MAX_DELIVERIES_PER_MESSAGE]
+                members = [d.member for d in chunk]
+                await self._bus.send(queue, [delivery_message(chunk, trace=trace)])
+                chunk_id = hashlib.sha256(",".join(members).encode()).hexdigest()[:16]
+                await self._marks.add_fanout_mark(resource, first_seq, chunk_id, members)
         return len(pending)

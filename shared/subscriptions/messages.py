@@ -19,6 +19,8 @@ from shared.messaging import OutgoingMessage
 OUTBOUND_QUEUE = "events-outbound"
 RETRY_QUEUE = "events-retry"
 VALIDATION_QUEUE = "subscription-validation"
+# Deliveries of notification subscriptions (issue 6): the same batches, consumed by functions/notify.py.
+NOTIFY_QUEUE = "events-notify"
 MAX_DELIVERIES_PER_MESSAGE = 256
 
 
@@ -31,6 +33,8 @@ class Delivery:
     index: int
     attempt: int = 1
     first_attempt_at: datetime | None = None
+    # Set by fan-out for notification subscriptions: routed to NOTIFY_QUEUE. Not carried in messages.
+    notify: bool = False
 
     @property
     def member(self) -> str:

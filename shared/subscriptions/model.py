@@ -21,9 +21,10 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.events.model import MAX_ATTRIBUTE_LENGTH, MAX_RESOURCE_LENGTH, URN_PATTERN
+from shared.notifications.event_templates import NotificationIn, NotificationSpec, spec_problems
 
 SECRET_PREFIX = "whsec_"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -125,16 +126,37 @@ class SubscriptionRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, str_strip_whitespace=False)
 
-    end_point: str = Field(alias="endPoint", min_length=1, max_length=2048, description="https URL of the webhook")
+    end_point: str | None = Field(
+        default=None, alias="endPoint", min_length=1, max_length=2048, description="https URL of the webhook"
+    )
     resource_filter: str = Field(alias="resourceFilter", min_length=1, max_length=MAX_RESOURCE_LENGTH)
     source_filter: str | None = Field(default=None, alias="sourceFilter", description="Exact, or a prefix ending in *")
     subject_filter: str | None = Field(default=None, alias="subjectFilter")
     alternative_subject_filter: str | None = Field(default=None, alias="alternativeSubjectFilter")
     type_filter: str | None = Field(default=None, alias="typeFilter", description="Exact, or a prefix ending in *")
+    # Instead of endPoint: each matching event becomes a notification order to its subject (issue 6).
+    notification: NotificationIn | None = Field(
+        default=None, description="Notify the event's subject (person:/org:) by email or SMS instead of a webhook"
+    )
+
+    @model_validator(mode="after")
+    def _one_target(self) -> SubscriptionRequest:
+        if (self.end_point is None) == (self.notification is None):
+            raise ValueError("give exactly one of endPoint (a webhook) and notification (email/SMS to the subject)")
+        if self.notification is not None:
+            problems = spec_problems(self.notification, self.resource_filter)
+            if problems:
+                raise ValueError("; ".join(f"{p.location}: {p.detail}" for p in problems))
+        return self
+
+    def notification_spec(self) -> NotificationSpec | None:
+        return self.notification.spec() if self.notification is not None else None
 
     @field_validator("end_point")
     @classmethod
-    def _url(cls, value: str) -> str:
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         parts = urlsplit(value)
         if parts.scheme not in ("https", "http") or not parts.hostname:
             raise ValueError("must be an absolute https URL")
@@ -229,6 +251,8 @@ class Subscription:
     # Requests per minute the endpoint granted in the abuse-protection handshake (None: no limit given).
     allowed_rate: int | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # A notification subscription (no webhook: ``endpoint`` is empty); see shared/notifications/event_templates.py.
+    notification: NotificationSpec | None = None
 
     @property
     def index_key(self) -> str:
@@ -257,6 +281,9 @@ def public_view(subscription: Subscription, *, secret: str | None = None) -> dic
         view["disabledReason"] = subscription.disabled_reason
     if subscription.allowed_rate is not None:
         view["allowedRatePerMinute"] = subscription.allowed_rate
+    if subscription.notification is not None:
+        view["endPoint"] = None
+        view["notification"] = subscription.notification.to_json()
     if secret is not None:
         view["secret"] = secret
     return view

@@ -8,6 +8,7 @@ transactions, retries as delayed messages grouped by due time, dead letters per 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import OrderedDict, defaultdict
@@ -16,6 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from shared.events.log import EventLog
+from shared.identity.authorization import Action, Authorizer, event_request
 from shared.messaging import Bus
 from shared.subscriptions.delivery import Decision, RetryPolicy, Verdict, decide, delivery_id, signature_headers
 from shared.subscriptions.endpoint_guard import EndpointGuard
@@ -83,8 +85,10 @@ class OutboundWorker:
         policy: RetryPolicy,
         timeout_seconds: float,
         origin: str,
+        authorizer: Authorizer,
         trace: Callable[[], dict[str, str]] = dict,
     ) -> None:
+        self._authorizer = authorizer
         self._store = store
         self._event_log = event_log
         self._delivery_log = delivery_log
@@ -106,17 +110,55 @@ class OutboundWorker:
         subscriptions = await self._subscriptions_for(deliveries)
         by_endpoint: dict[str, list[tuple[Delivery, Subscription]]] = defaultdict(list)
         results: list[_Result] = []
+        active: list[tuple[Delivery, Subscription]] = []
         for delivery in deliveries:
             subscription = subscriptions.get((delivery.subscription_key, delivery.subscription_id))
             if subscription is None or subscription.status is not Status.ACTIVE:
                 results.append(_Result(delivery, subscription))  # deleted or disabled since it matched
             else:
+                active.append((delivery, subscription))
+        allowed = await self._authorized(active, events)
+        for (delivery, subscription), permitted in zip(active, allowed, strict=True):
+            if permitted:
                 by_endpoint[subscription.endpoint].append((delivery, subscription))
+            else:
+                results.append(self._refused(delivery, subscription, events))
         for group in await asyncio.gather(
             *(self._deliver_to(endpoint, group, events) for endpoint, group in by_endpoint.items())
         ):
             results.extend(group)
         await self._settle(results)
+
+    async def _authorized(
+        self, active: Sequence[tuple[Delivery, Subscription]], events: dict[tuple[str, int], Sequence[bytes]]
+    ) -> list[bool]:
+        """Each push is authorized again: the consumer may still receive this event about this party."""
+        requests = []
+        for delivery, subscription in active:
+            row = events.get((delivery.resource, delivery.seq))
+            body = row[delivery.index] if row is not None and delivery.index < len(row) else b"{}"
+            attributes = json.loads(body) or {"resource": delivery.resource}
+            requests.append(event_request(subscription.consumer, attributes, Action.SUBSCRIBE))
+        return await self._authorizer.allowed(requests)
+
+    def _refused(
+        self, delivery: Delivery, subscription: Subscription, events: dict[tuple[str, int], Sequence[bytes]]
+    ) -> _Result:
+        """Not sent: logged in the delivery log so the consumer sees why."""
+        row = events.get((delivery.resource, delivery.seq)) or []
+        body = row[delivery.index] if delivery.index < len(row) else b"{}"
+        attempt = Attempt(
+            subscription_id=subscription.id,
+            delivery_id=delivery_id(subscription.id, delivery.resource, delivery.seq, delivery.index),
+            event_id=_event_id(body),
+            attempt=delivery.attempt,
+            at=self._clock.now(),
+            status_code=None,
+            latency_ms=0,
+            outcome="unauthorized",
+            error="the consumer is not authorized for this event; it was not sent",
+        )
+        return _Result(delivery, subscription, attempt)
 
     async def _deliver_to(
         self, endpoint: str, group: list[tuple[Delivery, Subscription]], events: dict[tuple[str, int], Sequence[bytes]]
@@ -246,7 +288,11 @@ class OutboundWorker:
         dead: list[DeadLetter] = []
         for result in results:
             if result.deferred_until is not None:
-                retries[result.deferred_until.replace(microsecond=0)].append(result.delivery)
+                # The 24 h horizon runs from when the delivery was first due, deferrals included.
+                first_due = result.delivery.first_attempt_at or self._clock.now()
+                retries[result.deferred_until.replace(microsecond=0)].append(
+                    replace(result.delivery, first_attempt_at=first_due)
+                )
                 continue
             if result.decision is None or result.attempt is None:
                 continue

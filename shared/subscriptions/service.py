@@ -9,8 +9,10 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from shared.events.model import format_time
+from shared.identity.authorization import AccessRequest, Action, Authorizer
 from shared.messaging import Bus
 from shared.subscriptions.delivery import RetryPolicy, Verdict, decide, signature_headers
+from shared.subscriptions.endpoint_policy import EndpointPolicy
 from shared.subscriptions.messages import (
     OUTBOUND_QUEUE,
     VALIDATION_QUEUE,
@@ -25,7 +27,6 @@ from shared.subscriptions.model import (
     Subscription,
     SubscriptionRequest,
     identity_hash,
-    is_loopback_url,
     new_secret,
 )
 from shared.subscriptions.outbound import CLOUDEVENTS_JSON
@@ -42,8 +43,8 @@ class SubscriptionNotFound(Exception):
     pass
 
 
-class EndpointRefused(ValueError):
-    """The endpoint URL is not one Herald will push to."""
+class SubscriptionForbidden(Exception):
+    """The resource's policy does not let the consumer subscribe with these filters."""
 
 
 class SubscriptionService:
@@ -61,7 +62,11 @@ class SubscriptionService:
         public_base_url: str,
         local_mode: bool,
         timeout_seconds: float,
+        authorizer: Authorizer,
+        endpoints: EndpointPolicy,
     ) -> None:
+        self._authorizer = authorizer
+        self._endpoints = endpoints
         self._store = store
         self._dead_letters = dead_letters
         self._bus = bus
@@ -76,21 +81,26 @@ class SubscriptionService:
 
     # ------------------------------------------------------------------------------------ API
 
-    def check_endpoint(self, url: str) -> None:
-        if url.startswith("https://"):
-            return
-        if self._local and is_loopback_url(url):
-            return
-        if self._local:
-            raise EndpointRefused(
-                "endPoint must be https (plain http is allowed only for loopback addresses in local mode)"
-            )
-        raise EndpointRefused("endPoint must be an https URL")
-
     async def create(self, consumer: str, request: SubscriptionRequest) -> tuple[Subscription, str | None, bool]:
         """Returns (subscription, secret shown once or None, created)."""
-        self.check_endpoint(request.end_point)
+        # Checks that apply to every subscription (webhook or notification) belong above this branch.
         filters = request.filters()
+        if request.end_point is not None:
+            await self._endpoints.check(request.end_point)
+        asked = AccessRequest(consumer, filters.resource, filters.subject, filters.type, Action.SUBSCRIBE)
+        if not await self._authorizer.allows(asked):
+            raise SubscriptionForbidden(
+                f"{consumer} may not subscribe to {filters.resource}"
+                + (
+                    f" for {filters.subject}"
+                    if filters.subject
+                    else " without a subjectFilter (only the resource's owners may)"
+                )
+                + (f" with typeFilter {filters.type}" if filters.type else "")
+            )
+        if request.notification is not None:
+            return await self._create_notification(consumer, request)
+        assert request.end_point is not None  # the request model requires endPoint or notification
         secret = new_secret()
         candidate = Subscription(
             id=f"sub_{uuid.uuid4().hex}",
@@ -106,6 +116,29 @@ class SubscriptionService:
             # As the anchor does, an identical create of a pending subscription asks for validation again.
             await self._bus.send(VALIDATION_QUEUE, [validation_message(subscription.index_key, subscription.id)])
         return subscription, (secret if created and subscription.secrets.current == secret else None), created
+
+    async def _create_notification(
+        self, consumer: str, request: SubscriptionRequest
+    ) -> tuple[Subscription, str | None, bool]:
+        """A notification subscription (issue 6): no webhook, so no handshake and no secret; active at once.
+
+        Its matching events become notification orders (shared/notifications/from_events.py)."""
+        spec = request.notification_spec()
+        assert spec is not None
+        filters = request.filters()
+        candidate = Subscription(
+            id=f"sub_{uuid.uuid4().hex}",
+            consumer=consumer,
+            endpoint="",
+            filters=filters,
+            status=Status.ACTIVE,
+            created=self._clock.now(),
+            secrets=Secrets(new_secret()),  # never used to sign: nothing is pushed
+            notification=spec,
+        )
+        identity = identity_hash(consumer, f"notification:{spec.canonical()}", filters)
+        subscription, created = await self._store.create(candidate, identity)
+        return subscription, None, created
 
     async def get(self, consumer: str, subscription_id: str) -> Subscription:
         subscription = await self._store.get(consumer, subscription_id)

@@ -26,13 +26,15 @@ def shell_blocks() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def devhost(azurite, tmp_path_factory):
+def devhost(azurite, settings, tmp_path_factory):
     port = free_port()
     state = tmp_path_factory.mktemp("devhost-state")
     env = {
         **os.environ,
         "HERALD_DEVHOST_STATE": str(state),
         "HERALD_AUTH_JWKS_PATH": str(state / "jwks.json"),
+        # The same sealing key as the in-process tests sharing this Azurite.
+        "HERALD_SECRET_KEY_PATH": str(settings.secret_key_path),
         "PYTHONPATH": str(REPO),
         "HERALD_LOCAL_EVENTGRID_URL": f"http://127.0.0.1:{port}/runtime/webhooks/eventgrid",
         "HERALD_LOCAL_SINK_REPORT_DELAY_SECONDS": "0.2",
@@ -71,6 +73,26 @@ def devhost(azurite, tmp_path_factory):
     log.close()
 
 
+def open_resource(port: int, env: dict[str, str], resource: str) -> None:
+    """An administrator lets every identity publish, read and subscribe on the resource."""
+    admin = subprocess.run(
+        [sys.executable, "-m", "devhost", "token", "--sub", "system:e2e-admin", "--scope", "admin"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/v1/admin/policies/{resource}",
+        data=json.dumps({"publishers": ["*"], "owners": ["*"]}).encode(),
+        method="PUT",
+        headers={"Authorization": f"Bearer {admin}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+
+
 def run(block: str, port: int, env: dict[str, str]) -> str:
     script = "set -euo pipefail\n" + block.replace("7071", str(port)).replace(".venv/bin/python", sys.executable)
     completed = subprocess.run(["bash", "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
@@ -80,8 +102,11 @@ def run(block: str, port: int, env: dict[str, str]) -> str:
 
 def test_readme_examples_work_as_written(devhost):
     port, env, _ = devhost
-    token_block, publish_block, read_block, subscribe_block = shell_blocks()
+    token_block, policy_block, publish_block, read_block, subscribe_block = shell_blocks()
     prelude = token_block + "\n"
+
+    policy = json.loads(run(policy_block, port, env))
+    assert policy["publishers"] == ["org:991825827"]
 
     published = json.loads(run(prelude + publish_block, port, env))
     assert published == {"accepted": ["case-42-created"], "stored": 1, "duplicates": 0}
@@ -122,6 +147,7 @@ def test_devhost_pushes_published_events_to_a_webhook(devhost, receiver_process)
     ).stdout.strip()
     headers = {"Authorization": f"Bearer {token}"}
     resource = f"urn:herald:e2e:{port}"
+    open_resource(port, env, resource)
 
     def call(method: str, path: str, body: dict | list, content_type: str) -> dict:
         request = urllib.request.Request(
@@ -225,3 +251,42 @@ def test_devhost_runs_an_email_order_to_delivered(devhost):
         "kari.nordmann@example.com" in json.dumps(item)
         for item in (outbox if isinstance(outbox, list) else outbox.get("messages", outbox.get("items", [])))
     )
+
+
+def test_devhost_ingests_cloudevents_routed_through_event_grid(devhost):
+    """An Event Grid custom topic (CloudEvents schema) delivers to ingest_event_grid; the event is readable."""
+    port, env, _ = devhost
+    resource = f"urn:herald:e2e:grid{port}"
+    open_resource(port, env, resource)
+    routed = {
+        "specversion": "1.0",
+        "id": "grid-1",
+        "source": "urn:no:example:registry",
+        "type": "no.example.changed",
+        "time": "2026-11-21T10:00:00Z",
+        "subject": "org:991825827",
+        "resource": resource,
+        "data": {"changed": True},
+    }
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/runtime/webhooks/eventgrid?functionName=ingest_event_grid",
+        data=json.dumps([routed]).encode(),
+        headers={"Content-Type": "application/cloudevents-batch+json", "aeg-event-type": "Notification"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status in (200, 202)
+    token = subprocess.run(
+        [sys.executable, "-m", "devhost", "token", "--sub", "org:991825827", "--scope", "events.read"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    read = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/v1/events?resource={resource}", headers={"Authorization": f"Bearer {token}"}
+    )
+    with urllib.request.urlopen(read, timeout=10) as response:
+        [event] = json.loads(response.read())
+    assert event["id"] == "grid-1" and event["data"] == {"changed": True} and event["subject"] == "org:991825827"
+    assert event["time"] == "2026-11-21T10:00:00.000000Z"

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.infra.bicep import ROOT, Expression, variables
+from tests.support.functions_index import functions
 
 SAMPLE_SETTINGS = ROOT / "local.settings.sample.json"
 
@@ -43,15 +44,9 @@ def _bicep() -> dict[str, Any]:
     return variables()
 
 
-@cache
 def _functions() -> tuple[Any, ...]:
-    try:
-        from function_app import app
-    except Exception as error:  # the app is written concurrently; see the skip reason
-        pytest.skip(
-            f"function_app.py does not import yet ({type(error).__name__}: {error}); cannot compare Bicep with the app"
-        )
-    return tuple(app.get_functions())
+    # Indexed once per session: azure-functions refuses to index an app twice.
+    return functions()
 
 
 def _sample() -> dict[str, Any]:

@@ -114,8 +114,10 @@ async def test_duplicate_inside_one_batch_is_stored_once(client, issuer, resourc
     assert response.json() == {"accepted": ["x", "x"], "stored": 1, "duplicates": 1}
 
 
-async def test_events_of_several_resources_in_one_batch(client, issuer, resource):
-    other = resource + "-other"
+async def test_events_of_several_resources_in_one_batch(client, issuer, resource, services):
+    from tests.conftest import open_resource
+
+    other = await open_resource(services, resource + "-other")
     response = await publish(
         client, issuer.headers("events.publish"), [event(resource, "1"), event(other, "2"), event(resource, "3")]
     )

@@ -24,6 +24,7 @@ from shared.notifications.model import Channel
 from shared.notifications.orders import EMAIL_QUEUE, ORDERS_QUEUE, SMS_QUEUE
 from shared.notifications.ports import FixedClock
 from shared.notifications.wiring import build_notifications
+from tests.support.identities import random_org
 
 # A weekday noon in Oslo: inside the daytime window.
 NOON = datetime(2026, 3, 4, 11, 0, tzinfo=UTC)
@@ -153,7 +154,7 @@ async def harness(services: Services) -> AsyncIterator[Harness]:
 
 @pytest.fixture
 def sender() -> str:
-    return f"org:{uuid.uuid4().hex[:9]}"
+    return random_org()
 
 
 def order_body(**overrides: Any) -> dict[str, Any]:

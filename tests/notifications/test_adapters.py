@@ -14,7 +14,8 @@ from werkzeug import Response
 
 from shared.adapters.acs_email import AcsEmailSender
 from shared.adapters.acs_sms import AcsSmsSender
-from shared.adapters.contact_registry_http import HttpContactRegistry, MsalTokenProvider
+from shared.adapters.contact_registry_http import HttpContactRegistry
+from shared.adapters.entra_tokens import MsalTokenProvider
 from shared.adapters.link_sms import LinkSmsSender, parse_reports
 from shared.notifications.model import ContentType, Status
 from shared.notifications.ports import EmailMessage, SmsMessage

@@ -8,6 +8,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 from tests.notifications.conftest import order_body, post_order, status_of, statuses
+from tests.support.identities import random_org
 
 H = "notifications.order"
 
@@ -73,7 +74,7 @@ async def test_same_idempotency_id_returns_the_same_order(client, issuer, harnes
     assert first.status_code == 202 and again.status_code == 200
     assert first.json() == again.json()
     # Another sender's same id is another order.
-    other = await client.post("/api/v1/notifications/orders", json=body, headers=issuer.headers(H, sub=sender + "x"))
+    other = await client.post("/api/v1/notifications/orders", json=body, headers=issuer.headers(H, sub=random_org()))
     assert other.status_code == 202 and other.json()["orderId"] != first.json()["orderId"]
 
 
@@ -83,7 +84,7 @@ async def test_orders_are_visible_only_to_their_creator(client, issuer, harness,
     assert mine.status_code == 200 and mine.json()["processingStatus"]["status"] == "Registered"
     for path in ("", "/status"):
         theirs = await client.get(
-            f"/api/v1/notifications/orders/{order_id}{path}", headers=issuer.headers(H, sub="other")
+            f"/api/v1/notifications/orders/{order_id}{path}", headers=issuer.headers(H, sub=random_org())
         )
         assert theirs.status_code == 404
         assert theirs.headers["content-type"] == "application/problem+json"

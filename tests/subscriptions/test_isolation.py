@@ -25,6 +25,7 @@ async def slow_timeout_services(azurite, issuer):
             "HeraldStorage": azurite.connection_string,
             "HERALD_AUTH_JWKS_PATH": str(issuer.jwks_path),
             "HERALD_WEBHOOK_TIMEOUT_SECONDS": "3",
+            "HERALD_SECRET_KEY_PATH": str(issuer.jwks_path.parent / "secret.key"),
         }
     )
     await provision(settings)
@@ -45,7 +46,7 @@ async def test_hanging_endpoint_does_not_slow_a_healthy_one(client, issuer, rece
     )
     hanging = receiver.behave("hanging", Behaviour(status=200))
     await active_subscription(client, issuer, services, {"endPoint": hanging, "resourceFilter": resource})
-    receiver.behaviours["/hanging"] = Behaviour(status=200, delay=6)
+    receiver.behaviours["/hanging"] = Behaviour(status=200, delay=30)  # hangs past the 3 s timeout
 
     options = DevHostOptions(
         port=0,

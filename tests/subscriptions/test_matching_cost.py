@@ -11,8 +11,9 @@ from datetime import UTC, datetime
 
 from azure.data.tables.aio import TableServiceClient
 
-from shared.adapters.table_subscriptions import TableSubscriptionStore, _to_entity
+from shared.adapters.table_subscriptions import TableSubscriptionStore
 from shared.events.log import LogRow
+from shared.identity.secret_box import LocalSecretBox
 from shared.subscriptions.fanout import Fanout
 from shared.subscriptions.model import Filters, Secrets, Status, Subscription
 from tests.support.counting import StorageCounter
@@ -31,13 +32,15 @@ def subscription(resource: str, n: int, subject: str | None) -> Subscription:
     )
 
 
-async def index(service: TableServiceClient, subscriptions: list[Subscription]) -> None:
+async def index(service: TableServiceClient, subscriptions: list[Subscription], box=None) -> None:
+    """Writes synthetic subscriptions straight into the index (sealed as Herald seals them)."""
     table = service.get_table_client("subscriptions")
+    store = TableSubscriptionStore(service, box=box)
     slots = asyncio.Semaphore(32)
 
     async def put(s: Subscription) -> None:
         async with slots:
-            await table.upsert_entity(_to_entity(s))
+            await table.upsert_entity(await store._sealed(s))
 
     await asyncio.gather(*(put(s) for s in subscriptions))
 
@@ -89,7 +92,7 @@ async def test_storage_and_queue_operations_per_delivered_event_stay_far_below_o
     plain = TableServiceClient.from_connection_string(settings.storage_connection_string)
     subscribers = [subscription(resource, 50_000_000 + n, None) for n in range(600)]
     subscribers = [replace(s, endpoint=receiver.url(f"fan/{n}")) for n, s in enumerate(subscribers)]
-    await index(plain, subscribers)
+    await index(plain, subscribers, box=LocalSecretBox.from_file(settings.secret_key_path))
     await plain.close()
 
     counter = StorageCounter()

@@ -24,6 +24,9 @@ PIPELINE = (INBOUND_QUEUE, OUTBOUND_QUEUE)
 
 
 async def test_matching_events_are_pushed_signed_and_intact(client, issuer, receiver, resource, services):
+    from tests.conftest import open_resource
+
+    await open_resource(services, resource + "-elsewhere")
     sub = await active_subscription(
         client,
         issuer,
@@ -158,6 +161,7 @@ def worker_with(services, clock, bus, schedule=(10, 30, 60, 300, 600, 1800, 3600
         policy=RetryPolicy(schedule, timedelta(hours=24)),
         timeout_seconds=5,
         origin="herald.test",
+        authorizer=services.access.authorizer,
     )
 
 

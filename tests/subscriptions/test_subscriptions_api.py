@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shared.subscriptions.messages import VALIDATION_QUEUE
+from tests.support.identities import random_org
 from tests.support.pipeline import drain
 from tests.support.receiver import Behaviour
 
@@ -84,7 +85,7 @@ async def test_list_get_delete_are_scoped_to_the_consumer(client, issuer, receiv
         (await create(client, issuer, body(resource, receiver.url(f"l{i}")), sub="org:310000000")).json()
         for i in range(3)
     ]
-    other = (await create(client, issuer, body(resource, receiver.url("other")), sub="org:920000000")).json()
+    other = (await create(client, issuer, body(resource, receiver.url("other")), sub="org:974761076")).json()
 
     listed = await client.get(
         "/api/v1/subscriptions", params={"size": 2}, headers=issuer.headers(*SUBSCRIBE, sub="org:310000000")
@@ -142,13 +143,14 @@ async def test_rotate_secret_returns_a_new_secret(client, issuer, receiver, reso
     ],
 )
 async def test_bad_requests_are_400_problems_and_store_nothing(client, issuer, payload, fragment, services):
+    consumer = random_org()
     response = await client.post(
-        "/api/v1/subscriptions", json=payload, headers=issuer.headers(*SUBSCRIBE, sub="org:999999999")
+        "/api/v1/subscriptions", json=payload, headers=issuer.headers(*SUBSCRIBE, sub=consumer)
     )
     assert response.status_code == 400, response.text
     assert response.headers["content-type"] == "application/problem+json"
     assert fragment in response.text
-    listed = await client.get("/api/v1/subscriptions", headers=issuer.headers(*SUBSCRIBE, sub="org:999999999"))
+    listed = await client.get("/api/v1/subscriptions", headers=issuer.headers(*SUBSCRIBE, sub=consumer))
     assert listed.json()["count"] == 0
 
 

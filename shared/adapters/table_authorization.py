@@ -1,0 +1,132 @@
+"""Policies, role grants and the authorization version on Table Storage.
+
+- ``policies``: PartitionKey ``policy``, RowKey = the escaped resource, ``document`` the JSON policy.
+- ``roles``: PartitionKey = the holder, RowKey = ``<party>|<role>``: the roles a consumer holds
+  for one party are one range query, and all its parties (an accounting firm's clients) one
+  partition query.
+- ``heraldstate`` ``version``/``authorization``: bumped (under ETag) by every change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import UpdateMode
+from azure.data.tables.aio import TableServiceClient
+
+from shared.adapters.table_checkpoints import STATE_TABLE
+from shared.adapters.tables import escape_key, int64
+from shared.identity.authorization import ResourcePolicy, RoleGrant
+
+POLICIES_TABLE = "policies"
+ROLES_TABLE = "roles"
+
+
+class TablePolicyStore:
+    def __init__(self, service: TableServiceClient) -> None:
+        self._table = service.get_table_client(POLICIES_TABLE)
+
+    async def get(self, resource: str) -> ResourcePolicy | None:
+        try:
+            entity = await self._table.get_entity("policy", escape_key(resource))
+        except ResourceNotFoundError:
+            return None
+        return ResourcePolicy.model_validate_json(entity["document"])
+
+    async def put(self, resource: str, policy: ResourcePolicy) -> None:
+        entity = {
+            "PartitionKey": "policy",
+            "RowKey": escape_key(resource),
+            "resource": resource,
+            "document": policy.model_dump_json(),
+            "updated": datetime.now(UTC),
+        }
+        await self._table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+
+    async def delete(self, resource: str) -> bool:
+        try:
+            await self._table.delete_entity("policy", escape_key(resource), match_condition=MatchConditions.IfPresent)
+        except ResourceNotFoundError:
+            return False
+        return True
+
+
+class TableRoleStore:
+    def __init__(self, service: TableServiceClient) -> None:
+        self._table = service.get_table_client(ROLES_TABLE)
+
+    async def roles(self, holder: str, party: str) -> frozenset[str]:
+        prefix = f"{escape_key(party)}|"
+        query = "PartitionKey eq @pk and RowKey gt @lower and RowKey lt @upper"
+        parameters = {"pk": escape_key(holder), "lower": prefix, "upper": prefix + "~"}
+        return frozenset(
+            [e["role"] async for e in self._table.query_entities(query, parameters=parameters, select=["role"])]
+        )
+
+    async def grants_of(self, holder: str) -> list[RoleGrant]:
+        query = "PartitionKey eq @pk"
+        return [
+            RoleGrant(party=e["party"], holder=holder, role=e["role"], delegated=bool(e.get("delegated")))
+            async for e in self._table.query_entities(query, parameters={"pk": escape_key(holder)})
+        ]
+
+    async def grant(self, grants: Sequence[RoleGrant]) -> None:
+        for grant in grants:
+            await self._table.upsert_entity(
+                {
+                    "PartitionKey": escape_key(grant.holder),
+                    "RowKey": f"{escape_key(grant.party)}|{grant.role}",
+                    "party": grant.party,
+                    "role": grant.role,
+                    "delegated": grant.delegated,
+                    "granted": datetime.now(UTC),
+                },
+                mode=UpdateMode.REPLACE,
+            )
+
+    async def revoke(self, grants: Sequence[RoleGrant]) -> None:
+        for grant in grants:
+            with contextlib.suppress(ResourceNotFoundError):
+                await self._table.delete_entity(escape_key(grant.holder), f"{escape_key(grant.party)}|{grant.role}")
+
+
+class TableVersionCounter:
+    def __init__(self, service: TableServiceClient, name: str = "authorization") -> None:
+        self._table = service.get_table_client(STATE_TABLE)
+        self._name = name
+
+    async def current(self) -> int:
+        try:
+            entity = await self._table.get_entity("version", self._name)
+        except ResourceNotFoundError:
+            return 0
+        value = entity["n"]
+        return int(value.value if hasattr(value, "value") else value)
+
+    async def bump(self) -> int:
+        for _ in range(50):
+            try:
+                entity = await self._table.get_entity("version", self._name)
+            except ResourceNotFoundError:
+                try:
+                    await self._table.create_entity({"PartitionKey": "version", "RowKey": self._name, "n": int64(1)})
+                    return 1
+                except ResourceExistsError:
+                    continue
+            value = entity["n"]
+            next_value = int(value.value if hasattr(value, "value") else value) + 1
+            try:
+                await self._table.update_entity(
+                    {"PartitionKey": "version", "RowKey": self._name, "n": int64(next_value)},
+                    mode=UpdateMode.REPLACE,
+                    etag=entity.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            except ResourceModifiedError:
+                continue
+            return next_value
+        raise RuntimeError("the authorization version kept changing")

@@ -1,0 +1,307 @@
+"""Who may publish, read, subscribe and receive.
+
+A resource's policy names its publishers, its owners (who see every event of the resource) and
+rules that let role holders read or subscribe to events about a party: an event's subject is the
+party it concerns. A consumer holds roles for parties directly (a person for themself, an
+organisation's role holders) or through delegations (an accounting firm acting for its clients).
+
+Decisions are cached per (consumer, resource, subject, type, action), the subject included (the
+anchor's cache omits it and leaks one party's decision to another), for a short time, and dropped
+at once when any policy or role changes: every change bumps a version that each process checks
+at most once a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from shared.identity.parties import InvalidIdentity, parse_party
+
+ANYONE = "*"
+SELF_ROLE = "self"  # a rule role: the consumer is the event's subject
+
+
+class Action(StrEnum):
+    PUBLISH = "publish"
+    READ = "read"
+    SUBSCRIBE = "subscribe"
+
+
+def _identity_or_anyone(value: str) -> str:
+    if value == ANYONE:
+        return value
+    return str(parse_party(value))
+
+
+class AccessRule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    roles: list[str] = Field(
+        min_length=1, description="Roles granted the actions; 'self' means the consumer is the subject"
+    )
+    actions: list[Action] = Field(min_length=1)
+    types: list[str] = Field(
+        default_factory=list, description="Event types (a trailing * is a prefix); empty: all types"
+    )
+
+    @field_validator("roles")
+    @classmethod
+    def _roles(cls, roles: list[str]) -> list[str]:
+        for role in roles:
+            if not role or len(role) > 64 or not role.replace("-", "").replace("_", "").isalnum():
+                raise ValueError(f"'{role}' is not a role name (letters, digits, '-' and '_')")
+        return roles
+
+    @field_validator("actions")
+    @classmethod
+    def _actions(cls, actions: list[Action]) -> list[Action]:
+        if Action.PUBLISH in actions:
+            raise ValueError("publishing is granted by 'publishers', not by role rules")
+        return actions
+
+    @field_validator("types")
+    @classmethod
+    def _types(cls, types: list[str]) -> list[str]:
+        for pattern in types:
+            if not pattern or "*" in pattern[:-1]:
+                raise ValueError(f"'{pattern}' is not an event type or a prefix ending in *")
+        return types
+
+
+class ResourcePolicy(BaseModel):
+    """``PUT /api/v1/admin/policies/{resource}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    publishers: list[str] = Field(default_factory=list, description="Identities that may publish ('*': any)")
+    owners: list[str] = Field(default_factory=list, description="Identities that may read and subscribe to every event")
+    rules: list[AccessRule] = Field(default_factory=list)
+
+    @field_validator("publishers", "owners")
+    @classmethod
+    def _identities(cls, values: list[str]) -> list[str]:
+        try:
+            return [_identity_or_anyone(value) for value in values]
+        except InvalidIdentity as error:
+            raise ValueError(str(error)) from error
+
+
+def _type_matches(patterns: Sequence[str], event_type: str | None) -> bool:
+    """Whether a rule's type patterns cover the type asked about. A subscription asks about its type
+    filter, which may be a prefix (``no.case.*``): it is covered only by a pattern that covers
+    every type it can match."""
+    if not patterns:
+        return True
+    if event_type is None:
+        return False
+    if event_type.endswith("*"):
+        wanted = event_type[:-1]
+        return any(p.endswith("*") and wanted.startswith(p[:-1]) for p in patterns)
+    return any(event_type.startswith(p[:-1]) if p.endswith("*") else event_type == p for p in patterns)
+
+
+def _listed(identities: Iterable[str], consumer: str) -> bool:
+    return any(identity in (ANYONE, consumer) for identity in identities)
+
+
+@dataclass(frozen=True)
+class AccessRequest:
+    consumer: str
+    resource: str
+    subject: str | None
+    type: str | None
+    action: Action
+
+
+def decide(policy: ResourcePolicy | None, request: AccessRequest, roles: frozenset[str]) -> bool:
+    """The local policy decision: ``roles`` are the roles the consumer holds for the subject."""
+    if policy is None:
+        return False
+    if request.action is Action.PUBLISH:
+        return _listed(policy.publishers, request.consumer)
+    if _listed(policy.owners, request.consumer):
+        return True
+    if request.subject is None:
+        return False
+    held = roles | ({SELF_ROLE} if request.subject == request.consumer else frozenset())
+    return any(
+        request.action in rule.actions and _type_matches(rule.types, request.type) and held.intersection(rule.roles)
+        for rule in policy.rules
+    )
+
+
+@dataclass(frozen=True)
+class RoleGrant:
+    party: str  # the party the role is held for (an organisation or a person)
+    holder: str  # who holds it
+    role: str
+    delegated: bool = False  # granted by a delegation (the holder acts on the party's behalf)
+
+
+class PolicyStore(Protocol):
+    async def get(self, resource: str) -> ResourcePolicy | None: ...
+
+    async def put(self, resource: str, policy: ResourcePolicy) -> None: ...
+
+    async def delete(self, resource: str) -> bool: ...
+
+
+class RoleStore(Protocol):
+    async def roles(self, holder: str, party: str) -> frozenset[str]: ...
+
+    async def grants_of(self, holder: str) -> list[RoleGrant]: ...
+
+    async def grant(self, grants: Sequence[RoleGrant]) -> None: ...
+
+    async def revoke(self, grants: Sequence[RoleGrant]) -> None: ...
+
+
+class VersionCounter(Protocol):
+    """A number that changes whenever any policy or role changes (shared by every process)."""
+
+    async def current(self) -> int: ...
+
+    async def bump(self) -> int: ...
+
+
+class DecisionUnavailable(RuntimeError):
+    """No decision could be had (the external PDP did not answer): the caller retries later,
+    nothing is decided by guessing."""
+
+
+class DecisionPoint(Protocol):
+    async def decide(self, requests: Sequence[AccessRequest]) -> list[bool]: ...
+
+
+# Herald's own resources: consumers read the events about themselves.
+BUILT_IN_POLICIES: Mapping[str, ResourcePolicy] = {
+    "urn:herald:subscriptions": ResourcePolicy(
+        rules=[AccessRule(roles=[SELF_ROLE], actions=[Action.READ, Action.SUBSCRIBE])]
+    ),
+}
+NOTIFICATIONS_PREFIX = "urn:herald:notifications:"
+
+
+def built_in_policy(resource: str) -> ResourcePolicy | None:
+    if resource in BUILT_IN_POLICIES:
+        return BUILT_IN_POLICIES[resource]
+    if resource.startswith(NOTIFICATIONS_PREFIX):
+        # A sender's notification status events, when its orders name no resource: the sender's own.
+        return ResourcePolicy(owners=[resource[len(NOTIFICATIONS_PREFIX) :]])
+    return None
+
+
+class LocalDecisionPoint:
+    """Decides from the policies and roles in Herald's own tables."""
+
+    def __init__(self, policies: PolicyStore, roles: RoleStore) -> None:
+        self._policies = policies
+        self._roles = roles
+
+    async def policy(self, resource: str) -> ResourcePolicy | None:
+        return built_in_policy(resource) or await self._policies.get(resource)
+
+    async def decide(self, requests: Sequence[AccessRequest]) -> list[bool]:
+        resources = sorted({r.resource for r in requests})
+        policies = dict(zip(resources, await asyncio.gather(*(self.policy(r) for r in resources)), strict=True))
+        # Roles are looked up only where the policy alone cannot decide (not an owner, a subject,
+        # role rules exist): at high fan-out to owners this costs no storage reads at all.
+        pairs = sorted({(r.consumer, r.subject) for r in requests if _needs_roles(policies[r.resource], r)})
+        found = await asyncio.gather(*(self._roles.roles(consumer, subject or "") for consumer, subject in pairs))
+        held: dict[tuple[str, str | None], frozenset[str]] = dict(zip(pairs, found, strict=True))
+        return [decide(policies[r.resource], r, held.get((r.consumer, r.subject), frozenset())) for r in requests]
+
+
+def _needs_roles(policy: ResourcePolicy | None, request: AccessRequest) -> bool:
+    return (
+        policy is not None
+        and request.action is not Action.PUBLISH
+        and request.subject is not None
+        and bool(policy.rules)
+        and not _listed(policy.owners, request.consumer)
+        and any(rule.roles != [SELF_ROLE] for rule in policy.rules)
+    )
+
+
+class Authorizer:
+    """The enforcement points' single way to ask: batched, cached, invalidated on change."""
+
+    def __init__(
+        self,
+        point: DecisionPoint,
+        version: VersionCounter,
+        *,
+        ttl_seconds: float = 30.0,
+        version_check_seconds: float = 1.0,
+    ) -> None:
+        self._point = point
+        self._version = version
+        self._ttl = ttl_seconds
+        self._version_check = version_check_seconds
+        self._cache: OrderedDict[AccessRequest, tuple[float, int, bool]] = OrderedDict()
+        self._known_version: tuple[float, int] | None = None
+
+    async def _current_version(self) -> int:
+        now = time.monotonic()
+        if self._known_version is None or now - self._known_version[0] > self._version_check:
+            self._known_version = (now, await self._version.current())
+        return self._known_version[1]
+
+    async def changed(self) -> None:
+        """Call after changing a policy or a role: this process forgets at once, others within a second."""
+        version = await self._version.bump()
+        self._known_version = (time.monotonic(), version)
+        self._cache.clear()
+
+    async def allowed(self, requests: Sequence[AccessRequest]) -> list[bool]:
+        if not requests:
+            return []
+        version = await self._current_version()
+        now = time.monotonic()
+        answers: dict[AccessRequest, bool] = {}
+        missing: list[AccessRequest] = []
+        for request in dict.fromkeys(requests):
+            cached = self._cache.get(request)
+            if cached is not None and cached[1] == version and now - cached[0] < self._ttl:
+                answers[request] = cached[2]
+            else:
+                missing.append(request)
+        if missing:
+            for request, answer in zip(missing, await self._point.decide(missing), strict=True):
+                answers[request] = answer
+                self._cache[request] = (now, version, answer)
+            while len(self._cache) > 100_000:
+                self._cache.popitem(last=False)
+        return [answers[r] for r in requests]
+
+    async def allows(self, request: AccessRequest) -> bool:
+        return (await self.allowed([request]))[0]
+
+
+def event_request(consumer: str, attributes: Mapping[str, Any], action: Action) -> AccessRequest:
+    subject = attributes.get("subject")
+    event_type = attributes.get("type")
+    return AccessRequest(
+        consumer=consumer,
+        resource=str(attributes.get("resource")),
+        subject=subject if isinstance(subject, str) else None,
+        type=event_type if isinstance(event_type, str) else None,
+        action=action,
+    )
+
+
+@dataclass(frozen=True)
+class Access:
+    """What the admin API and the enforcement points share."""
+
+    policies: PolicyStore
+    roles: RoleStore
+    authorizer: Authorizer

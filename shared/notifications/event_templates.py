@@ -1,0 +1,256 @@
+"""Notification subscriptions: what a subscription's ``notification`` holds, how it is validated,
+and how a matching event becomes an order request.
+
+A notification subscription carries templates instead of a webhook. Each matching event becomes an
+order (``shared.notifications.orders``) for the event's subject (``person:<11 digits>`` or
+``org:<9 digits>``), so every rule of orders applies: validation, recipient lookup at send time,
+reservations, sending hours, status events.
+
+Event keywords: ``$<attribute>$`` for the event's attributes (``$id$``, ``$source$``, ``$type$``,
+``$subject$``, ``$time$``, ``$resource$``, ``$alternativesubject$`` and extension attributes) and
+``$data.<field>$`` for top-level fields of a JSON object ``data``. A known keyword the event lacks
+becomes empty; any other ``$…$`` text is left as written. Values are HTML-escaped in ``Html``
+email bodies only (as ``$recipientName$`` is); line breaks in values become spaces in email
+subjects. ``$recipientName$`` and ``$recipientNumber$`` keep their meaning: they are filled per
+recipient at send time.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.events.model import event_key_hash
+from shared.notifications.config import NotificationConfig
+from shared.notifications.model import (
+    ContentType,
+    EmailTemplate,
+    NotificationChannel,
+    RecipientSpec,
+    SendingTimePolicy,
+    SmsTemplate,
+)
+from shared.notifications.orders import FieldProblem, OrderRequest, validate
+
+# Attributes a template may name even when an event lacks them (they then render empty).
+CONTEXT_ATTRIBUTES = frozenset(
+    {"id", "source", "type", "subject", "time", "resource", "alternativesubject", "specversion", "datacontenttype"}
+)
+_KEYWORD = re.compile(r"\$(data\.[A-Za-z0-9_-]{1,64}|[a-z0-9]{1,20})\$")
+_PERSON = re.compile(r"^person:(\d{11})$")
+_ORG = re.compile(r"^org:(\d{9})$")
+_LINE_BREAKS = re.compile(r"[\r\n\t\x0b\x0c]+")
+# Events Herald publishes about notifications never notify anyone (no loops through the hub).
+NOTIFICATION_EVENT_SOURCE = "urn:herald:notifications"
+
+
+@dataclass(frozen=True)
+class NotificationSpec:
+    """A subscription's ``notification``: the order fields it applies to every matching event."""
+
+    channel: NotificationChannel
+    email_template: EmailTemplate | None = None
+    sms_template: SmsTemplate | None = None
+    sending_time_policy: SendingTimePolicy | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"notificationChannel": self.channel.value}
+        if self.email_template is not None:
+            t = self.email_template
+            body["emailTemplate"] = {
+                "subject": t.subject,
+                "body": t.body,
+                "contentType": t.content_type.value,
+                "fromAddress": t.from_address,
+            }
+        if self.sms_template is not None:
+            body["smsTemplate"] = {"body": self.sms_template.body, "senderNumber": self.sms_template.sender_number}
+        body["sendingTimePolicy"] = self.sending_time_policy.value if self.sending_time_policy else None
+        return body
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> NotificationSpec:
+        email = data.get("emailTemplate")
+        sms = data.get("smsTemplate")
+        policy = data.get("sendingTimePolicy")
+        return cls(
+            channel=NotificationChannel(data["notificationChannel"]),
+            email_template=EmailTemplate(
+                email["subject"],
+                email["body"],
+                ContentType(email.get("contentType") or "Plain"),
+                email.get("fromAddress"),
+            )
+            if email
+            else None,
+            sms_template=SmsTemplate(sms["body"], sms.get("senderNumber")) if sms else None,
+            sending_time_policy=SendingTimePolicy(policy) if policy else None,
+        )
+
+    def canonical(self) -> str:
+        """A stable text of the spec: two identical creates are the same subscription."""
+        return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EmailTemplateIn(_Strict):
+    subject: str = Field(min_length=1, max_length=998)
+    body: str = Field(min_length=1, max_length=200_000)
+    contentType: ContentType = ContentType.PLAIN
+    fromAddress: str | None = Field(default=None, max_length=254)
+
+
+class SmsTemplateIn(_Strict):
+    body: str = Field(min_length=1, max_length=10_000)
+    senderNumber: str | None = Field(default=None, min_length=1, max_length=16)
+
+
+class NotificationIn(_Strict):
+    """``notification`` in ``POST /api/v1/subscriptions``: the order fields, as in an order."""
+
+    notificationChannel: NotificationChannel
+    emailTemplate: EmailTemplateIn | None = None
+    smsTemplate: SmsTemplateIn | None = None
+    sendingTimePolicy: SendingTimePolicy | None = None
+
+    def spec(self) -> NotificationSpec:
+        email, sms = self.emailTemplate, self.smsTemplate
+        return NotificationSpec(
+            channel=self.notificationChannel,
+            email_template=EmailTemplate(email.subject, email.body, email.contentType, email.fromAddress)
+            if email and self.notificationChannel.needs_email
+            else None,
+            sms_template=SmsTemplate(sms.body, sms.senderNumber)
+            if sms and self.notificationChannel.needs_sms
+            else None,
+            sending_time_policy=self.sendingTimePolicy,
+        )
+
+
+def _request(spec: NotificationSpec, *, idempotency_id: str, senders_reference: str | None,
+             recipient: RecipientSpec, resource_id: str | None) -> OrderRequest:  # fmt: skip
+    return OrderRequest(
+        idempotency_id=idempotency_id,
+        senders_reference=senders_reference,
+        requested_send_time=None,
+        channel=spec.channel,
+        email_template=spec.email_template,
+        sms_template=spec.sms_template,
+        recipients=[recipient],
+        resource_id=resource_id,
+        sending_time_policy=spec.sending_time_policy,
+    )
+
+
+def spec_problems(spec: NotificationIn, resource: str) -> list[FieldProblem]:
+    """The order rules applied at subscription time: templates per channel, SMS length, sender
+    address, and the resource as the orders' ``resourceId``. Locations are ``notification.…``."""
+    from datetime import UTC, datetime
+
+    trial = _request(
+        spec.spec(),
+        idempotency_id="subscription",
+        senders_reference=None,
+        recipient=RecipientSpec(national_identity_number="00000000000"),
+        resource_id=resource,
+    )
+    problems: list[FieldProblem] = []
+    for problem in validate(trial, datetime.now(UTC), NotificationConfig()):
+        location = "resourceFilter" if problem.location == "resourceId" else f"notification.{problem.location}"
+        problems.append(FieldProblem(location, problem.detail))
+    return problems
+
+
+# ------------------------------------------------------------------------------ event → order
+
+
+class NotNotifiable(Exception):
+    """The event cannot become an order for this subscription (the message says why)."""
+
+
+def recipient_of(subject: object) -> RecipientSpec:
+    if isinstance(subject, str):
+        if match := _PERSON.match(subject):
+            return RecipientSpec(national_identity_number=match.group(1))
+        if match := _ORG.match(subject):
+            return RecipientSpec(organization_number=match.group(1))
+    raise NotNotifiable("the event's subject is not person:<11 digits> or org:<9 digits>")
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def keyword_values(event: Mapping[str, Any]) -> dict[str, str]:
+    values = {name: _text(value) for name, value in event.items() if name not in ("data", "data_base64")}
+    data = event.get("data")
+    if isinstance(data, Mapping):
+        values.update({f"data.{name}": _text(value) for name, value in data.items()})
+    return values
+
+
+def fill_event(text: str, values: Mapping[str, str], *, escape: bool = False, single_line: bool = False) -> str:
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in values:
+            value = values[name]
+        elif name in CONTEXT_ATTRIBUTES or name.startswith("data."):
+            value = ""
+        else:
+            return match.group(0)
+        if single_line:
+            value = _LINE_BREAKS.sub(" ", value)
+        return html.escape(value, quote=True) if escape else value
+
+    return _KEYWORD.sub(replace, text)
+
+
+def render_for_event(spec: NotificationSpec, event: Mapping[str, Any]) -> NotificationSpec:
+    """The spec with the event's keywords filled in (recipient keywords stay for send time)."""
+    values = keyword_values(event)
+    email = spec.email_template
+    if email is not None:
+        email = EmailTemplate(
+            fill_event(email.subject, values, single_line=True),
+            fill_event(email.body, values, escape=email.content_type is ContentType.HTML),
+            email.content_type,
+            email.from_address,
+        )
+    sms = spec.sms_template
+    if sms is not None:
+        sms = SmsTemplate(fill_event(sms.body, values), sms.sender_number)
+    return NotificationSpec(spec.channel, email, sms, spec.sending_time_policy)
+
+
+def idempotency_id(subscription_id: str, event: Mapping[str, Any]) -> str:
+    """One order per (subscription, event): a redelivered event never notifies twice."""
+    return f"event:{subscription_id}:{event_key_hash(str(event.get('source')), str(event.get('id')))}"
+
+
+def order_for_event(subscription_id: str, spec: NotificationSpec, event: Mapping[str, Any]) -> OrderRequest:
+    """The order an event makes: to its subject, referenced by the event id, on the event's resource
+    (so the order's status events land where the publisher reads)."""
+    if event.get("source") == NOTIFICATION_EVENT_SOURCE:
+        raise NotNotifiable("Herald's own notification status events never notify")
+    recipient = recipient_of(event.get("subject"))
+    resource = event.get("resource")
+    return _request(
+        render_for_event(spec, event),
+        idempotency_id=idempotency_id(subscription_id, event),
+        senders_reference=_text(event.get("id"))[:200] or None,
+        recipient=recipient,
+        resource_id=resource if isinstance(resource, str) else None,
+    )

@@ -1,0 +1,129 @@
+"""examples/signalen/README.md run as written against devhost started as a process (only the port,
+the state file and the resource differ), the example script included."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.support.azurite import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "signalen"
+pytestmark = pytest.mark.e2e
+
+
+def shell_blocks() -> list[str]:
+    text = (EXAMPLE / "README.md").read_text()
+    return [block for block in re.findall(r"```sh\n(.*?)```", text, re.S) if "make " not in block]
+
+
+@pytest.fixture(scope="module")
+def devhost(azurite, settings, tmp_path_factory):
+    port = free_port()
+    state = tmp_path_factory.mktemp("signalen-devhost")
+    resource = f"urn:no:kommune:signalen-e2e{port}"
+    env = {
+        **os.environ,
+        "HERALD_DEVHOST_STATE": str(state),
+        "HERALD_AUTH_JWKS_PATH": str(state / "jwks.json"),
+        # The same sealing key as the in-process tests sharing this Azurite.
+        "HERALD_SECRET_KEY_PATH": str(settings.secret_key_path),
+        "PYTHONPATH": str(REPO),
+        "HERALD_LOCAL_EVENTGRID_URL": f"http://127.0.0.1:{port}/runtime/webhooks/eventgrid",
+        "HERALD_LOCAL_SINK_REPORT_DELAY_SECONDS": "0.2",
+        "HERALD_URL": f"http://127.0.0.1:{port}",
+        "SIGNALEN_STATE": str(state / "signalen.json"),
+        "SIGNALEN_RESOURCE": resource,
+    }
+    command = [sys.executable, "-m", "devhost", "start", "--port", str(port), "--no-azurite"]
+    command += ["--blob-port", str(azurite.blob_port), "--queue-port", str(azurite.queue_port)]
+    command += ["--table-port", str(azurite.table_port)]
+    log = (state / "devhost.log").open("wb")
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=1) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("devhost did not start:\n" + (state / "devhost.log").read_text())
+        time.sleep(0.2)
+    yield port, env, resource, state
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    log.close()
+
+
+def run(block: str, port: int, env: dict[str, str], resource: str) -> str:
+    script = "set -euo pipefail\n" + (
+        block.replace("7071", str(port))
+        .replace(".venv/bin/python", sys.executable)
+        .replace("urn:no:kommune:signalen", resource)
+    )
+    completed = subprocess.run(["bash", "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    return completed.stdout
+
+
+def eventually(check, seconds: float = 30.0):
+    deadline = time.monotonic() + seconds
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.3)
+
+
+def test_the_signalen_walkthrough_runs_as_written(devhost):
+    port, env, resource, state = devhost
+    admin, token, subscribe, report, outbox, follow, demo = shell_blocks()
+
+    answers = run(admin, port, env, resource)
+    assert f'"resource":"{resource}"' in answers and answers.endswith('{"stored":3}')
+    subscription = json.loads(run(token + subscribe, port, env, resource))
+    assert subscription["status"] == "active" and "secret" not in subscription
+    assert subscription["notification"]["notificationChannel"] == "EmailPreferred"
+    assert subscription["resourceFilter"] == resource
+
+    run(token + report, port, env, resource)
+    reports = json.loads((state / "signalen.json").read_text())
+    assert reports["signals"]["SIG-1"]["status"] == "in_progress"
+
+    def kari_emailed() -> list[dict]:
+        messages = json.loads(run(token + outbox, port, env, resource))["messages"]
+        return [m for m in messages if m["to"] == "kari.nordmann@example.com" and "SIG-1 " in m["subject"]]
+
+    [email] = eventually(kari_emailed)
+    assert email["subject"] == "Your report SIG-1 is now: In progress"
+    assert "<p>Dear Kari Nordmann,</p>" in email["body"] and "<b>Broken street light</b> (Storgata 1)" in email["body"]
+    assert email["content_type"] == "Html"
+
+    followed = eventually(lambda: "Delivered" in (out := run(token + follow, port, env, resource)) and out)
+    assert "SIG-1-2 email kari.nordmann@example.com: Delivered" in followed
+
+    output = run(token + demo, port, env, resource)
+    assert "subscription sub_" in output and ": active" in output
+    assert "SIG-2-2 email kari.nordmann@example.com: Delivered" in output
+    assert "SIG-2-3 email kari.nordmann@example.com: Delivered" in output
+    assert "SIG-3-2 sms +4741234567: Delivered" in output
+    assert "SIG-4-2 email 22037510045: Failed_RecipientReserved" in output
+    assert "outbox sms to +4741234567: Report SIG-3 (Overflowing bin): In progress. A crew has been assigned." in output
+    # The creation events notified nobody, and each status change notified once.
+    messages = json.loads(run(token + outbox, port, env, resource))["messages"]
+    # (The devhost shares Azurite with other tests, whose leftover orders its workers may send too.)
+    ours = [m for m in messages if re.match(r"^(Your report|Report) SIG-\d+ ", m["subject"] or m["body"])]
+    ours = [m for m in ours if m["to"] in ("kari.nordmann@example.com", "+4741234567")]
+    assert len(ours) == 4, json.dumps(ours, indent=1)
