@@ -292,6 +292,7 @@ def _notification_entity(n: Notification) -> dict[str, Any]:
         "stt": n.status_time,
         "rcp": json.dumps(n.recipient.to_json(), separators=(",", ":")),
         "att": n.attempt,
+        "fails": n.failures,
     }
     optional = {
         "addr": n.address,
@@ -319,6 +320,7 @@ def _notification(entity: Any) -> Notification:
         description=entity.get("desc"),
         reference=entity.get("ref"),
         attempt=int(_value(entity.get("att", 0))),
+        failures=int(_value(entity.get("fails", 0))),
         expiry=entity.get("exp"),
         version=_etag(entity),
     )

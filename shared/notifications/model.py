@@ -188,6 +188,8 @@ class Notification:
     description: str | None = None
     reference: str | None = None  # ACS operation/message id or gateway reference
     attempt: int = 0
+    # Transient send failures so far (a 429 pause is not one): bounded by the retry schedule.
+    failures: int = 0
     expiry: datetime | None = None
     version: str | None = None
 

@@ -305,6 +305,7 @@ class Processor:
         now = self.clock.now()
         final: dict[str, tuple[Status, dict[str, object]]] = {}
         retries: dict[datetime, list[str]] = defaultdict(list)
+        failed: dict[str, int] = {}
         for n, result in zip(claimed, results, strict=True):
             if result is None or result.outcome == "throttled":
                 if n.attempt >= self.config.max_throttled_attempts:
@@ -318,14 +319,16 @@ class Processor:
                 final[n.id] = (result.status or Status.FAILED, {"description": result.description})
             else:  # transient
                 delays = self.config.retry_delays
-                if n.attempt > len(delays):
+                failures = n.failures + 1
+                if failures > len(delays):
                     final[n.id] = (
                         Status.FAILED,
-                        {"description": f"gave up after {n.attempt} attempts: {result.description}"},
+                        {"description": f"gave up after {failures} failed sends: {result.description}"},
                     )
                 else:
-                    delay = max(delays[n.attempt - 1], result.retry_after or timedelta(0))
+                    delay = max(delays[failures - 1], result.retry_after or timedelta(0))
                     retries[now + delay].append(n.id)
+                    failed[n.id] = failures
 
         if final:
 
@@ -344,6 +347,12 @@ class Processor:
                 )
             )
             await self.events.publish([StatusChange(order, n) for n in changed])
+        if failed:
+            # Counted apart from claims, so 429 pauses never use up a notification's retries.
+            def count(n: Notification) -> Notification | None:
+                return replace(n, failures=failed[n.id]) if n.failures < failed[n.id] else None
+
+            await self.notifications.change(order.id, list(failed), count)
         if retries:
             attempt = claimed[0].attempt
             await self.bus.send(
