@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
@@ -15,8 +15,11 @@ from shared.api.auth import require_scope
 from shared.api.problems import Problem
 from shared.identity.tokens import Principal
 from shared.subscriptions.endpoint_policy import EndpointRefused
-from shared.subscriptions.model import SubscriptionRequest, public_view
+from shared.subscriptions.model import Subscription, SubscriptionRequest, public_view
 from shared.subscriptions.service import SubscriptionForbidden, SubscriptionNotFound, SubscriptionService
+
+if TYPE_CHECKING:
+    from shared.container import Services
 
 router = APIRouter(tags=["subscriptions"])
 subscriber = require_scope("events.subscribe")
@@ -35,6 +38,15 @@ async def _service(request: Request) -> SubscriptionService:
     services = await request.app.state.services()
     service: SubscriptionService = services.subscriptions
     return service
+
+
+async def _owned(request: Request, principal: Principal, subscription_id: str) -> tuple[Services, Subscription]:
+    """The caller's own subscription, or a 404 (another consumer's subscription is not revealed)."""
+    services: Services = await request.app.state.services()
+    try:
+        return services, await services.subscriptions.get(principal.subject, subscription_id)
+    except SubscriptionNotFound as error:
+        raise _not_found(subscription_id) from error
 
 
 def _not_found(subscription_id: str) -> Problem:
@@ -155,11 +167,7 @@ async def dead_letters(
     size: PageSize = 100,
     principal: Principal = Depends(subscriber),
 ) -> JSONResponse:
-    services = await request.app.state.services()
-    try:
-        subscription = await services.subscriptions.get(principal.subject, subscription_id)
-    except SubscriptionNotFound as error:
-        raise _not_found(subscription_id) from error
+    services, subscription = await _owned(request, principal, subscription_id)
     letters, token = await services.dead_letters.page(subscription.id, after, size)
     body = {"count": len(letters), "deadLetters": [_json(asdict(letter)) for letter in letters]}
     return JSONResponse(body, headers=_next_link(request, "after", token))
@@ -194,11 +202,7 @@ async def deliveries(
     size: PageSize = 100,
     principal: Principal = Depends(subscriber),
 ) -> JSONResponse:
-    services = await request.app.state.services()
-    try:
-        subscription = await services.subscriptions.get(principal.subject, subscription_id)
-    except SubscriptionNotFound as error:
-        raise _not_found(subscription_id) from error
+    services, subscription = await _owned(request, principal, subscription_id)
     attempts, token = await services.delivery_log.attempts(subscription.id, size, before)
     body = {"count": len(attempts), "deliveries": [_json(asdict(attempt)) for attempt in attempts]}
     return JSONResponse(body, headers=_next_link(request, "before", token))

@@ -99,6 +99,19 @@ def delivery_id(subscription_id: str, resource: str, seq: int, index: int) -> st
     return f"msg_{digest[:32]}"
 
 
+CLOUDEVENTS_JSON = "application/cloudevents+json; charset=utf-8"
+
+
+def push_headers(message_id: str, body: bytes, secrets: Sequence[str], origin: str, now: datetime) -> dict[str, str]:
+    """Everything a push carries besides its body: structured-mode content type, the origin Herald
+    names in the abuse-protection handshake, and the Standard Webhooks signature headers."""
+    return {
+        "content-type": CLOUDEVENTS_JSON,
+        "webhook-request-origin": origin,
+        **signature_headers(message_id, body, secrets, now),
+    }
+
+
 def signature_headers(message_id: str, body: bytes, secrets: Sequence[str], now: datetime) -> dict[str, str]:
     """Standard Webhooks: ``v1,`` HMAC-SHA256 over ``id.timestamp.body``; one signature per valid secret."""
     payload = body.decode("utf-8")

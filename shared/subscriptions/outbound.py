@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from shared.events.log import EventLog
 from shared.identity.authorization import Action, Authorizer, event_request
 from shared.messaging import Bus
-from shared.subscriptions.delivery import Decision, RetryPolicy, Verdict, decide, delivery_id, signature_headers
+from shared.subscriptions.delivery import Decision, RetryPolicy, Verdict, decide, delivery_id, push_headers
 from shared.subscriptions.endpoint_guard import EndpointGuard
 from shared.subscriptions.messages import RETRY_QUEUE, Delivery, delivery_message
 from shared.subscriptions.model import Status, Subscription
@@ -36,7 +36,6 @@ from shared.subscriptions.state import SubscriptionHealth
 
 log = logging.getLogger(__name__)
 
-CLOUDEVENTS_JSON = "application/cloudevents+json; charset=utf-8"
 _SUBSCRIPTION_CACHE_SECONDS = 5.0
 _RANGE_READ_FROM = 3  # ids of one partition in a message from which one range query beats point reads
 
@@ -248,11 +247,7 @@ class OutboundWorker:
         now = self._clock.now()
         body = row[delivery.index]
         message_id = delivery_id(subscription.id, delivery.resource, delivery.seq, delivery.index)
-        headers = {
-            "content-type": CLOUDEVENTS_JSON,
-            "webhook-request-origin": self._origin,
-            **signature_headers(message_id, body, subscription.secrets.signing(now), now),
-        }
+        headers = push_headers(message_id, body, subscription.secrets.signing(now), self._origin, now)
         response = await self._client.post(subscription.endpoint, body, headers, self._timeout)
         first = delivery.first_attempt_at or now
         decision = decide(

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from shared.events.model import format_time
 from shared.identity.authorization import AccessRequest, Action, Authorizer
 from shared.messaging import Bus
-from shared.subscriptions.delivery import RetryPolicy, Verdict, decide, signature_headers
+from shared.subscriptions.delivery import RetryPolicy, Verdict, decide, push_headers
 from shared.subscriptions.endpoint_policy import EndpointPolicy
 from shared.subscriptions.messages import (
     OUTBOUND_QUEUE,
@@ -29,7 +29,6 @@ from shared.subscriptions.model import (
     identity_hash,
     new_secret,
 )
-from shared.subscriptions.outbound import CLOUDEVENTS_JSON
 from shared.subscriptions.ports import Clock, DeadLetter, DeadLetterStore, SubscriptionStore, WebhookClient
 from shared.subscriptions.state import SubscriptionHealth
 
@@ -214,11 +213,8 @@ class SubscriptionService:
             },
             separators=(",", ":"),
         ).encode()
-        headers = {
-            "content-type": CLOUDEVENTS_JSON,
-            "webhook-request-origin": self._origin,
-            **signature_headers(f"msg_{event_id.replace('-', '')}", body, subscription.secrets.signing(now), now),
-        }
+        message_id = f"msg_{event_id.replace('-', '')}"
+        headers = push_headers(message_id, body, subscription.secrets.signing(now), self._origin, now)
         response = await self._client.post(subscription.endpoint, body, headers, self._timeout)
         first = message.first or now
         decision = decide(

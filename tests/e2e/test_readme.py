@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -15,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.azurite import free_port
+from tests.support.devhost_process import devhost_process
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
@@ -27,62 +26,18 @@ def shell_blocks() -> list[str]:
 
 @pytest.fixture(scope="module")
 def devhost(azurite, settings, tmp_path_factory):
-    port = free_port()
-    state = tmp_path_factory.mktemp("devhost-state")
-    env = {
-        **os.environ,
-        "HERALD_DEVHOST_STATE": str(state),
-        "HERALD_AUTH_JWKS_PATH": str(state / "jwks.json"),
-        # The same sealing key as the in-process tests sharing this Azurite.
-        "HERALD_SECRET_KEY_PATH": str(settings.secret_key_path),
-        "PYTHONPATH": str(REPO),
-        "HERALD_LOCAL_EVENTGRID_URL": f"http://127.0.0.1:{port}/runtime/webhooks/eventgrid",
-        "HERALD_LOCAL_SINK_REPORT_DELAY_SECONDS": "0.2",
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "devhost",
-        "start",
-        "--port",
-        str(port),
-        "--no-azurite",
-        "--blob-port",
-        str(azurite.blob_port),
-        "--queue-port",
-        str(azurite.queue_port),
-        "--table-port",
-        str(azurite.table_port),
-    ]
-    log = (state / "devhost.log").open("wb")
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=1) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("devhost did not start:\n" + (state / "devhost.log").read_text())
-        time.sleep(0.2)
-    yield port, env, state
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=30) == 0
-    log.close()
+    with devhost_process(azurite, settings, tmp_path_factory.mktemp("devhost-state")) as process:
+        yield process.port, process.env, process.state
+
+
+def devhost_token(env: dict[str, str], sub: str, scopes: str) -> str:
+    command = [sys.executable, "-m", "devhost", "token", "--sub", sub, "--scope", scopes]
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=True).stdout.strip()
 
 
 def open_resource(port: int, env: dict[str, str], resource: str) -> None:
     """An administrator lets every identity publish, read and subscribe on the resource."""
-    admin = subprocess.run(
-        [sys.executable, "-m", "devhost", "token", "--sub", "system:e2e-admin", "--scope", "admin"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    admin = devhost_token(env, "system:e2e-admin", "admin")
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/api/v1/admin/policies/{resource}",
         data=json.dumps({"publishers": ["*"], "owners": ["*"]}).encode(),
@@ -128,23 +83,7 @@ def test_devhost_pushes_published_events_to_a_webhook(devhost, receiver_process)
     """Publish → inbound → outbound through devhost's own queue drivers, to a real receiver."""
     port, env, _ = devhost
     url, received = receiver_process
-    token = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "devhost",
-            "token",
-            "--sub",
-            "org:991825827",
-            "--scope",
-            "events.publish events.subscribe",
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    token = devhost_token(env, "org:991825827", "events.publish events.subscribe")
     headers = {"Authorization": f"Bearer {token}"}
     resource = f"urn:herald:e2e:{port}"
     open_resource(port, env, resource)
@@ -210,14 +149,7 @@ http.server.ThreadingHTTPServer(('127.0.0.1', {port}), H).serve_forever()
 def test_devhost_runs_an_email_order_to_delivered(devhost):
     """Order → notifications-orders → notifications-email → local sink → Event Grid report → Delivered."""
     port, env, _ = devhost
-    token = subprocess.run(
-        [sys.executable, "-m", "devhost", "token", "--sub", "org:991825827", "--scope", "notifications.order"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    token = devhost_token(env, "org:991825827", "notifications.order")
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     order = {
         "idempotencyId": f"e2e-{port}",
@@ -275,14 +207,7 @@ def test_devhost_ingests_cloudevents_routed_through_event_grid(devhost):
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status in (200, 202)
-    token = subprocess.run(
-        [sys.executable, "-m", "devhost", "token", "--sub", "org:991825827", "--scope", "events.read"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    token = devhost_token(env, "org:991825827", "events.read")
     read = urllib.request.Request(
         f"http://127.0.0.1:{port}/api/v1/events?resource={resource}", headers={"Authorization": f"Bearer {token}"}
     )

@@ -4,18 +4,15 @@ the state file and the resource differ), the example script included."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.support.azurite import free_port
+from tests.support.devhost_process import devhost_process
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "signalen"
@@ -29,42 +26,17 @@ def shell_blocks() -> list[str]:
 
 @pytest.fixture(scope="module")
 def devhost(azurite, settings, tmp_path_factory):
-    port = free_port()
     state = tmp_path_factory.mktemp("signalen-devhost")
-    resource = f"urn:no:kommune:signalen-e2e{port}"
-    env = {
-        **os.environ,
-        "HERALD_DEVHOST_STATE": str(state),
-        "HERALD_AUTH_JWKS_PATH": str(state / "jwks.json"),
-        # The same sealing key as the in-process tests sharing this Azurite.
-        "HERALD_SECRET_KEY_PATH": str(settings.secret_key_path),
-        "PYTHONPATH": str(REPO),
-        "HERALD_LOCAL_EVENTGRID_URL": f"http://127.0.0.1:{port}/runtime/webhooks/eventgrid",
-        "HERALD_LOCAL_SINK_REPORT_DELAY_SECONDS": "0.2",
-        "HERALD_URL": f"http://127.0.0.1:{port}",
-        "SIGNALEN_STATE": str(state / "signalen.json"),
-        "SIGNALEN_RESOURCE": resource,
-    }
-    command = [sys.executable, "-m", "devhost", "start", "--port", str(port), "--no-azurite"]
-    command += ["--blob-port", str(azurite.blob_port), "--queue-port", str(azurite.queue_port)]
-    command += ["--table-port", str(azurite.table_port)]
-    log = (state / "devhost.log").open("wb")
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=1) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("devhost did not start:\n" + (state / "devhost.log").read_text())
-        time.sleep(0.2)
-    yield port, env, resource, state
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=30) == 0
-    log.close()
+    with devhost_process(azurite, settings, state) as process:
+        resource = f"urn:no:kommune:signalen-e2e{process.port}"
+        process.env.update(
+            {
+                "HERALD_URL": process.url,
+                "SIGNALEN_STATE": str(state / "signalen.json"),
+                "SIGNALEN_RESOURCE": resource,
+            }
+        )
+        yield process.port, process.env, resource, state
 
 
 def run(block: str, port: int, env: dict[str, str], resource: str) -> str:
