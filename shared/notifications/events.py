@@ -11,6 +11,7 @@ from shared.events.model import EventInvalid, EventTooLarge, ValidatedEvent, for
 from shared.events.publishing import EventPublisher
 from shared.notifications.ports import Clock, StatusChange
 from shared.notifications.status import event_type
+from shared.telemetry import record_notification_status
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class HubStatusEvents:
         received = self._clock.now()
         events: list[ValidatedEvent] = []
         for change in changes:
+            record_notification_status(change.notification.channel.value, change.notification.status.value)
             try:
                 events.append(validate_event(status_event(change, self._default_resource), received_at=received))
             except (EventInvalid, EventTooLarge):
