@@ -177,7 +177,6 @@ def build_services(
         policy=policy,
         origin=origin,
         public_base_url=config.public_base_url,
-        local_mode=config.local,
         timeout_seconds=config.webhook_timeout_seconds,
         authorizer=authorizer,
         endpoints=EndpointPolicy(local_mode=config.local),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import ipaddress
 import json
 import re
 import secrets
@@ -109,16 +108,6 @@ def index_keys_for_event(attributes: Mapping[str, Any]) -> list[str]:
     if isinstance(alternative := attributes.get("alternativesubject"), str):
         keys.append(index_key(resource, "a", alternative))
     return keys
-
-
-def is_loopback_url(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class SubscriptionRequest(BaseModel):

@@ -59,7 +59,6 @@ class SubscriptionService:
         policy: RetryPolicy,
         origin: str,
         public_base_url: str,
-        local_mode: bool,
         timeout_seconds: float,
         authorizer: Authorizer,
         endpoints: EndpointPolicy,
@@ -75,7 +74,6 @@ class SubscriptionService:
         self._policy = policy
         self._origin = origin
         self._base_url = public_base_url.rstrip("/")
-        self._local = local_mode
         self._timeout = timeout_seconds
 
     # ------------------------------------------------------------------------------------ API
