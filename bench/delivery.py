@@ -1,0 +1,204 @@
+"""Scenario 3, delivery: sustained webhook deliveries/s to local receivers and publish-to-receipt
+latency, beside the raw rate at which aiohttp (concurrency 64) POSTs to the same receivers.
+
+Scenario 4 (isolation, in ``bench.isolation``) reuses these helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import aiohttp
+
+from bench import raw
+from bench.env import DevhostProcess, ReceiverProcess, Result, azurite, devhost, percentile, profiled, receiver
+
+BATCH = "application/cloudevents-batch+json"
+ENDPOINTS = 20
+
+
+def events(resource: str, first: int, count: int, *, stamp: bool) -> bytes:
+    now = time.time()
+    return json.dumps(
+        [
+            {
+                "specversion": "1.0",
+                "id": f"d{first + i}",
+                "source": "urn:bench:delivery",
+                "type": "no.bench.case.updated",
+                "resource": resource,
+                "subject": f"person:{(first + i) % 1000:011d}",
+                "data": {"t": now if stamp else 0, "caseId": first + i, "note": "x" * 200},
+            }
+            for i in range(count)
+        ],
+        separators=(",", ":"),
+    ).encode()
+
+
+async def subscribe(host: DevhostProcess, session: aiohttp.ClientSession, resource: str, endpoints: list[str]) -> None:
+    """Creates the subscriptions through the API and waits until the validation handshake made them active."""
+    await asyncio.to_thread(host.open_resource, resource)
+    headers = host.headers("events.subscribe")
+    ids = []
+    for endpoint in endpoints:
+        async with session.post(
+            f"{host.url}/api/v1/subscriptions",
+            json={"endPoint": endpoint, "resourceFilter": resource},
+            headers=headers,
+        ) as response:
+            body = await response.json()
+            if response.status != 201:
+                raise RuntimeError(f"subscription create answered {response.status}: {body}")
+            ids.append(body["id"])
+    deadline = time.monotonic() + 60
+    pending = set(ids)
+    while pending and time.monotonic() < deadline:
+        for subscription_id in list(pending):
+            async with session.get(f"{host.url}/api/v1/subscriptions/{subscription_id}", headers=headers) as response:
+                if (await response.json()).get("status") == "active":
+                    pending.discard(subscription_id)
+        await asyncio.sleep(0.2)
+    if pending:
+        raise RuntimeError(f"{len(pending)} subscriptions never became active")
+
+
+async def publish(host: DevhostProcess, session: aiohttp.ClientSession, body: bytes) -> None:
+    headers = host.headers("events.publish", content_type=BATCH)
+    async with session.post(f"{host.url}/api/v1/events", data=body, headers=headers) as response:
+        if response.status != 202:
+            raise RuntimeError(f"publish answered {response.status}: {(await response.read())[:300]!r}")
+
+
+def span(stats: dict[str, Any], prefix: str) -> tuple[int, float]:
+    """Deliveries to paths starting with ``prefix`` and the seconds from the first to the last of them."""
+    paths = [p for p in stats["counts"] if p.startswith(prefix)]
+    if not paths:
+        return 0, 0.0
+    got = sum(stats["counts"][p] for p in paths)
+    return got, max(stats["last"][p] for p in paths) - min(stats["first"][p] for p in paths)
+
+
+async def wait_for(sink: ReceiverProcess, expected: int, timeout: float, paths: str | None = None) -> dict[str, Any]:
+    """Waits until the receivers counted ``expected`` deliveries (to paths starting with ``paths``)."""
+    deadline = time.monotonic() + timeout
+    stats = sink.stats()
+    reported = time.monotonic()
+    while time.monotonic() < deadline:
+        stats = await asyncio.to_thread(sink.stats)
+        got = sum(n for p, n in stats["counts"].items() if paths is None or p.startswith(paths))
+        if got >= expected:
+            break
+        if time.monotonic() - reported > 10:
+            print(f"bench:   {got:,} of {expected:,} deliveries received", flush=True)
+            reported = time.monotonic()
+        await asyncio.sleep(0.25)
+    return stats
+
+
+async def throughput(
+    host: DevhostProcess,
+    sink: ReceiverProcess,
+    session: aiohttp.ClientSession,
+    resource: str,
+    count: int,
+    fanout: int,
+    wait: float = 120.0,
+    prefix: str = "t",
+) -> dict[str, Any]:
+    """Publishes ``count`` events at once; deliveries/s from the first to the last receipt."""
+    sink.reset()
+    cpu = host.cpu_seconds()
+    started = time.monotonic()
+    batches = range(0, count, 500)
+    await asyncio.gather(
+        *(publish(host, session, events(resource, i, min(500, count - i), stamp=False)) for i in batches)
+    )
+    stats = await wait_for(sink, count * fanout, timeout=wait, paths=prefix)
+    delivered, seconds = span(stats, prefix)
+    return {
+        "deliveries": delivered,
+        "expected": count * fanout,
+        "deliveries_per_s": delivered / seconds if seconds > 0 else 0.0,
+        "duplicates": stats["duplicates"],
+        "publish_to_all_received_s": time.monotonic() - started,
+        "devhost_cpu_ms_per_delivery": (host.cpu_seconds() - cpu) * 1000 / max(1, delivered),
+    }
+
+
+async def latency(
+    host: DevhostProcess,
+    sink: ReceiverProcess,
+    session: aiohttp.ClientSession,
+    resource: str,
+    *,
+    events_per_s: float,
+    seconds: float,
+    fanout: int,
+    wait: float = 60.0,
+) -> dict[str, Any]:
+    """Publishes at a steady rate (small batches every 100 ms); p50/p99 publish-to-receipt."""
+    sink.reset()
+    per_tick = max(1, round(events_per_s / 10))
+    sent = 0
+    start = time.monotonic()
+    tick = 0
+    while time.monotonic() - start < seconds:
+        await publish(host, session, events(resource, 10**7 + sent, per_tick, stamp=True))
+        sent += per_tick
+        tick += 1
+        await asyncio.sleep(max(0.0, start + tick * 0.1 - time.monotonic()))
+    stats = await wait_for(sink, sent * fanout, timeout=wait, paths="l")
+    latencies = stats["latencies"]
+    return {
+        "events_per_s": sent / seconds,
+        "deliveries": span(stats, "l")[0],
+        "expected": sent * fanout,
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+    }
+
+
+async def run(quick: bool) -> Result:
+    count = 200 if quick else 2_000
+    seconds = 3.0 if quick else 15.0
+    wait = 30.0 if quick else 120.0
+    with azurite() as store, receiver() as sink, devhost(store) as host:
+        sample = events("urn:bench:delivery", 0, 1, stamp=False)[1:-1]
+        baseline = await raw.http_posts(
+            lambda n: f"{sink.url}/hook/raw{n % ENDPOINTS}", seconds=seconds, concurrency=64, body=sample
+        )
+        async with aiohttp.ClientSession() as session:
+            # One resource and set of endpoints per phase, so late deliveries of one phase never count in the next.
+            phases = {"w": "urn:bench:delivery:warm", "t": "urn:bench:delivery:burst", "l": "urn:bench:delivery:paced"}
+            for prefix, resource in phases.items():
+                await subscribe(host, session, resource, [f"{sink.url}/hook/{prefix}{i}" for i in range(ENDPOINTS)])
+            await throughput(host, sink, session, phases["w"], 100, ENDPOINTS, wait, prefix="w")
+            with profiled(host.process.pid, "delivery"):
+                measured = await throughput(host, sink, session, phases["t"], count, ENDPOINTS, wait, prefix="t")
+            rate = 0.5 * measured["deliveries_per_s"] / ENDPOINTS
+            timed = await latency(
+                host, sink, session, phases["l"], events_per_s=rate, seconds=seconds, fanout=ENDPOINTS, wait=wait / 2
+            )
+    ratio = measured["deliveries_per_s"] / baseline["posts_per_s"]
+    met = ratio >= 0.5 and timed["p99_ms"] < 1000 and measured["deliveries"] >= measured["expected"]
+    if measured["deliveries"] < measured["expected"]:
+        notes = [f"only {measured['deliveries']:,} of {measured['expected']:,} deliveries arrived within {wait:.0f} s"]
+    else:
+        notes = []
+    return Result(
+        name="delivery",
+        title="Delivery: webhook deliveries/s; publish-to-receipt latency",
+        figure=(
+            f"{measured['deliveries_per_s']:,.0f} deliveries/s ({measured['deliveries']:,} of {measured['expected']:,}); "
+            f"p50/p99 {timed['p50_ms']:.0f}/{timed['p99_ms']:.0f} ms at {timed['events_per_s'] * ENDPOINTS:,.0f} deliveries/s offered"
+        ),
+        baseline=f"{baseline['posts_per_s']:,.0f} POST/s (aiohttp, concurrency 64, same receivers)",
+        ratio=ratio,
+        target="≥ 0.50 of raw; p99 < 1 s",
+        met=met,
+        details={"throughput": measured, "latency": timed, "raw": baseline, "endpoints": ENDPOINTS},
+        notes=notes,
+    )

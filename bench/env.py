@@ -1,0 +1,368 @@
+"""The benchmark environment: Azurite and devhost processes on free ports, tokens, machine facts, statistics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from shared.config import azurite_connection_string
+
+REPO = Path(__file__).resolve().parents[1]
+STATE = Path(tempfile.gettempdir()) / f"herald-bench-{os.getpid()}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+@dataclass
+class Azurite:
+    process: subprocess.Popen[bytes]
+    blob_port: int
+    queue_port: int
+    table_port: int
+
+    @property
+    def connection_string(self) -> str:
+        return azurite_connection_string(blob=self.blob_port, queue=self.queue_port, table=self.table_port)
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.process.pid)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_azurite() -> Azurite:
+    """A fresh in-memory Azurite, so every scenario starts from empty tables."""
+    binary = os.environ.get("HERALD_AZURITE_BIN") or str(REPO / "node_modules" / ".bin" / "azurite")
+    if not Path(binary).exists():
+        raise RuntimeError("Azurite is not installed: run 'make setup' (npm ci)")
+    ports = [free_port() for _ in range(3)]
+    command = [
+        binary,
+        "--skipApiVersionCheck",
+        "--loose",
+        "--disableTelemetry",
+        "--silent",
+        "--inMemoryPersistence",
+        "--blobPort",
+        str(ports[0]),
+        "--queuePort",
+        str(ports[1]),
+        "--tablePort",
+        str(ports[2]),
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    for port in ports:
+        wait_for_port(port)
+    return Azurite(process, *ports)
+
+
+@contextlib.contextmanager
+def azurite() -> Iterator[Azurite]:
+    instance = start_azurite()
+    try:
+        yield instance
+    finally:
+        instance.stop()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its children (Azurite runs node under a shell wrapper)."""
+    try:
+        process = psutil.Process(pid)
+        total = sum(process.cpu_times()[:2])
+        for child in process.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                total += sum(child.cpu_times()[:2])
+        return float(total)
+    except psutil.Error:
+        return 0.0
+
+
+@dataclass
+class DevhostProcess:
+    process: subprocess.Popen[bytes]
+    port: int
+    state: Path
+    env: dict[str, str]
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def token(self, scopes: Sequence[str], sub: str = "org:991825827") -> str:
+        from devhost.issuer import issue_token
+
+        return issue_token(sub, list(scopes), state_dir=self.state, ttl=7200)
+
+    def headers(self, *scopes: str, content_type: str = "application/json") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(scopes)}", "Content-Type": content_type}
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.process.pid)
+
+    def open_resource(self, resource: str) -> None:
+        open_resource(self.url, self.token(["admin"], sub="system:bench-admin"), resource)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_devhost(store: Azurite, extra_env: dict[str, str] | None = None) -> DevhostProcess:
+    """devhost as its own process on the given Azurite (the load generator does not share its event loop)."""
+    port = free_port()
+    state = STATE / f"devhost-{port}"
+    state.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "HERALD_DEVHOST_STATE": str(state),
+        "HERALD_AUTH_JWKS_PATH": str(state / "jwks.json"),
+        "HERALD_SECRET_KEY_PATH": str(state / "secret.key"),
+        "PYTHONPATH": str(REPO),
+        "HERALD_LOCAL_EVENTGRID_URL": f"http://127.0.0.1:{port}/runtime/webhooks/eventgrid",
+        "HERALD_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+        "HERALD_LOG_LEVEL": "WARNING",
+        **(extra_env or {}),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "devhost",
+        "start",
+        "--port",
+        str(port),
+        "--no-azurite",
+        "--blob-port",
+        str(store.blob_port),
+        "--queue-port",
+        str(store.queue_port),
+        "--table-port",
+        str(store.table_port),
+    ]
+    log_path = state / "devhost.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/admin/host/status", timeout=1) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("devhost did not start:\n" + log_path.read_text()[-4000:])
+        time.sleep(0.2)
+    return DevhostProcess(process, port, state, env, log_path)
+
+
+def open_resource(base_url: str, admin_token: str, resource: str) -> None:
+    """Lets every identity publish, read and subscribe on the resource (a policy, where the app has them)."""
+    request = urllib.request.Request(
+        f"{base_url}/api/v1/admin/policies/{resource}",
+        data=json.dumps({"publishers": ["*"], "owners": ["*"]}).encode(),
+        method="PUT",
+        headers={"Authorization": f"Bearer {admin_token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10):
+            pass
+    except urllib.error.HTTPError as error:
+        if error.code not in (404, 405):  # an app without resource policies lets everyone in
+            raise
+
+
+@contextlib.contextmanager
+def devhost(store: Azurite, extra_env: dict[str, str] | None = None) -> Iterator[DevhostProcess]:
+    host = start_devhost(store, extra_env)
+    try:
+        yield host
+    finally:
+        host.stop()
+
+
+@dataclass
+class ReceiverProcess:
+    process: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stats(self) -> dict[str, Any]:
+        with urllib.request.urlopen(f"{self.url}/stats", timeout=10) as response:
+            result: dict[str, Any] = json.loads(response.read())
+            return result
+
+    def reset(self) -> None:
+        request = urllib.request.Request(f"{self.url}/reset", data=b"", method="POST")
+        with urllib.request.urlopen(request, timeout=10):
+            pass
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.process.pid)
+
+
+@contextlib.contextmanager
+def receiver() -> Iterator[ReceiverProcess]:
+    """Webhook receivers (aiohttp) in a process of their own."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.receiver", "--port", str(port)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        wait_for_port(port)
+        yield ReceiverProcess(process, port)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return float(ordered[rank])
+
+
+def machine() -> dict[str, Any]:
+    import aiohttp
+    import azure.data.tables
+
+    versions = {
+        "python": platform.python_version(),
+        "azure-data-tables": azure.data.tables.__version__,
+        "aiohttp": aiohttp.__version__,
+    }
+    with contextlib.suppress(OSError, ValueError):
+        package = json.loads((REPO / "node_modules" / "azurite" / "package.json").read_text())
+        versions["azurite"] = package["version"]
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        versions["node"] = subprocess.run(
+            ["node", "--version"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+    cpu = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cores": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "cpu": cpu,
+        "platform": platform.platform(),
+        "versions": versions,
+    }
+
+
+@dataclass
+class Result:
+    """One scenario's figures: a headline figure, its baseline, the ratio and the target."""
+
+    name: str
+    title: str
+    figure: str
+    baseline: str
+    ratio: float | None
+    target: str
+    met: bool | None
+    details: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+async def wait_until(predicate: Any, timeout: float, interval: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await predicate():
+            return True
+        await asyncio.sleep(interval)
+    return False
+
+
+@contextlib.contextmanager
+def profiled(pid: int, name: str) -> Iterator[None]:
+    """With HERALD_BENCH_PROFILE=<dir>, py-spy samples the process (collapsed stacks) while the block runs."""
+    directory = os.environ.get("HERALD_BENCH_PROFILE")
+    spy = Path(sys.executable).with_name("py-spy")
+    if not directory or not spy.exists():
+        yield
+        return
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    output = Path(directory) / f"{name}.txt"
+    command = [
+        str(spy),
+        "record",
+        "--pid",
+        str(pid),
+        "--format",
+        "raw",
+        "--rate",
+        "200",
+        "--nonblocking",
+        "-o",
+        str(output),
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    try:
+        yield
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()

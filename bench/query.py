@@ -1,0 +1,162 @@
+"""Scenario 7, query: p99 of a 100-event page from ``GET /api/v1/events`` with 10,000 and 1,000,000
+events stored in the resource's log, beside a raw query of the same rows."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import random
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from azure.data.tables.aio import TableServiceClient
+
+from bench.env import Result, azurite, devhost, percentile
+from shared.adapters.table_event_log import EVENTS_TABLE, key_row_key, row_key
+from shared.adapters.tables import escape_key, int64
+from shared.events.cursor import encode_cursor
+from shared.events.log import Position
+
+RESOURCE = "urn:bench:query"
+PER_ROW = 97  # as many events as one append transaction packs into a row (97 keys + row + counter + outbox)
+
+
+def _event(n: int) -> bytes:
+    return json.dumps(
+        {
+            "specversion": "1.0",
+            "id": f"q{n}",
+            "source": "urn:bench:query",
+            "type": "no.bench.case.created",
+            "resource": RESOURCE,
+            "subject": f"person:{n % 1000:011d}",
+            "time": "2026-01-01T00:00:00Z",
+            "data": {"caseId": n, "note": "x" * 150},
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+class LogSeeder:
+    """Writes the resource's log as Herald's append does: per row, 97 idempotency keys and one row
+    packing 97 events, in one transaction; the counter last. (Written directly: Herald's own publish
+    path runs at the rate the ingest scenario measures, which would make 1,000,000 events take long.)"""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.rows = 0
+        self.seconds = 0.0
+
+    async def grow_to(self, events: int) -> None:
+        started = time.monotonic()
+        pk = escape_key(RESOURCE)
+        target_rows = events // PER_ROW
+        todo = iter(range(self.rows + 1, target_rows + 1))
+        now = datetime.now(UTC)
+
+        async def worker() -> None:
+            for seq in todo:
+                bodies = [_event(seq * PER_ROW + i) for i in range(PER_ROW)]
+                hashes = [
+                    hashlib.sha256(f"urn:bench:query|q{seq * PER_ROW + i}".encode()).hexdigest()[:32]
+                    for i in range(PER_ROW)
+                ]
+                ops: list[Any] = [
+                    ("create", {"PartitionKey": pk, "RowKey": key_row_key(h), "h": h, "s": int64(seq)}) for h in hashes
+                ]
+                ops.append(
+                    (
+                        "create",
+                        {
+                            "PartitionKey": pk,
+                            "RowKey": row_key(seq),
+                            "t": now,
+                            "n": PER_ROW,
+                            "ks": "".join(hashes),
+                            "d00": b"\n".join(bodies),
+                        },
+                    )
+                )
+                await self.client.submit_transaction(ops)
+
+        await asyncio.gather(*(worker() for _ in range(8)))
+        self.rows = target_rows
+        await self.client.upsert_entity({"PartitionKey": pk, "RowKey": "~seq", "s": int64(self.rows)})
+        self.seconds += time.monotonic() - started
+
+    @property
+    def events(self) -> int:
+        return self.rows * PER_ROW
+
+
+async def run(quick: bool) -> Result:
+    sizes = [10_000, 30_000] if quick else [10_000, 1_000_000]
+    samples = 50 if quick else 200
+    results: list[dict[str, Any]] = []
+    with azurite() as store:
+        service = TableServiceClient.from_connection_string(store.connection_string)
+        await service.create_table(EVENTS_TABLE)
+        client = service.get_table_client(EVENTS_TABLE)
+        seeder = LogSeeder(client)
+        rng = random.Random(7)
+        with devhost(store) as host:
+            host.open_resource(RESOURCE)
+            headers = host.headers("events.read")
+            async with aiohttp.ClientSession(headers=headers) as session:
+                for size in sizes:
+                    await seeder.grow_to(size)
+                    herald: list[float] = []
+                    rawq: list[float] = []
+                    budget = time.monotonic() + 60  # at most ~60 s of samples per size (Azurite scans tables)
+                    for i in range(samples + 5):
+                        if i >= 35 and time.monotonic() > budget:
+                            break
+                        seq = rng.randrange(1, seeder.rows - 2)
+                        cursor = encode_cursor(RESOURCE, Position(seq, rng.randrange(PER_ROW)))
+                        url = f"{host.url}/api/v1/events"
+                        params = {"resource": RESOURCE, "size": "100", "after": cursor}
+                        started = time.perf_counter()
+                        async with session.get(url, params=params) as response:
+                            page = await response.json()
+                            if response.status != 200 or len(page) != 100:
+                                raise RuntimeError(f"page answered {response.status}: {str(page)[:300]}")
+                        if i >= 5:  # the first few warm up
+                            herald.append(time.perf_counter() - started)
+                        started = time.perf_counter()
+                        query = "PartitionKey eq @pk and RowKey ge @start and RowKey lt @end"
+                        parameters = {"pk": escape_key(RESOURCE), "start": row_key(seq), "end": "f"}
+                        got = 0
+                        async for _ in client.query_entities(query, parameters=parameters, results_per_page=2):
+                            got += 1
+                            if got == 2:
+                                break
+                        if i >= 5:
+                            rawq.append(time.perf_counter() - started)
+                    results.append(
+                        {
+                            "events": seeder.events,
+                            "herald_p50_ms": percentile(herald, 50) * 1000,
+                            "herald_p99_ms": percentile(herald, 99) * 1000,
+                            "raw_p50_ms": percentile(rawq, 50) * 1000,
+                            "raw_p99_ms": percentile(rawq, 99) * 1000,
+                            "seeded_after_s": round(seeder.seconds, 1),
+                            "samples": len(herald),
+                        }
+                    )
+                    print(f"bench: query at {seeder.events:,} events: {results[-1]}", flush=True)
+        await service.close()
+    small, large = results[0], results[-1]
+    ratio = large["herald_p99_ms"] / small["herald_p99_ms"]
+    return Result(
+        name="query",
+        title=f"Query: p99 of a 100-event page, {large['events']:,} vs {small['events']:,} stored",
+        figure=f"p99 {small['herald_p99_ms']:.0f} ms → {large['herald_p99_ms']:.0f} ms",
+        baseline=f"raw 2-row query p99 {small['raw_p99_ms']:.0f} ms → {large['raw_p99_ms']:.0f} ms (x{large['raw_p99_ms'] / small['raw_p99_ms']:.1f})",
+        ratio=ratio,
+        target="p99 ratio ≤ 1.5",
+        met=ratio <= 1.5,
+        details={"sizes": results, "samples": samples},
+    )

@@ -1,0 +1,120 @@
+"""The raw limits of this machine, measured with the same client libraries Herald uses."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from azure.data.tables import EdmType, EntityProperty, UpdateMode
+from azure.data.tables.aio import TableServiceClient
+
+from bench.env import percentile
+
+
+def _int64(value: int) -> EntityProperty:
+    return EntityProperty(value, EdmType.INT64)
+
+
+async def table_inserts(
+    connection: str, *, seconds: float, concurrency: int = 8, event_bytes: int = 300, table: str = "rawinserts"
+) -> dict[str, Any]:
+    """Entities/s inserted in 100-operation transactions shaped like Herald's appends: a counter
+    update, 97 small key entities, one row packing 97 payloads, one outbox entry; one partition per worker."""
+    service = TableServiceClient.from_connection_string(connection)
+    client = service.get_table_client(table)
+    await service.create_table(table)
+    payload = os.urandom(event_bytes * 97 // 2).hex().encode()[: event_bytes * 97]
+    inserted = 0
+    transactions = 0
+    stop = time.monotonic() + seconds
+
+    async def worker(index: int) -> None:
+        nonlocal inserted, transactions
+        partition = f"urn:bench:raw:{index}"
+        seq = 0
+        while time.monotonic() < stop:
+            seq += 1
+            now = datetime.now(UTC)
+            ops: list[Any] = [
+                (
+                    "upsert",
+                    {"PartitionKey": partition, "RowKey": "~seq", "s": _int64(seq)},
+                    {"mode": UpdateMode.REPLACE},
+                )
+            ]
+            ops += [
+                (
+                    "create",
+                    {"PartitionKey": partition, "RowKey": f"k{seq:08d}{i:024d}", "h": "x" * 64, "s": _int64(seq)},
+                )
+                for i in range(97)
+            ]
+            ops.append(
+                (
+                    "create",
+                    {"PartitionKey": partition, "RowKey": f"e{seq:016d}", "t": now, "n": 97, "d00": payload},
+                )
+            )
+            ops.append(("create", {"PartitionKey": partition, "RowKey": f"o{seq:016d}", "t": now}))
+            await client.submit_transaction(ops)
+            inserted += len(ops)
+            transactions += 1
+
+    started = time.monotonic()
+    await asyncio.gather(*(worker(i) for i in range(concurrency)))
+    elapsed = time.monotonic() - started
+    await service.close()
+    return {
+        "entities_per_s": inserted / elapsed,
+        "transactions_per_s": transactions / elapsed,
+        "concurrency": concurrency,
+        "seconds": elapsed,
+    }
+
+
+async def http_posts(url_for: Any, *, seconds: float, concurrency: int = 64, body: bytes) -> dict[str, Any]:
+    """POST/s from aiohttp at ``concurrency`` to the same receivers Herald delivers to."""
+    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
+    done = 0
+    latencies: list[float] = []
+    stop = time.monotonic() + seconds
+    headers = {"Content-Type": "application/cloudevents+json; charset=utf-8"}
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def worker(index: int) -> None:
+            nonlocal done
+            n = index
+            while time.monotonic() < stop:
+                started = time.perf_counter()
+                async with session.post(url_for(n), data=body, headers=headers) as response:
+                    await response.read()
+                latencies.append(time.perf_counter() - started)
+                done += 1
+                n += concurrency
+
+        started = time.monotonic()
+        await asyncio.gather(*(worker(i) for i in range(concurrency)))
+        elapsed = time.monotonic() - started
+    return {
+        "posts_per_s": done / elapsed,
+        "concurrency": concurrency,
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+        "seconds": elapsed,
+    }
+
+
+async def partition_query(client: Any, partition_keys: list[str], *, samples: int) -> list[float]:
+    """Seconds per raw single-partition query (the same filter Herald's matching sends)."""
+    timings: list[float] = []
+    for i in range(samples):
+        key = partition_keys[i % len(partition_keys)]
+        started = time.perf_counter()
+        async for _ in client.query_entities("PartitionKey eq @pk and status eq 'active'", parameters={"pk": key}):
+            pass
+        timings.append(time.perf_counter() - started)
+    return timings
