@@ -16,8 +16,8 @@ from shared.api.auth import require_scope
 from shared.api.problems import Problem
 from shared.events.model import format_time
 from shared.identity.tokens import Principal
+from shared.notifications.event_templates import EmailTemplateIn, SmsTemplateIn
 from shared.notifications.model import (
-    ContentType,
     EmailTemplate,
     Notification,
     NotificationChannel,
@@ -35,18 +35,6 @@ SCOPE = "notifications.order"
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class EmailTemplateIn(_Strict):
-    subject: str = Field(min_length=1, max_length=998)
-    body: str = Field(min_length=1, max_length=200_000)
-    contentType: ContentType = ContentType.PLAIN
-    fromAddress: str | None = Field(default=None, max_length=254)
-
-
-class SmsTemplateIn(_Strict):
-    body: str = Field(min_length=1, max_length=10_000)
-    senderNumber: str | None = Field(default=None, min_length=1, max_length=16)
 
 
 class RecipientIn(_Strict):
