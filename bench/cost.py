@@ -15,7 +15,8 @@ from typing import Any
 
 import aiohttp
 
-from bench.env import STATE, Result, azurite, cpu_seconds, free_port, open_resource, receiver
+from bench.env import STATE, Result, azurite, cpu_seconds, open_resource, receiver
+from devhost.azurite import free_port
 
 # Azure list prices (pay-as-you-go, USD, West Europe / East US, as published in 2025; check
 # https://azure.microsoft.com/pricing/ before relying on them).

@@ -22,17 +22,11 @@ from typing import Any
 
 import psutil
 
-from shared.config import azurite_connection_string
+from devhost.azurite import Azurite as HostAzurite
+from devhost.azurite import free_port, free_ports
 
 REPO = Path(__file__).resolve().parents[1]
 STATE = Path(tempfile.gettempdir()) / f"herald-bench-{os.getpid()}"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_for_port(port: int, timeout: float = 30.0) -> None:
@@ -47,51 +41,27 @@ def wait_for_port(port: int, timeout: float = 30.0) -> None:
 
 @dataclass
 class Azurite:
-    process: subprocess.Popen[bytes]
-    blob_port: int
-    queue_port: int
-    table_port: int
+    """devhost's Azurite, in memory on free ports, with the CPU it spends."""
+
+    instance: HostAzurite
 
     @property
     def connection_string(self) -> str:
-        return azurite_connection_string(blob=self.blob_port, queue=self.queue_port, table=self.table_port)
+        return self.instance.connection_string
 
     def cpu_seconds(self) -> float:
-        return cpu_seconds(self.process.pid)
+        return cpu_seconds(self.instance.pid) if self.instance.pid is not None else 0.0
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        self.instance.stop()
 
 
 def start_azurite() -> Azurite:
     """A fresh in-memory Azurite, so every scenario starts from empty tables."""
-    binary = os.environ.get("HERALD_AZURITE_BIN") or str(REPO / "node_modules" / ".bin" / "azurite")
-    if not Path(binary).exists():
-        raise RuntimeError("Azurite is not installed: run 'make setup' (npm ci)")
-    ports = [free_port() for _ in range(3)]
-    command = [
-        binary,
-        "--skipApiVersionCheck",
-        "--loose",
-        "--disableTelemetry",
-        "--silent",
-        "--inMemoryPersistence",
-        "--blobPort",
-        str(ports[0]),
-        "--queuePort",
-        str(ports[1]),
-        "--tablePort",
-        str(ports[2]),
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    for port in ports:
-        wait_for_port(port)
-    return Azurite(process, *ports)
+    STATE.mkdir(parents=True, exist_ok=True)
+    instance = HostAzurite(ports=free_ports(), in_memory=True, log_path=STATE / f"azurite-{time.monotonic_ns()}.log")
+    instance.start()
+    return Azurite(instance)
 
 
 @contextlib.contextmanager
@@ -177,11 +147,11 @@ def start_devhost(store: Azurite, extra_env: dict[str, str] | None = None) -> De
         str(port),
         "--no-azurite",
         "--blob-port",
-        str(store.blob_port),
+        str(store.instance.ports.blob),
         "--queue-port",
-        str(store.queue_port),
+        str(store.instance.ports.queue),
         "--table-port",
-        str(store.table_port),
+        str(store.instance.ports.table),
     ]
     log_path = state / "devhost.log"
     with log_path.open("wb") as log:

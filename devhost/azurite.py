@@ -48,6 +48,18 @@ def ports_from_env(environ: dict[str, str] | None = None) -> AzuritePorts:
     )
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (for Azurites and hosts started side by side in tests and benchmarks)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def free_ports() -> AzuritePorts:
+    return AzuritePorts(free_port(), free_port(), free_port())
+
+
 def answers(host: str, port: int, timeout: float = 0.5) -> bool:
     """True when something accepts TCP connections on ``host:port``."""
     try:
@@ -82,6 +94,11 @@ class Azurite:
     @property
     def connection_string(self) -> str:
         return azurite_connection_string(self.host, self.ports.blob, self.ports.queue, self.ports.table)
+
+    @property
+    def pid(self) -> int | None:
+        """The process id of the Azurite devhost started (None when it reuses one)."""
+        return self._process.pid if self._process is not None else None
 
     @property
     def owned(self) -> bool:

@@ -1,25 +1,19 @@
-"""Starts a real Azurite (from the repository's node_modules) on free ports for a test session."""
+"""A real Azurite for a test session: devhost's own launcher, in memory, on free ports."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
-import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.config import azurite_connection_string
+from devhost.azurite import Azurite as HostAzurite
+from devhost.azurite import default_binary, free_port, free_ports
 
 REPO = Path(__file__).resolve().parents[2]
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+__all__ = ["Azurite", "azurite_binary", "free_port", "start_azurite", "wait_for_port"]
 
 
 def wait_for_port(port: int, timeout: float = 30.0) -> None:
@@ -33,51 +27,38 @@ def wait_for_port(port: int, timeout: float = 30.0) -> None:
 
 
 def azurite_binary() -> str:
-    candidate = os.environ.get("HERALD_AZURITE_BIN") or str(REPO / "node_modules" / ".bin" / "azurite")
-    if Path(candidate).exists():
-        return candidate
-    found = shutil.which("azurite")
-    if found:
-        return found
-    raise RuntimeError("Azurite is not installed: run 'make test' (it runs npm ci) or 'npm ci'")
+    binary = default_binary()
+    if not binary.exists():
+        raise RuntimeError("Azurite is not installed: run 'make test' (it runs npm ci) or 'npm ci'")
+    return str(binary)
 
 
 @dataclass
 class Azurite:
-    process: subprocess.Popen[bytes]
-    blob_port: int
-    queue_port: int
-    table_port: int
+    instance: HostAzurite
+
+    @property
+    def blob_port(self) -> int:
+        return self.instance.ports.blob
+
+    @property
+    def queue_port(self) -> int:
+        return self.instance.ports.queue
+
+    @property
+    def table_port(self) -> int:
+        return self.instance.ports.table
 
     @property
     def connection_string(self) -> str:
-        return azurite_connection_string(blob=self.blob_port, queue=self.queue_port, table=self.table_port)
+        return self.instance.connection_string
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        self.instance.stop()
 
 
-def start_azurite(location: Path | None = None) -> Azurite:
-    ports = [free_port() for _ in range(3)]
-    command = [
-        azurite_binary(),
-        "--skipApiVersionCheck",
-        "--loose",
-        "--disableTelemetry",
-        "--silent",
-        "--blobPort",
-        str(ports[0]),
-        "--queuePort",
-        str(ports[1]),
-        "--tablePort",
-        str(ports[2]),
-    ]
-    command += ["--location", str(location)] if location else ["--inMemoryPersistence"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    for port in ports:
-        wait_for_port(port)
-    return Azurite(process, *ports)
+def start_azurite() -> Azurite:
+    log = Path(tempfile.mkdtemp(prefix="herald-azurite-")) / "azurite.log"
+    instance = HostAzurite(ports=free_ports(), in_memory=True, log_path=log)
+    instance.start()
+    return Azurite(instance)
