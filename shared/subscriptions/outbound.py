@@ -12,9 +12,10 @@ import json
 import logging
 import time
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from shared.events.log import EventLog
 from shared.identity.authorization import Action, Authorizer, event_request
@@ -116,40 +117,31 @@ class OutboundWorker:
                 results.append(_Result(delivery, subscription))  # deleted or disabled since it matched
             else:
                 active.append((delivery, subscription))
-        allowed = await self._authorized(active, events)
+        attributes = _attributes_of(active, events)
+        allowed = await self._authorized(active, attributes)
         for (delivery, subscription), permitted in zip(active, allowed, strict=True):
             if permitted:
                 by_endpoint[subscription.endpoint].append((delivery, subscription))
             else:
-                results.append(self._refused(delivery, subscription, events))
+                results.append(self._refused(delivery, subscription, attributes))
         for group in await asyncio.gather(
-            *(self._deliver_to(endpoint, group, events) for endpoint, group in by_endpoint.items())
+            *(self._deliver_to(endpoint, group, events, attributes) for endpoint, group in by_endpoint.items())
         ):
             results.extend(group)
         await self._settle(results)
 
-    async def _authorized(
-        self, active: Sequence[tuple[Delivery, Subscription]], events: dict[tuple[str, int], Sequence[bytes]]
-    ) -> list[bool]:
+    async def _authorized(self, active: Sequence[tuple[Delivery, Subscription]], attributes: _Attributes) -> list[bool]:
         """Each push is authorized again: the consumer may still receive this event about this party."""
-        requests = []
-        for delivery, subscription in active:
-            row = events.get((delivery.resource, delivery.seq))
-            body = row[delivery.index] if row is not None and delivery.index < len(row) else b"{}"
-            attributes = json.loads(body) or {"resource": delivery.resource}
-            requests.append(event_request(subscription.consumer, attributes, Action.SUBSCRIBE))
-        return await self._authorizer.allowed(requests)
+        return await self._authorizer.allowed(
+            [event_request(s.consumer, attributes[_position(d)], Action.SUBSCRIBE) for d, s in active]
+        )
 
-    def _refused(
-        self, delivery: Delivery, subscription: Subscription, events: dict[tuple[str, int], Sequence[bytes]]
-    ) -> _Result:
+    def _refused(self, delivery: Delivery, subscription: Subscription, attributes: _Attributes) -> _Result:
         """Not sent: logged in the delivery log so the consumer sees why."""
-        row = events.get((delivery.resource, delivery.seq)) or []
-        body = row[delivery.index] if delivery.index < len(row) else b"{}"
         attempt = Attempt(
             subscription_id=subscription.id,
             delivery_id=delivery_id(subscription.id, delivery.resource, delivery.seq, delivery.index),
-            event_id=_event_id(body),
+            event_id=_event_id(attributes[_position(delivery)]),
             attempt=delivery.attempt,
             at=self._clock.now(),
             status_code=None,
@@ -160,7 +152,11 @@ class OutboundWorker:
         return _Result(delivery, subscription, attempt)
 
     async def _deliver_to(
-        self, endpoint: str, group: list[tuple[Delivery, Subscription]], events: dict[tuple[str, int], Sequence[bytes]]
+        self,
+        endpoint: str,
+        group: list[tuple[Delivery, Subscription]],
+        events: dict[tuple[str, int], Sequence[bytes]],
+        attributes: _Attributes,
     ) -> list[_Result]:
         """One endpoint's deliveries of this message: as many at once as the guard admits; when the
         endpoint is healthy but at its cap, wait for this message's own requests; otherwise (circuit
@@ -174,7 +170,7 @@ class OutboundWorker:
                 admission = self._guard.admit(endpoint, subscription.allowed_rate)
                 if admission.admitted:
                     pending.pop(0)
-                    running.add(asyncio.create_task(self._attempt(delivery, subscription, events)))
+                    running.add(asyncio.create_task(self._attempt(delivery, subscription, events, attributes)))
                 elif admission.busy and running:
                     break
                 else:
@@ -237,7 +233,11 @@ class OutboundWorker:
     # ----------------------------------------------------------------------------- delivering
 
     async def _attempt(
-        self, delivery: Delivery, subscription: Subscription, events: dict[tuple[str, int], Sequence[bytes]]
+        self,
+        delivery: Delivery,
+        subscription: Subscription,
+        events: dict[tuple[str, int], Sequence[bytes]],
+        attributes: _Attributes,
     ) -> _Result:
         row = events.get((delivery.resource, delivery.seq))
         if row is None or delivery.index >= len(row):
@@ -262,7 +262,7 @@ class OutboundWorker:
         attempt = Attempt(
             subscription_id=subscription.id,
             delivery_id=message_id,
-            event_id=_event_id(body),
+            event_id=_event_id(attributes[_position(delivery)]),
             attempt=delivery.attempt,
             at=now,
             status_code=response.status,
@@ -334,11 +334,27 @@ class OutboundWorker:
         )
 
 
-def _event_id(body: bytes) -> str:
-    import json
+_Attributes = dict[tuple[str, int, int], Mapping[str, Any]]
 
-    try:
-        value = json.loads(body).get("id")
-    except ValueError:
-        return ""
+
+def _position(delivery: Delivery) -> tuple[str, int, int]:
+    return (delivery.resource, delivery.seq, delivery.index)
+
+
+def _attributes_of(
+    active: Sequence[tuple[Delivery, Subscription]], events: dict[tuple[str, int], Sequence[bytes]]
+) -> _Attributes:
+    """Each event of the message parsed once, however many subscriptions it goes to."""
+    parsed: _Attributes = {}
+    for delivery, _ in active:
+        position = _position(delivery)
+        if position not in parsed:
+            row = events.get((delivery.resource, delivery.seq))
+            body = row[delivery.index] if row is not None and delivery.index < len(row) else b"{}"
+            parsed[position] = json.loads(body) or {"resource": delivery.resource}
+    return parsed
+
+
+def _event_id(attributes: Mapping[str, Any]) -> str:
+    value = attributes.get("id")
     return value if isinstance(value, str) else ""
