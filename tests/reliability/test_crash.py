@@ -41,9 +41,12 @@ async def run_scenario(name: str, scenario: Scenario, tmp_path, *, max_duplicate
 
 @pytest.mark.timeout(420)
 async def test_crashes_lose_nothing_acknowledged(tmp_path):
-    scenario = Scenario(events=1_000, subscriptions=5, kills=2, azurite_restarts=1, batch=5, seed=seed())
+    scenario = Scenario(events=2_000, subscriptions=5, kills=2, azurite_restarts=1, batch=5, seed=seed())
     # A SIGKILL or a storage outage redelivers the messages in flight (up to 256 deliveries each), so
     # a short run with three faults has a much higher duplicate rate than the soak run's 1 % target.
+    # The re-pushed count per fault is about constant (the in-flight window), so the run publishes
+    # enough events that one badly timed kill cannot swing the rate past the bound on its own
+    # (with 1,000 events, runs ranged from 1.9 % to 17 %).
     await run_scenario("crash-short", scenario, tmp_path, max_duplicate_percent=15.0)
 
 
