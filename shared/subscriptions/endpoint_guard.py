@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+_PROBATION_SECONDS = 2.0  # how soon a failing endpoint's next delivery is tried
+
 
 def endpoint_of(url: str) -> str:
     parts = urlsplit(url)
@@ -77,7 +79,7 @@ class EndpointGuard:
         cap = 1 if state.consecutive_failures else min(self._max_in_flight, 2 + state.consecutive_successes)
         if state.in_flight >= cap:
             if state.consecutive_failures:
-                return Admission(False, 2.0, "endpoint on probation")
+                return Admission(False, _PROBATION_SECONDS, "endpoint on probation")
             return Admission(False, 0.5, "endpoint busy", busy=True)
         if allowed_rate_per_minute is not None:
             rate = allowed_rate_per_minute / 60.0
@@ -90,6 +92,12 @@ class EndpointGuard:
             state.tokens -= 1.0
         state.in_flight += 1
         return Admission(True)
+
+    def retry_in(self, url: str) -> float:
+        """Seconds until a deferred delivery is worth trying again: the rest of an open circuit, else
+        the probation interval."""
+        remaining = self._state(endpoint_of(url)).open_until - self._clock()
+        return remaining if remaining > 0 else _PROBATION_SECONDS
 
     def release(self, url: str, *, success: bool) -> None:
         state = self._state(endpoint_of(url))

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 _SUBSCRIPTION_CACHE_SECONDS = 5.0
 _RANGE_READ_FROM = 3  # ids of one partition in a message from which one range query beats point reads
+_SETTLE_WAVE_SECONDS = 0.2  # endpoints finishing within this of each other are settled together
 
 
 @dataclass(frozen=True)
@@ -124,11 +125,35 @@ class OutboundWorker:
                 by_endpoint[subscription.endpoint].append((delivery, subscription))
             else:
                 results.append(self._refused(delivery, subscription, attributes))
-        for group in await asyncio.gather(
-            *(self._deliver_to(endpoint, group, events, attributes) for endpoint, group in by_endpoint.items())
-        ):
-            results.extend(group)
-        await self._settle(results)
+        await self._settle_in_waves(
+            results,
+            [
+                asyncio.create_task(self._deliver_to(endpoint, group, events, attributes))
+                for endpoint, group in by_endpoint.items()
+            ],
+        )
+
+    async def _settle_in_waves(self, ready: list[_Result], groups: list[asyncio.Task[list[_Result]]]) -> None:
+        """Settle each endpoint's results soon after they are known, not when the slowest endpoint of
+        the message is done: a hanging endpoint must not hold the healthy ones' retries, deferrals,
+        log entries and health. Groups finishing close together share one settle (and its writes)."""
+        pending: set[asyncio.Task[list[_Result]]] = set(groups)
+        results = ready
+        try:
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                if pending:
+                    more, pending = await asyncio.wait(pending, timeout=_SETTLE_WAVE_SECONDS)
+                    done |= more
+                for task in done:
+                    results.extend(task.result())
+                await self._settle(results)
+                results = []
+            if results:
+                await self._settle(results)
+        finally:
+            for task in pending:
+                task.cancel()
 
     async def _authorized(self, active: Sequence[tuple[Delivery, Subscription]], attributes: _Attributes) -> list[bool]:
         """Each push is authorized again: the consumer may still receive this event about this party."""
@@ -160,12 +185,20 @@ class OutboundWorker:
     ) -> list[_Result]:
         """One endpoint's deliveries of this message: as many at once as the guard admits; when the
         endpoint is healthy but at its cap, wait for this message's own requests; otherwise (circuit
-        open, probation, granted rate) defer the rest to the retry queue."""
+        open, probation, granted rate) defer the rest to the retry queue. Once an attempt of this
+        message to the endpoint has failed, the rest is deferred too: a message waits at most one
+        timeout for a broken endpoint, however many of its deliveries go there."""
         results: list[_Result] = []
         pending = list(group)
         running: set[asyncio.Task[_Result]] = set()
+        failed = False
         while pending or running:
             while pending:
+                if failed:
+                    due = self._clock.now() + timedelta(seconds=self._guard.retry_in(endpoint))
+                    results.extend(_Result(d, s, deferred_until=due) for d, s in pending)
+                    pending = []
+                    break
                 delivery, subscription = pending[0]
                 admission = self._guard.admit(endpoint, subscription.allowed_rate)
                 if admission.admitted:
@@ -179,7 +212,12 @@ class OutboundWorker:
                     pending = []
             if running:
                 done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                results.extend(task.result() for task in done)
+                for task in done:
+                    result = task.result()
+                    failed = failed or (
+                        result.decision is not None and result.decision.verdict is not Verdict.DELIVERED
+                    )
+                    results.append(result)
         return results
 
     # ------------------------------------------------------------------------------ loading

@@ -6,6 +6,8 @@ import asyncio
 import json
 import time
 
+from datetime import timedelta
+
 import pytest
 
 from devhost import DevHost, DevHostOptions
@@ -13,8 +15,14 @@ from shared import container
 from shared.config import load_settings
 from shared.container import build_services
 from shared.provisioning import provision
+from shared.subscriptions.delivery import RetryPolicy
+from shared.subscriptions.endpoint_guard import EndpointGuard
+from shared.subscriptions.messages import RETRY_QUEUE, DeliveryBatch
+from shared.subscriptions.outbound import OutboundWorker
+from shared.subscriptions.state import SubscriptionEvents, SubscriptionHealth
 from tests.subscriptions.conftest import active_subscription
 from tests.support.events import event, publish
+from tests.support.fakes import FakeClock, RecordingBus
 from tests.support.receiver import Behaviour
 
 
@@ -72,3 +80,61 @@ async def test_hanging_endpoint_does_not_slow_a_healthy_one(client, issuer, rece
     # All healthy deliveries arrived while the hanging endpoint was still holding its first requests.
     assert healthy_done - started < 10, healthy_done - started
     assert receiver.max_in_flight["/hanging"] <= 2
+
+
+async def test_a_message_settles_its_healthy_deliveries_without_waiting_for_a_hanging_endpoint(
+    client, issuer, receiver, resource, services
+):
+    """One outbound message to a busy healthy endpoint and a hanging one: the healthy deliveries
+    deferred at the busy endpoint's cap are queued for retry at once, and the hanging endpoint
+    costs the message one timeout, not one per delivery."""
+    from tests.subscriptions.test_push import first_outbound
+
+    healthy = receiver.url("healthy")
+    hanging = receiver.behave("hanging", Behaviour(status=200))
+    for url in (healthy, hanging):
+        await active_subscription(client, issuer, services, {"endPoint": url, "resourceFilter": resource})
+    receiver.behaviours["/hanging"] = Behaviour(status=200, delay=30)
+    await publish(client, issuer.headers("events.publish"), [event(resource, f"m{i}") for i in range(6)])
+    batch = await first_outbound(services, resource)
+
+    clock, bus = FakeClock(), RecordingBus()
+    guard = EndpointGuard()
+    worker = OutboundWorker(
+        store=services.subscription_store,
+        event_log=services.event_log,
+        delivery_log=services.delivery_log,
+        dead_letters=services.dead_letters,
+        bus=bus,
+        client=services.webhooks,
+        guard=guard,
+        health=SubscriptionHealth(
+            services.subscription_store,
+            SubscriptionEvents(services.publisher, clock),
+            clock,
+            disable_after=timedelta(days=5),
+        ),
+        clock=clock,
+        policy=RetryPolicy((10, 30), timedelta(hours=24)),
+        timeout_seconds=2,
+        origin="herald.test",
+        authorizer=services.access.authorizer,
+    )
+    # Another message holds the healthy endpoint's two slow-start slots.
+    assert guard.admit(healthy).admitted and guard.admit(healthy).admitted
+
+    handled = asyncio.create_task(worker.handle(batch.deliveries()))
+    deadline = time.monotonic() + 1.5  # well inside the hanging endpoint's 2 s timeout
+    while not bus.sent and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    deferred = [d for m in bus.take(RETRY_QUEUE) for d in DeliveryBatch.model_validate_json(m.body).deliveries()]
+    assert handled.done() is False  # the hanging endpoint's two requests are still out
+    assert len(deferred) == 6 and {d.attempt for d in deferred} == {1}  # every healthy delivery, not yet tried
+
+    started = time.monotonic()
+    await handled
+    # Both hanging requests timed out together; the other four were deferred, not tried one by one.
+    assert time.monotonic() - started < 4
+    assert receiver.max_in_flight["/hanging"] == 2
+    later = [d for m in bus.take(RETRY_QUEUE) for d in DeliveryBatch.model_validate_json(m.body).deliveries()]
+    assert sorted(d.attempt for d in later) == [1, 1, 1, 1, 2, 2]
