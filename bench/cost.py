@@ -61,6 +61,7 @@ async def run(quick: bool) -> Result:
     from devhost.issuer import ensure_issuer_keys, issue_token
     from shared import container
     from shared.adapters.storage_queue_bus import StorageQueueBus
+    from shared.adapters.tables import STORAGE_CLIENT_OPTIONS
     from shared.config import load_settings
     from shared.container import build_services
     from shared.provisioning import provision
@@ -82,7 +83,9 @@ async def run(quick: bool) -> Result:
         tables, queues = Count(), Count()
         services = build_services(
             settings,
-            tables=TableServiceClient.from_connection_string(store.connection_string, **tables.hooks()),
+            tables=TableServiceClient.from_connection_string(
+                store.connection_string, **STORAGE_CLIENT_OPTIONS, **tables.hooks()
+            ),
             bus=StorageQueueBus(store.connection_string, **queues.hooks()),
         )
         container.install_services(services)

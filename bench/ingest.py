@@ -79,7 +79,13 @@ async def run(quick: bool) -> Result:
     concurrency = 8
     with azurite() as store:
         baseline = await raw.table_inserts(store.connection_string, seconds=seconds, concurrency=concurrency)
-    with azurite() as store, devhost(store) as host:
+    with azurite() as store:
+        limit = await raw.table_inserts(
+            store.connection_string, seconds=seconds, concurrency=concurrency, encoding="lean"
+        )
+    # The publisher's rate limit (HERALD_PUBLISH_RATE_PER_SECOND, 2,000/s by default) is lifted: this
+    # measures how fast Herald stores, not the quota it grants one publisher.
+    with azurite() as store, devhost(store, {"HERALD_PUBLISH_RATE_PER_SECOND": "1000000"}) as host:
         headers = host.headers("events.publish")
         resources = [f"urn:bench:ingest:{i}" for i in range(concurrency)]
         for resource in resources:
@@ -94,13 +100,17 @@ async def run(quick: bool) -> Result:
         measured["devhost_cpu_share"] = (host.cpu_seconds() - cpu_before) / measured["seconds"]
         measured["azurite_cpu_share"] = (store.cpu_seconds() - azurite_before) / measured["seconds"]
     ratio = measured["events_per_s"] / baseline["entities_per_s"]
+    of_limit = measured["events_per_s"] / limit["entities_per_s"]
     return Result(
         name="ingest",
         title="Ingest: events/s stored through POST /api/v1/events",
-        figure=f"{measured['events_per_s']:,.0f} events/s",
-        baseline=f"{baseline['entities_per_s']:,.0f} entities/s (raw 100-op transactions, concurrency {concurrency})",
+        figure=f"{measured['events_per_s']:,.0f} events/s ({of_limit:.2f} of Azurite's own limit)",
+        baseline=(
+            f"{baseline['entities_per_s']:,.0f} entities/s (raw 100-op transactions with submit_transaction, "
+            f"concurrency {concurrency}); Azurite's limit with a lean encoding {limit['entities_per_s']:,.0f}"
+        ),
         ratio=ratio,
         target="≥ 0.80 of raw",
         met=ratio >= 0.8,
-        details={"herald": measured, "raw": baseline, "resources": concurrency, "batch": 970},
+        details={"herald": measured, "raw": baseline, "azurite_limit": limit, "resources": concurrency, "batch": 970},
     )

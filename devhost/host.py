@@ -191,7 +191,10 @@ class DevHost:
     async def _start(self) -> None:
         index = index_functions(self.app)
         self.index = index
-        self._service = QueueServiceClient.from_connection_string(self.storage_connection_string)
+        # devhost polls Azurite directly, like Herald's own storage clients (shared/adapters/tables.py).
+        self._service = QueueServiceClient.from_connection_string(
+            self.storage_connection_string, use_env_settings=False
+        )
         await self._provision(index)
         await self._start_asgi_lifespan()
         await self._start_http(index)

@@ -16,6 +16,7 @@ from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableServiceClient
 
 from shared.adapters.table_notifications import TRANSACTION_OPERATIONS, query_keys
+from shared.adapters.table_transactions import submit_transaction
 from shared.notifications.ports import Organization, Person, Role, RoleHolder
 
 CONTACTS_TABLE = "contacts"
@@ -107,8 +108,8 @@ class TableContactRegistry:
 
         async def submit(chunk: list[dict[str, Any]]) -> None:
             async with semaphore:
-                await self._table.submit_transaction(
-                    [("upsert", entity, {"mode": UpdateMode.REPLACE}) for entity in chunk]
+                await submit_transaction(
+                    self._table, [("upsert", entity, {"mode": UpdateMode.REPLACE}) for entity in chunk]
                 )
 
         await asyncio.gather(*(submit(chunk) for chunk in chunks))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Sequence
@@ -34,6 +35,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient, TableServiceClient
 
+from shared.adapters.table_transactions import submit_transaction
 from shared.adapters.tables import escape_key, int64
 from shared.events.log import (
     AppendOutcome,
@@ -57,6 +59,8 @@ MAX_COMMIT_BYTES = 2 * 1024 * 1024  # well under the 4 MiB transaction limit (bi
 CHUNK_BYTES = 64 * 1024  # a binary property holds at most 64 KiB
 DIRECTORY_REFRESH = timedelta(seconds=30)
 _MAX_CONFLICT_RETRIES = 50
+_FIRST_SCAN_ROWS = 2
+_MAX_SCAN_ROWS = 100
 
 
 def row_key(seq: int) -> str:
@@ -318,7 +322,7 @@ class TableEventLog:
             )
         )
         try:
-            results = await self._events.submit_transaction(operations)
+            results = await submit_transaction(self._events, operations)
         except TableTransactionError as error:
             index = getattr(error, "index", None)
             code = str(getattr(error, "error_code", "") or "")
@@ -410,11 +414,24 @@ class TableEventLog:
                 break
         return rows
 
-    async def scan(self, resource: str, seq: int, page_rows: int) -> AsyncIterator[LogRow]:
-        query = "PartitionKey eq @pk and RowKey ge @start and RowKey lt @end"
-        parameters = {"pk": escape_key(resource), "start": row_key(max(seq, 0)), "end": "f"}
-        async for entity in self._events.query_entities(query, parameters=parameters, results_per_page=page_rows):
-            yield _to_row(entity)
+    async def scan(self, resource: str, seq: int, want_events: int) -> AsyncIterator[LogRow]:
+        # Rows are keyed by their contiguous sequence, so each request simply starts after the last row
+        # read. The first asks for two rows (a cursor inside a packed row plus the next one usually fill
+        # a page); later ones as many as the density seen says the caller still wants: a page of 100
+        # events reads ~2 packed rows, not a fixed dozen, and a sparse log needs few round trips.
+        next_seq, page, rows, events = max(seq, 0), _FIRST_SCAN_ROWS, 0, 0
+        while True:
+            found = await self.rows_from(resource, next_seq, page)
+            for row in found:
+                rows += 1
+                events += len(row.events)
+                yield row
+            if len(found) < page:
+                return
+            next_seq = found[-1].seq + 1
+            wanted = want_events - events
+            page = math.ceil(wanted * rows / events) + 1 if wanted > 0 and events else page * 2
+            page = min(max(page, 1), _MAX_SCAN_ROWS)
 
     async def rows_by_seq(self, resource: str, seqs: Sequence[int]) -> list[LogRow]:
         partition_key = escape_key(resource)
@@ -509,12 +526,12 @@ class TableEventLog:
             ]
             row_operations.append(("delete", {"PartitionKey": partition_key, "RowKey": entity["RowKey"]}))
             if len(operations) + len(row_operations) > TRANSACTION_OPERATIONS:
-                await self._events.submit_transaction(operations)
+                await submit_transaction(self._events, operations)
                 operations = []
             operations.extend(row_operations)
             removed += int(entity.get("n") or 0)
         if operations:
-            await self._events.submit_transaction(operations)
+            await submit_transaction(self._events, operations)
         if removed:
             await self._expire_marks(partition_key, stored_before)
         return removed
@@ -538,11 +555,12 @@ class TableEventLog:
             )
         ]
         for start in range(0, len(keys), TRANSACTION_OPERATIONS):
-            await self._events.submit_transaction(
+            await submit_transaction(
+                self._events,
                 [
                     ("delete", {"PartitionKey": partition_key, "RowKey": k})
                     for k in keys[start : start + TRANSACTION_OPERATIONS]
-                ]
+                ],
             )
 
 

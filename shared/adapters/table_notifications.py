@@ -33,6 +33,7 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError, Resour
 from azure.data.tables import TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient, TableServiceClient
 
+from shared.adapters.table_transactions import submit_transaction
 from shared.adapters.tables import escape_key
 from shared.notifications.model import (
     Channel,
@@ -194,7 +195,7 @@ class TableOrderStore:
             "orderId": order.id,
         }
         try:
-            results = await self._table.submit_transaction([("create", entity), ("create", key)])
+            results = await submit_transaction(self._table, [("create", entity), ("create", key)])
         except TableTransactionError as error:
             if str(getattr(error, "error_code", "")) != "EntityAlreadyExists":
                 raise
@@ -345,7 +346,7 @@ class TableNotificationStore:
 
     async def _insert_chunk(self, chunk: list[dict[str, Any]]) -> None:
         try:
-            await self._table.submit_transaction([("create", entity) for entity in chunk])
+            await submit_transaction(self._table, [("create", entity) for entity in chunk])
         except TableTransactionError as error:
             if str(getattr(error, "error_code", "")) != "EntityAlreadyExists":
                 raise
@@ -390,7 +391,7 @@ class TableNotificationStore:
             for old, new in chunk
         ]
         try:
-            await self._table.submit_transaction(operations)
+            await submit_transaction(self._table, operations)
         except TableTransactionError as error:
             code = str(getattr(error, "error_code", ""))
             if code in ("UpdateConditionNotSatisfied", "ConditionNotMet", "ResourceNotFound"):

@@ -29,6 +29,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.data.tables import TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableServiceClient
 
+from shared.adapters.table_transactions import submit_transaction
 from shared.adapters.tables import escape_key, int64
 from shared.identity.secret_box import SecretBox
 from shared.notifications.event_templates import NotificationSpec
@@ -121,7 +122,8 @@ class TableSubscriptionStore:
         owner = escape_key(subscription.consumer)
         list_key = f"s:{subscription.created.strftime('%Y%m%d%H%M%S%f')}:{subscription.id}"
         try:
-            await self._owners.submit_transaction(
+            await submit_transaction(
+                self._owners,
                 [
                     ("create", {"PartitionKey": owner, "RowKey": f"h:{identity}", "id": subscription.id}),
                     (
@@ -143,7 +145,7 @@ class TableSubscriptionStore:
                             "indexKey": subscription.index_key,
                         },
                     ),
-                ]
+                ],
             )
         except TableTransactionError as error:
             if getattr(error, "error_code", None) != "EntityAlreadyExists":
@@ -202,12 +204,13 @@ class TableSubscriptionStore:
             row = await self._owners.get_entity(owner, f"i:{subscription.id}")
         except ResourceNotFoundError:
             return
-        await self._owners.submit_transaction(
+        await submit_transaction(
+            self._owners,
             [
                 ("delete", {"PartitionKey": owner, "RowKey": row["listKey"]}),
                 ("delete", {"PartitionKey": owner, "RowKey": f"h:{row['identity']}"}),
                 ("delete", {"PartitionKey": owner, "RowKey": f"i:{subscription.id}"}),
-            ]
+            ],
         )
 
     async def update(
@@ -303,7 +306,7 @@ class TableDeliveryLog:
         async def write(table_name: str, entities: list[dict[str, Any]]) -> None:
             table = await self._table(table_name)
             for start in range(0, len(entities), 100):
-                await table.submit_transaction([("upsert", entity) for entity in entities[start : start + 100]])
+                await submit_transaction(table, [("upsert", entity) for entity in entities[start : start + 100]])
 
         await asyncio.gather(*(write(table, entities) for table, entities in groups.items()))
 
@@ -387,7 +390,8 @@ class TableDeadLetterStore:
             by_subscription[letter.subscription_id].append(letter)
         for subscription_id, group in by_subscription.items():
             for start in range(0, len(group), 100):
-                await self._table.submit_transaction(
+                await submit_transaction(
+                    self._table,
                     [
                         (
                             "upsert",
@@ -407,7 +411,7 @@ class TableDeadLetterStore:
                             },
                         )
                         for letter in group[start : start + 100]
-                    ]
+                    ],
                 )
 
     @staticmethod
@@ -458,9 +462,10 @@ class TableDeadLetterStore:
             by_subscription[letter.subscription_id].append(letter)
         for subscription_id, group in by_subscription.items():
             for start in range(0, len(group), 100):
-                await self._table.submit_transaction(
+                await submit_transaction(
+                    self._table,
                     [
                         ("delete", {"PartitionKey": subscription_id, "RowKey": self._key(letter)})
                         for letter in group[start : start + 100]
-                    ]
+                    ],
                 )

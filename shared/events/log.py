@@ -76,8 +76,9 @@ class EventLog(Protocol):
         """Rows with sequence >= ``seq`` in order, at most ``limit``."""
         ...
 
-    def scan(self, resource: str, seq: int, page_rows: int) -> AsyncIterator[LogRow]:
-        """Rows with sequence >= ``seq`` in order, fetched ``page_rows`` at a time as the caller consumes them."""
+    def scan(self, resource: str, seq: int, want_events: int) -> AsyncIterator[LogRow]:
+        """Rows with sequence >= ``seq`` in order, fetched as the caller consumes them, each request
+        sized to bring about ``want_events`` more events at the row density seen so far."""
         ...
 
     async def rows_by_seq(self, resource: str, seqs: Sequence[int]) -> list[LogRow]: ...

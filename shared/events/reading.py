@@ -67,12 +67,12 @@ class EventReader:
         self, resource: str, after: Position | None, size: int, filters: EventFilter, permit: EventPermit | None = None
     ) -> EventPage:
         start = after if after is not None else await self._oldest(resource)
-        rows = self._log.scan(resource, start.seq, page_rows=min(max(size // 8, 4), 100))
+        rows = self._log.scan(resource, start.seq, want_events=size)
         first = await anext(rows, None)
         if after is not None:
             first = await self._check_start(resource, after, first)
             if first is not None and first.seq != after.seq:  # re-read after a commit raced the first query
-                rows = self._log.scan(resource, first.seq + 1, page_rows=min(max(size // 8, 4), 100))
+                rows = self._log.scan(resource, first.seq + 1, want_events=size)
 
         events: list[bytes] = []
         page_bytes = scanned_bytes = scanned_rows = 0
@@ -94,6 +94,8 @@ class EventReader:
                 events.append(body)
                 page_bytes += len(body) + 1
                 position = Position(row.seq, index)
+            if len(events) >= size:
+                return EventPage(events, position)  # full: do not fetch a row only to learn there is more
             position = Position(row.seq + 1, -1)
             if scanned_rows >= MAX_ROWS_SCANNED or scanned_bytes >= MAX_BYTES_SCANNED:
                 break

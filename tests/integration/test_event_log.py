@@ -158,3 +158,36 @@ async def test_services_build_from_settings(settings):
         assert await built.event_log.last_seq("urn:herald:test:never-used") == 0
     finally:
         await built.close()
+
+
+async def test_a_page_reads_about_the_rows_it_needs(settings, services, resource):
+    """A 100-event page from packed rows reads two rows, and a page of single-event rows a few more
+    requests than rows, counted at the storage client."""
+    from azure.data.tables.aio import TableServiceClient
+
+    from shared.events.log import Position
+    from shared.events.reading import EventFilter, EventReader
+    from tests.support.counting import StorageCounter
+
+    await services.event_log.append(resource, [validated(resource, f"dense{i}") for i in range(300)])
+    for i in range(120):
+        await services.event_log.append(resource, [validated(resource, f"sparse{i}")])
+    dense = await services.event_log.rows_from(resource, 0, 10)
+    assert len(dense[0].events) > 60  # packed rows, as one batch publish writes them
+
+    counter = StorageCounter()
+    service = TableServiceClient.from_connection_string(settings.storage_connection_string, **counter.hooks())
+    try:
+        reader = EventReader(TableEventLog(service))
+        page = await reader.read(resource, Position(dense[0].seq, 40), 100, EventFilter())
+        assert [json.loads(e)["id"] for e in page.events] == [f"dense{i}" for i in range(41, 141)]
+        assert counter.entities_read <= 2 + 1  # the cursor's row, the next one, and the counter at most
+
+        counter.reset()
+        first_sparse = next(r for r in await services.event_log.rows_from(resource, 0, 100) if len(r.events) == 1)
+        page = await reader.read(resource, Position(first_sparse.seq, 0), 100, EventFilter())
+        assert [json.loads(e)["id"] for e in page.events] == [f"sparse{i}" for i in range(1, 101)]
+        assert counter.entities_read <= 100 + 3  # no rows read beyond the page but a request's overshoot
+        assert counter.requests <= 6
+    finally:
+        await service.close()
