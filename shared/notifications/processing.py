@@ -295,6 +295,10 @@ class Processor:
                     result = SendResult.transient(f"{type(error).__name__}: {error}")
                 if result.outcome == "throttled":
                     throttled.append(self.clock.now() + (result.retry_after or self.config.default_retry_after))
+                elif result.outcome == "accepted" and result.reference:
+                    # Indexed at once, not after the whole batch: the provider's report can follow within
+                    # seconds, and one that finds the notification not yet settled is retried, not parked.
+                    await self.notifications.index_reference(channel, result.reference, order.creator, order.id, n.id)
                 return result
 
         results = await asyncio.gather(*(send_one(n) for n in claimed))
@@ -337,15 +341,6 @@ class Processor:
                 return moved(n, status, now, **fields)
 
             changed = await self.notifications.change(order.id, list(final), settle)
-            # One partition per reference, so no transaction: written concurrently, not one after another,
-            # so the batch's delivery reports (which can follow within seconds) find their references.
-            await asyncio.gather(
-                *(
-                    self.notifications.index_reference(channel, n.reference, order.creator, order.id, n.id)
-                    for n in changed
-                    if n.reference and n.status in (Status.SUCCEEDED, Status.ACCEPTED)
-                )
-            )
             await self.events.publish([StatusChange(order, n) for n in changed])
         if failed:
             # Counted apart from claims, so 429 pauses never use up a notification's retries.
@@ -407,9 +402,19 @@ class Processor:
                 return "parked"
             raise ReportNotMatched(f"no {channel.value} notification with reference {reference} (yet)")
         creator, order_id, nid = found
-        changed = await self.notifications.change(
-            order_id, [nid], lambda n: moved(n, status, now, description=description)
-        )
+        sending: list[Notification] = []
+
+        def apply(n: Notification) -> Notification | None:
+            if n.status is Status.SENDING:
+                sending.append(n)  # sent, but its batch has not recorded the send result yet
+                return None
+            return moved(n, status, now, description=description)
+
+        changed = await self.notifications.change(order_id, [nid], apply)
+        if sending:
+            raise ReportNotMatched(
+                f"{channel.value} notification {nid} is still being sent; report {reference} is early"
+            )
         if not changed:
             return "unchanged"
         order = await self._order_for_report(creator, order_id)

@@ -184,3 +184,34 @@ async def test_a_send_cut_off_by_a_crash_is_taken_over_after_its_lease(client, i
     await processor.send_batch(Channel.EMAIL, lease.body)
     assert len([m for m in harness.sink.captured() if m["to"] == "crash@example.com"]) == 1
     assert statuses(await status_of(client, issuer, sender, order_id)) == {"crash@example.com": "Succeeded"}
+
+
+async def test_a_report_before_the_send_is_recorded_is_retried_then_applied(client, issuer, harness, sender):
+    """A provider may report delivery before Herald has recorded the send (the batch is still
+    settling): the report is answered 'retry', not dropped, and applies once the send is recorded."""
+    processor = harness.feature.processor
+    store = processor.notifications
+    index_reference = store.index_reference
+    early: list[str] = []
+
+    async def index_then_report(channel, reference, creator, order_id, notification_id):
+        await index_reference(channel, reference, creator, order_id, notification_id)
+        report = {"messageId": reference, "status": "Delivered", "recipient": "kari@example.com"}
+        with pytest.raises(ReportNotMatched, match="still being sent"):
+            await harness.feature.email_delivery_report(report)
+        early.append(reference)
+
+    store.index_reference = index_then_report
+    try:
+        order_id = (await post_order(client, issuer, sender)).json()["orderId"]
+        await harness.run(order_id)
+    finally:
+        store.index_reference = index_reference
+    assert len(early) == 1
+    assert statuses(await status_of(client, issuer, sender, order_id)) == {"kari@example.com": "Succeeded"}
+
+    # The provider retries: now it applies, and the early attempt counted nothing toward parking.
+    report = {"messageId": early[0], "status": "Delivered", "recipient": "kari@example.com"}
+    assert await harness.feature.email_delivery_report(report) == "applied"
+    assert statuses(await status_of(client, issuer, sender, order_id)) == {"kari@example.com": "Delivered"}
+    assert not [p for p in await harness.feature.dead_reports.parked() if p["reference"] == early[0]]
