@@ -38,7 +38,7 @@ async def run(quick: bool) -> Result:
             }
             async with aiohttp.ClientSession(headers=host.headers("notifications.order", "events.read")) as session:
                 started = time.monotonic()
-                cpu = host.cpu_seconds()
+                cpu, azurite_cpu = host.cpu_seconds(), store.cpu_seconds()
                 async with session.post(f"{host.url}/api/v1/notifications/orders", json=order) as response:
                     body = await response.json()
                     if response.status != 202:
@@ -72,6 +72,11 @@ async def run(quick: bool) -> Result:
                         if len(page) < 1000:
                             await asyncio.sleep(0.5)
                 cpu_ms = (host.cpu_seconds() - cpu) * 1000
+                elapsed = time.monotonic() - started
+                shares = {
+                    "devhost_cpu_share": cpu_ms / 1000 / elapsed,
+                    "azurite_cpu_share": (store.cpu_seconds() - azurite_cpu) / elapsed,
+                }
     emails_per_s = recipients / sent_at if sent_at else sum(counts[s] for s in SENT) / timeout
     ratio = emails_per_s / baseline["entities_per_s"]
     delivered = (
@@ -94,6 +99,7 @@ async def run(quick: bool) -> Result:
             "all_delivered_s": delivered_at,
             "final_counts": dict(counts),
             "devhost_cpu_ms_per_email": cpu_ms / recipients,
+            **shares,
             "raw": baseline,
         },
     )

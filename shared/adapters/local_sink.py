@@ -62,6 +62,9 @@ class Captured:
     outcome: str
 
 
+_REPORT_ATTEMPTS = 12
+
+
 def http_poster(base_url: str) -> ReportPoster:
     async def post(function_name: str, events: list[dict[str, Any]]) -> None:
         async with (
@@ -73,8 +76,8 @@ def http_poster(base_url: str) -> ReportPoster:
                 headers={"aeg-event-type": "Notification"},
             ) as response,
         ):
-            if response.status >= 300:
-                log.warning("local delivery report answered %s", response.status, extra={"function": function_name})
+            if response.status >= 300:  # Event Grid retries what its subscriber did not accept; so does the sink
+                raise RuntimeError(f"local delivery report answered {response.status}")
 
     return post
 
@@ -107,14 +110,16 @@ class LocalSink:
 
         async def run() -> None:
             await asyncio.sleep(self._delay)
-            # Event Grid retries failed deliveries; so does the sink, a few times.
-            for attempt in range(5):
+            # Event Grid retries a report its subscriber did not take (10 s, 30 s, 1 min, … for a day);
+            # the sink retries on a shorter schedule of the same shape, for about eight minutes.
+            for attempt in range(_REPORT_ATTEMPTS):
                 try:
                     await poster(function_name, events)
                     return
-                except Exception:
-                    log.warning("local delivery report failed (attempt %s)", attempt + 1, exc_info=True)
-                    await asyncio.sleep(self._delay * (attempt + 1))
+                except Exception as error:
+                    log.info("local delivery report not taken (attempt %s): %s", attempt + 1, error)
+                    await asyncio.sleep(min(self._delay * 2**attempt, 60.0))
+            log.warning("local delivery report dropped after %s attempts", _REPORT_ATTEMPTS)
 
         task = asyncio.create_task(run())
         self._tasks.add(task)

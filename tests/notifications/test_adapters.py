@@ -185,3 +185,37 @@ async def test_http_registry_with_an_msal_client_credentials_token(tmp_path):
         assert b"grant_type=client_credentials" in token_call.get_data()
     finally:
         server.stop()
+
+
+async def test_local_sink_retries_a_report_its_subscriber_did_not_take():
+    """Like Event Grid, the sink posts a report again when the function answered an error (here a
+    report that came before the send was recorded), instead of dropping it."""
+    from aiohttp import web
+
+    from shared.adapters.local_sink import LocalSink, http_poster
+    from shared.notifications.model import ContentType
+    from shared.notifications.ports import EmailMessage
+
+    answers = [500, 500, 200]
+    received: list[str] = []
+
+    async def eventgrid(request: web.Request) -> web.Response:
+        received.append(request.query["functionName"])
+        return web.Response(status=answers[len(received) - 1])
+
+    app = web.Application()
+    app.router.add_post("/runtime/webhooks/eventgrid", eventgrid)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        sink = LocalSink(http_poster(f"http://127.0.0.1:{port}/runtime/webhooks/eventgrid"), delay=0.01)
+        message = EmailMessage("n1", "noreply@herald.local", "kari@example.com", "Hi", "Hello", ContentType.PLAIN)
+        result = await sink.email.send(message)
+        assert result.outcome == "accepted"
+        await sink.drain()
+        assert received == ["email_delivery_report"] * 3
+    finally:
+        await runner.cleanup()
