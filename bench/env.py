@@ -113,10 +113,12 @@ class DevhostProcess:
         open_resource(self.url, self.token(["admin"], sub="system:bench-admin"), resource)
 
     def stop(self) -> None:
+        # A scenario's figures are taken by now: devhost gets a short grace, not the time its in-flight
+        # handlers would need (a hanging endpoint holds one for the whole webhook timeout).
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(timeout=30)
+                self.process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
