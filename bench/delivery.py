@@ -39,11 +39,12 @@ def events(resource: str, first: int, count: int, *, stamp: bool) -> bytes:
 
 
 async def subscribe(host: DevhostProcess, session: aiohttp.ClientSession, resource: str, endpoints: list[str]) -> None:
-    """Creates the subscriptions through the API and waits until the validation handshake made them active."""
+    """Creates the subscriptions through the API, all at once, and waits until the validation
+    handshake made them active."""
     await asyncio.to_thread(host.open_resource, resource)
     headers = host.headers("events.subscribe")
-    ids = []
-    for endpoint in endpoints:
+
+    async def create(endpoint: str) -> str:
         async with session.post(
             f"{host.url}/api/v1/subscriptions",
             json={"endPoint": endpoint, "resourceFilter": resource},
@@ -52,15 +53,18 @@ async def subscribe(host: DevhostProcess, session: aiohttp.ClientSession, resour
             body = await response.json()
             if response.status != 201:
                 raise RuntimeError(f"subscription create answered {response.status}: {body}")
-            ids.append(body["id"])
+            return str(body["id"])
+
+    async def active(subscription_id: str) -> bool:
+        async with session.get(f"{host.url}/api/v1/subscriptions/{subscription_id}", headers=headers) as response:
+            return bool((await response.json()).get("status") == "active")
+
+    pending = set(await asyncio.gather(*(create(endpoint) for endpoint in endpoints)))
     deadline = time.monotonic() + 60
-    pending = set(ids)
     while pending and time.monotonic() < deadline:
-        for subscription_id in list(pending):
-            async with session.get(f"{host.url}/api/v1/subscriptions/{subscription_id}", headers=headers) as response:
-                if (await response.json()).get("status") == "active":
-                    pending.discard(subscription_id)
-        await asyncio.sleep(0.2)
+        ids = sorted(pending)
+        pending -= {i for i, done in zip(ids, await asyncio.gather(*(active(i) for i in ids)), strict=True) if done}
+        await asyncio.sleep(0.1)
     if pending:
         raise RuntimeError(f"{len(pending)} subscriptions never became active")
 
