@@ -16,7 +16,7 @@ from bench import raw
 from bench.env import Result, azurite, percentile
 from shared.adapters.table_subscriptions import INDEX_TABLE, TableSubscriptionStore
 from shared.adapters.table_transactions import submit_transaction
-from shared.adapters.tables import escape_key
+from shared.adapters.tables import STORAGE_CLIENT_OPTIONS, escape_key
 from shared.subscriptions.model import index_key, index_keys_for_event
 
 HOT = "urn:bench:hot"
@@ -89,7 +89,7 @@ async def run(quick: bool) -> Result:
     samples = 50 if quick else 300
     rows: list[dict[str, Any]] = []
     with azurite() as store:
-        service = TableServiceClient.from_connection_string(store.connection_string, use_env_settings=False)
+        service = TableServiceClient.from_connection_string(store.connection_string, **STORAGE_CLIENT_OPTIONS)
         await service.create_table(INDEX_TABLE)
         client = service.get_table_client(INDEX_TABLE)
         subscriptions = TableSubscriptionStore(service)

@@ -17,7 +17,7 @@ from azure.data.tables.aio import TableServiceClient
 from bench.env import Result, azurite, devhost, percentile
 from shared.adapters.table_event_log import EVENTS_TABLE, key_row_key, row_key
 from shared.adapters.table_transactions import submit_transaction
-from shared.adapters.tables import escape_key, int64
+from shared.adapters.tables import STORAGE_CLIENT_OPTIONS, escape_key, int64
 from shared.events.cursor import encode_cursor
 from shared.events.log import Position
 
@@ -98,7 +98,7 @@ async def run(quick: bool) -> Result:
     samples = 50 if quick else 200
     results: list[dict[str, Any]] = []
     with azurite() as store:
-        service = TableServiceClient.from_connection_string(store.connection_string, use_env_settings=False)
+        service = TableServiceClient.from_connection_string(store.connection_string, **STORAGE_CLIENT_OPTIONS)
         await service.create_table(EVENTS_TABLE)
         client = service.get_table_client(EVENTS_TABLE)
         seeder = LogSeeder(client)

@@ -28,7 +28,6 @@ class Receipts:
         self.latencies: list[float] = []
         self.first: dict[str, float] = {}
         self.last: dict[str, float] = {}
-        self.times: list[float] = []
         self.validations = 0
         self.seen: set[str] = set()
         self.duplicates = 0
@@ -53,7 +52,6 @@ async def main(port: int) -> None:
         receipts.counts[path] += 1
         receipts.first.setdefault(path, now)
         receipts.last[path] = now
-        receipts.times.append(now)
         found = _T.search(body)
         if found and float(found.group(1)) > 0:
             receipts.latencies.append(now - float(found.group(1)))
@@ -76,7 +74,6 @@ async def main(port: int) -> None:
             "latencies": receipts.latencies,
             "first": receipts.first,
             "last": receipts.last,
-            "times": receipts.times,
             "validations": receipts.validations,
             "duplicates": receipts.duplicates,
         }

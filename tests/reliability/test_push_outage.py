@@ -13,14 +13,12 @@ import json
 from collections import defaultdict
 from datetime import datetime, timedelta
 
-from shared.subscriptions.delivery import RetryPolicy
 from shared.subscriptions.endpoint_guard import EndpointGuard
 from shared.subscriptions.fanout import Fanout
 from shared.subscriptions.messages import OUTBOUND_QUEUE, RETRY_QUEUE, DeliveryBatch
 from shared.subscriptions.outbound import OutboundWorker
-from shared.subscriptions.state import SubscriptionEvents, SubscriptionHealth
 from tests.reliability.figures import record_figures
-from tests.subscriptions.conftest import active_subscription
+from tests.subscriptions.conftest import active_subscription, worker_with
 from tests.support.events import event, publish
 from tests.support.fakes import FakeClock, RecordingBus
 from tests.support.pipeline import drain
@@ -31,30 +29,8 @@ EVENTS = 40
 
 
 def make_worker(services, clock: FakeClock, bus: RecordingBus) -> OutboundWorker:
-    health = SubscriptionHealth(
-        services.subscription_store,
-        SubscriptionEvents(services.publisher, clock),
-        clock,
-        disable_after=timedelta(days=5),
-    )
-    # Pushes are authorized again when the container has the authorization work (issue 4) wired in.
-    access = getattr(services, "access", None)
-    extra = {"authorizer": access.authorizer} if access is not None else {}
-    return OutboundWorker(
-        **extra,
-        store=services.subscription_store,
-        event_log=services.event_log,
-        delivery_log=services.delivery_log,
-        dead_letters=services.dead_letters,
-        bus=bus,
-        client=services.webhooks,
-        guard=EndpointGuard(clock=lambda: clock.now().timestamp()),  # production thresholds, simulated time
-        health=health,
-        clock=clock,
-        policy=RetryPolicy(SCHEDULE, timedelta(hours=24)),
-        timeout_seconds=5,
-        origin="herald.test",
-    )
+    # Production guard thresholds, on simulated time.
+    return worker_with(services, clock, bus, SCHEDULE, guard=EndpointGuard(clock=lambda: clock.now().timestamp()))
 
 
 async def outbound_batches(services, resource: str) -> list[DeliveryBatch]:

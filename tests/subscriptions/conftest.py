@@ -1,8 +1,14 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
+from shared.config import DEFAULT_RETRY_SCHEDULE
+from shared.subscriptions.delivery import RetryPolicy
+from shared.subscriptions.endpoint_guard import EndpointGuard
 from shared.subscriptions.messages import VALIDATION_QUEUE
+from shared.subscriptions.outbound import OutboundWorker
+from shared.subscriptions.state import SubscriptionEvents, SubscriptionHealth
 from tests.support.pipeline import drain
 
 
@@ -27,3 +33,37 @@ def events_received(receiver, path: str) -> list[dict]:
         for r in receiver.posts(path)
         if json.loads(r.body)["type"] != "platform.events.validatesubscription"
     ]
+
+
+def worker_with(
+    services,
+    clock,
+    bus,
+    schedule: tuple[int, ...] = DEFAULT_RETRY_SCHEDULE,
+    *,
+    guard: EndpointGuard | None = None,
+    timeout_seconds: float = 5,
+) -> OutboundWorker:
+    """The outbound worker on the test's services, with a controllable clock and a recording bus.
+    The default guard never opens its circuit, so schedules play out attempt by attempt."""
+    health = SubscriptionHealth(
+        services.subscription_store,
+        SubscriptionEvents(services.publisher, clock),
+        clock,
+        disable_after=timedelta(days=5),
+    )
+    return OutboundWorker(
+        store=services.subscription_store,
+        event_log=services.event_log,
+        delivery_log=services.delivery_log,
+        dead_letters=services.dead_letters,
+        bus=bus,
+        client=services.webhooks,
+        guard=guard or EndpointGuard(failure_threshold=10_000),
+        health=health,
+        clock=clock,
+        policy=RetryPolicy(schedule, timedelta(hours=24)),
+        timeout_seconds=timeout_seconds,
+        origin="herald.test",
+        authorizer=services.access.authorizer,
+    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from datetime import timedelta
 
 import pytest
 
@@ -14,12 +13,9 @@ from shared import container
 from shared.config import load_settings
 from shared.container import build_services
 from shared.provisioning import provision
-from shared.subscriptions.delivery import RetryPolicy
 from shared.subscriptions.endpoint_guard import EndpointGuard
 from shared.subscriptions.messages import RETRY_QUEUE, DeliveryBatch
-from shared.subscriptions.outbound import OutboundWorker
-from shared.subscriptions.state import SubscriptionEvents, SubscriptionHealth
-from tests.subscriptions.conftest import active_subscription
+from tests.subscriptions.conftest import active_subscription, worker_with
 from tests.support.events import event, publish
 from tests.support.fakes import FakeClock, RecordingBus
 from tests.support.receiver import Behaviour
@@ -99,26 +95,7 @@ async def test_a_message_settles_its_healthy_deliveries_without_waiting_for_a_ha
 
     clock, bus = FakeClock(), RecordingBus()
     guard = EndpointGuard()
-    worker = OutboundWorker(
-        store=services.subscription_store,
-        event_log=services.event_log,
-        delivery_log=services.delivery_log,
-        dead_letters=services.dead_letters,
-        bus=bus,
-        client=services.webhooks,
-        guard=guard,
-        health=SubscriptionHealth(
-            services.subscription_store,
-            SubscriptionEvents(services.publisher, clock),
-            clock,
-            disable_after=timedelta(days=5),
-        ),
-        clock=clock,
-        policy=RetryPolicy((10, 30), timedelta(hours=24)),
-        timeout_seconds=2,
-        origin="herald.test",
-        authorizer=services.access.authorizer,
-    )
+    worker = worker_with(services, clock, bus, (10, 30), guard=guard, timeout_seconds=2)
     # Another message holds the healthy endpoint's two slow-start slots.
     assert guard.admit(healthy).admitted and guard.admit(healthy).admitted
 

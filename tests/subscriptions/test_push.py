@@ -9,12 +9,8 @@ from datetime import timedelta
 from standardwebhooks import Webhook
 
 from shared.events.dispatch import INBOUND_QUEUE
-from shared.subscriptions.delivery import RetryPolicy
-from shared.subscriptions.endpoint_guard import EndpointGuard
 from shared.subscriptions.messages import OUTBOUND_QUEUE, RETRY_QUEUE, DeliveryBatch
-from shared.subscriptions.outbound import OutboundWorker
-from shared.subscriptions.state import SubscriptionEvents, SubscriptionHealth
-from tests.subscriptions.conftest import active_subscription, events_received
+from tests.subscriptions.conftest import active_subscription, events_received, worker_with
 from tests.support.events import event, publish
 from tests.support.fakes import FakeClock, RecordingBus
 from tests.support.pipeline import drain
@@ -139,30 +135,6 @@ async def test_410_disables_the_subscription_and_herald_says_so(client, issuer, 
         )
     ).json()
     assert any(n["data"]["subscriptionId"] == sub["id"] for n in notices)
-
-
-def worker_with(services, clock, bus, schedule=(10, 30, 60, 300, 600, 1800, 3600, 10800, 21600, 43200)):
-    health = SubscriptionHealth(
-        services.subscription_store,
-        SubscriptionEvents(services.publisher, clock),
-        clock,
-        disable_after=timedelta(days=5),
-    )
-    return OutboundWorker(
-        store=services.subscription_store,
-        event_log=services.event_log,
-        delivery_log=services.delivery_log,
-        dead_letters=services.dead_letters,
-        bus=bus,
-        client=services.webhooks,
-        guard=EndpointGuard(failure_threshold=10_000),
-        health=health,
-        clock=clock,
-        policy=RetryPolicy(schedule, timedelta(hours=24)),
-        timeout_seconds=5,
-        origin="herald.test",
-        authorizer=services.access.authorizer,
-    )
 
 
 async def first_outbound(services, resource) -> DeliveryBatch:
