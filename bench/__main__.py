@@ -16,10 +16,12 @@ import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.env import STATE, Result, machine
+from bench.env import STATE, Result, close_pool, machine
 from bench.report import markdown
 
 SCENARIOS = ("ingest", "matching", "delivery", "isolation", "notifications", "cost", "query")
+# Scenarios that run on one set of processes (bench.env.webhook_rig), kept while they run back to back.
+POOLED = {"delivery", "isolation"}
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -34,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     names = args.only or list(SCENARIOS)
     started = time.monotonic()
     results: list[Result] = []
-    for name in names:
+    for index, name in enumerate(names):
         print(f"bench: {name} …", flush=True)
         began = time.monotonic()
         module = importlib.import_module(f"bench.{name}")
@@ -43,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as error:
             traceback.print_exc()
             result = Result(name, name, "failed", "", None, "", None, notes=[f"{type(error).__name__}: {error}"])
+        finally:
+            following = names[index + 1] if index + 1 < len(names) else None
+            if name not in POOLED or following not in POOLED:
+                close_pool()  # nothing of one scenario keeps running under the next
         result.seconds = time.monotonic() - began
         results.append(result)
         ratio = f"{result.ratio:.2f}" if result.ratio is not None else "-"

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 
 from bench import raw
-from bench.env import DevhostProcess, ReceiverProcess, Result, azurite, devhost, percentile, profiled, receiver
+from bench.env import DevhostProcess, ReceiverProcess, Result, percentile, profiled, webhook_rig
 
 BATCH = "application/cloudevents-batch+json"
 ENDPOINTS = 20
@@ -166,20 +166,24 @@ async def latency(
 
 
 async def run(quick: bool) -> Result:
-    count = 200 if quick else 2_000
-    seconds = 2.0 if quick else 15.0
+    count = 150 if quick else 2_000
+    seconds = 1.5 if quick else 10.0
     wait = 30.0 if quick else 120.0
-    with azurite() as store, receiver() as sink, devhost(store) as host:
+    with webhook_rig() as (_, sink, host):
         sample = events("urn:bench:delivery", 0, 1, stamp=False)[1:-1]
         baseline = await raw.http_posts(
-            lambda n: f"{sink.url}/hook/raw{n % ENDPOINTS}", seconds=seconds, concurrency=64, body=sample
+            lambda n: f"{sink.url}/hook/raw{n % ENDPOINTS}", seconds=1.0 if quick else 5.0, concurrency=64, body=sample
         )
         async with aiohttp.ClientSession() as session:
             # One resource and set of endpoints per phase, so late deliveries of one phase never count in the next.
             phases = {"w": "urn:bench:delivery:warm", "t": "urn:bench:delivery:burst", "l": "urn:bench:delivery:paced"}
-            for prefix, resource in phases.items():
-                await subscribe(host, session, resource, [f"{sink.url}/hook/{prefix}{i}" for i in range(ENDPOINTS)])
-            await throughput(host, sink, session, phases["w"], 20 if quick else 100, ENDPOINTS, wait, prefix="w")
+            await asyncio.gather(
+                *(
+                    subscribe(host, session, resource, [f"{sink.url}/hook/{prefix}{i}" for i in range(ENDPOINTS)])
+                    for prefix, resource in phases.items()
+                )
+            )
+            await throughput(host, sink, session, phases["w"], 10 if quick else 100, ENDPOINTS, wait, prefix="w")
             with profiled(host.process.pid, "delivery"):
                 measured = await throughput(host, sink, session, phases["t"], count, ENDPOINTS, wait, prefix="t")
             rate = 0.5 * measured["deliveries_per_s"] / ENDPOINTS

@@ -118,7 +118,7 @@ class DevhostProcess:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(timeout=5)
+                self.process.wait(timeout=1)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
@@ -239,6 +239,28 @@ def receiver() -> Iterator[ReceiverProcess]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+_POOL = contextlib.ExitStack()
+_POOLED: dict[str, Any] = {}
+
+
+@contextlib.contextmanager
+def webhook_rig() -> Iterator[tuple[Azurite, ReceiverProcess, DevhostProcess]]:
+    """Azurite, the receivers and devhost for the delivery and isolation scenarios: started by the first
+    of them and kept for the next (each uses resources and endpoint paths of its own), which saves a
+    few seconds of the quick run. ``close_pool`` stops them."""
+    rig = _POOLED.get("webhooks")
+    if rig is None:
+        store = _POOL.enter_context(azurite())
+        sink = _POOL.enter_context(receiver())
+        rig = _POOLED["webhooks"] = (store, sink, _POOL.enter_context(devhost(store)))
+    yield rig
+
+
+def close_pool() -> None:
+    _POOL.close()
+    _POOLED.clear()
 
 
 def percentile(values: Sequence[float], p: float) -> float:

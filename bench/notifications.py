@@ -25,7 +25,7 @@ async def run(quick: bool) -> Result:
     recipients = 300 if quick else 10_000
     timeout = 40 if quick else 240
     with azurite() as store:
-        baseline = await raw.table_inserts(store.connection_string, seconds=2 if quick else 8, table="rawnotify")
+        baseline = await raw.table_inserts(store.connection_string, seconds=1 if quick else 8, table="rawnotify")
         with devhost(store) as host:  # the sink reports after its default 2 s, as ACS would later
             host.open_resource(RESOURCE)
             order = {

@@ -112,7 +112,7 @@ async def run(quick: bool) -> Result:
                     herald: list[float] = []
                     rawq: list[float] = []
                     # Sampling is bounded per size (Azurite scans the whole table for every query).
-                    budget = time.monotonic() + (3 if quick else 20)
+                    budget = time.monotonic() + (1.5 if quick else 20)
                     for i in range(samples + 5):
                         if i >= 35 and time.monotonic() > budget:
                             break

@@ -104,6 +104,9 @@ class DevHostOptions:
         return replace(options, **overrides)
 
 
+KEEP_ALIVE_SECONDS = 130
+
+
 class _Server(uvicorn.Server):
     """uvicorn without its own signal handlers: devhost owns shutdown ordering."""
 
@@ -258,8 +261,15 @@ class DevHost:
         )
         sock = _bind(self.options.host, self.options.port)
         self._port = sock.getsockname()[1]
+        # Idle connections stay open 130 s, as the Functions host's Kestrel keeps them: uvicorn's 5 s
+        # closed connections that clients' pools were about to reuse.
         config = uvicorn.Config(
-            asgi, lifespan="off", log_level="warning", access_log=False, timeout_graceful_shutdown=5
+            asgi,
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=5,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
         )
         self._server = _Server(config)
         self._server_task = asyncio.create_task(self._server.serve(sockets=[sock]), name="devhost-http")

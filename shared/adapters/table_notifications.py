@@ -149,10 +149,18 @@ def _order_entity(order: Order) -> dict[str, Any]:
     return entity
 
 
-def _order(entity: Any) -> Order:
+# Every property _order_entity writes except the packed recipients (r00, r01, ...): what a read
+# without recipients selects.
+_ORDER_FIELDS = (
+    "creator", "idem", "sendTime", "channel", "ignoreReservation", "created", "status", "ref", "resource",
+    "condition", "policy", "statusTime", "started", "lookup", "email", "sms",
+)  # fmt: skip
+
+
+def _order(entity: Any, *, recipients: bool = True) -> Order:
     email = json.loads(entity["email"]) if entity.get("email") else None
     sms = json.loads(entity["sms"]) if entity.get("sms") else None
-    recipients = json.loads(_unpack(entity, "r") or b"[]")
+    specs = [RecipientSpec.from_json(r) for r in json.loads(_unpack(entity, "r") or b"[]")] if recipients else []
     return Order(
         id=entity["RowKey"][1:],
         creator=entity["creator"],
@@ -166,7 +174,7 @@ def _order(entity: Any) -> Order:
         if email
         else None,
         sms_template=SmsTemplate(sms["body"], sms.get("sender")) if sms else None,
-        recipients=[RecipientSpec.from_json(r) for r in recipients],
+        recipients=specs,
         ignore_reservation=bool(entity.get("ignoreReservation")),
         resource_id=entity.get("resource"),
         condition_endpoint=entity.get("condition"),
@@ -176,7 +184,7 @@ def _order(entity: Any) -> Order:
         status_time=entity.get("statusTime"),
         lookup=RecipientLookup.from_json(json.loads(entity["lookup"])) if entity.get("lookup") else None,
         processing_started=entity.get("started"),
-        version=_etag(entity),
+        version=_etag(entity) if recipients else None,
     )
 
 
@@ -213,12 +221,13 @@ class TableOrderStore:
             return None
         return await self.get(creator, key["orderId"])
 
-    async def get(self, creator: str, order_id: str) -> Order | None:
+    async def get(self, creator: str, order_id: str, *, recipients: bool = True) -> Order | None:
+        select = None if recipients else ["RowKey", *_ORDER_FIELDS]
         try:
-            entity = await self._table.get_entity(escape_key(creator), f"o{order_id}")
+            entity = await self._table.get_entity(escape_key(creator), f"o{order_id}", select=select)
         except ResourceNotFoundError:
             return None
-        return _order(entity)
+        return _order(entity, recipients=recipients)
 
     async def update(self, order: Order) -> Order:
         if order.version is None:
@@ -360,29 +369,36 @@ class TableNotificationStore:
         query = self._table.query_entities("PartitionKey eq @pk", parameters={"pk": order_id})
         return [_notification(entity) async for entity in query]
 
-    async def change(self, order_id: str, ids: Sequence[str], decide: Decide) -> list[Notification]:
+    async def change(
+        self, order_id: str, ids: Sequence[str], decide: Decide, *, known: Sequence[Notification] = ()
+    ) -> list[Notification]:
         remaining = list(dict.fromkeys(ids))
+        held = {n.id: n for n in known if n.version is not None}
         changed: list[Notification] = []
         for _ in range(_MAX_CHANGE_ROUNDS):
             if not remaining:
                 break
-            current = [_notification(entity) for entity in await query_keys(self._table, order_id, remaining)]
+            unknown = [i for i in remaining if i not in held]
+            current = [held[i] for i in remaining if i in held]
+            current += [_notification(entity) for entity in await query_keys(self._table, order_id, unknown)]
+            held = {}  # a held version that lost a race is read again in the next round
             updates = [(n, new) for n in current if (new := decide(n)) is not None]
             if not updates:
                 break
             chunks = [updates[i : i + TRANSACTION_OPERATIONS] for i in range(0, len(updates), TRANSACTION_OPERATIONS)]
             outcomes = await asyncio.gather(*(self._update_chunk(chunk) for chunk in chunks))
             remaining = []
-            for chunk, done in zip(chunks, outcomes, strict=True):
-                if done:
-                    changed.extend(new for _, new in chunk)
+            for chunk, etags in zip(chunks, outcomes, strict=True):
+                if etags is not None:
+                    changed.extend(replace(new, version=etag) for (_, new), etag in zip(chunk, etags, strict=True))
                 else:
                     remaining.extend(old.id for old, _ in chunk)
         else:
             log.warning("notifications kept changing under us", extra={"order_id": order_id, "left": len(remaining)})
         return changed
 
-    async def _update_chunk(self, chunk: list[tuple[Notification, Notification]]) -> bool:
+    async def _update_chunk(self, chunk: list[tuple[Notification, Notification]]) -> list[str | None] | None:
+        """The new versions, or None when another writer changed one of the chunk's notifications first."""
         operations: list[Any] = [
             (
                 "update",
@@ -392,13 +408,13 @@ class TableNotificationStore:
             for old, new in chunk
         ]
         try:
-            await submit_transaction(self._table, operations)
+            results = await submit_transaction(self._table, operations)
         except TableTransactionError as error:
             code = str(getattr(error, "error_code", ""))
             if code in ("UpdateConditionNotSatisfied", "ConditionNotMet", "ResourceNotFound"):
-                return False
+                return None
             raise
-        return True
+        return [result.get("etag") for result in results]
 
     async def index_reference(
         self, channel: Channel, reference: str, creator: str, order_id: str, notification_id: str

@@ -263,14 +263,14 @@ class OrderService:
             await self._bus.send(ORDERS_QUEUE, [start_message(order.creator, order.id, at)])
         return order, created
 
-    async def get(self, creator: str, order_id: str) -> Order:
-        order = await self._orders.get(creator, order_id)
+    async def get(self, creator: str, order_id: str, *, recipients: bool = True) -> Order:
+        order = await self._orders.get(creator, order_id, recipients=recipients)
         if order is None:
             raise OrderNotFound(order_id)
         return order
 
     async def status(self, creator: str, order_id: str) -> OrderStatusView:
-        order = await self.get(creator, order_id)
+        order = await self.get(creator, order_id, recipients=False)
         notifications = await self._notifications.of_order(order.id)
         status = order.status
         if status is OrderStatus.PROCESSED and all(is_final(n.channel, n.status) for n in notifications):

@@ -116,7 +116,11 @@ class OrderStore(Protocol):
         """Stores the order and its idempotency key atomically; raises OrderExists for a reused key."""
         ...
 
-    async def get(self, creator: str, order_id: str) -> Order | None: ...
+    async def get(self, creator: str, order_id: str, *, recipients: bool = True) -> Order | None:
+        """The order; with ``recipients=False`` everything but its recipient list, for the send and
+        report paths (a 10,000-recipient order is read once per batch). Such an order carries no
+        version, so ``update`` refuses it and the recipients can never be written away."""
+        ...
 
     async def update(self, order: Order) -> Order:
         """Replaces the order if ``order.version`` is current; raises Conflict otherwise."""
@@ -151,11 +155,15 @@ class NotificationStore(Protocol):
 
     async def of_order(self, order_id: str) -> list[Notification]: ...
 
-    async def change(self, order_id: str, ids: Sequence[str], decide: Decide) -> list[Notification]:
+    async def change(
+        self, order_id: str, ids: Sequence[str], decide: Decide, *, known: Sequence[Notification] = ()
+    ) -> list[Notification]:
         """Applies ``decide`` to each notification (None = leave it) under optimistic concurrency.
 
-        Returns the notifications as changed. ``decide`` may run more than once for one
-        notification when another writer got there first.
+        Returns the notifications as changed, with their new versions. ``known`` are versions the
+        caller holds (from an earlier change): they are tried without reading, and read again only
+        if another writer got there first. ``decide`` may run more than once for one notification
+        when another writer got there first.
         """
         ...
 

@@ -240,7 +240,7 @@ class Processor:
 
     async def send_batch(self, channel: Channel, body: bytes) -> None:
         batch = SendBatch.decode(body)
-        order = await self.orders.get(batch.creator, batch.order_id)
+        order = await self.orders.get(batch.creator, batch.order_id, recipients=False)
         if order is None:
             log.warning("send batch for an unknown order", extra={"order_id": batch.order_id})
             return
@@ -340,14 +340,14 @@ class Processor:
                 status, fields = final[n.id]
                 return moved(n, status, now, **fields)
 
-            changed = await self.notifications.change(order.id, list(final), settle)
+            changed = await self.notifications.change(order.id, list(final), settle, known=claimed)
             await self.events.publish([StatusChange(order, n) for n in changed])
         if failed:
             # Counted apart from claims, so 429 pauses never use up a notification's retries.
             def count(n: Notification) -> Notification | None:
                 return replace(n, failures=failed[n.id]) if n.failures < failed[n.id] else None
 
-            await self.notifications.change(order.id, list(failed), count)
+            await self.notifications.change(order.id, list(failed), count, known=claimed)
         if retries:
             attempt = claimed[0].attempt
             await self.bus.send(
@@ -432,7 +432,7 @@ class Processor:
         if order is not None:
             self._report_orders.move_to_end(key)
             return order
-        order = await self.orders.get(creator, order_id)
+        order = await self.orders.get(creator, order_id, recipients=False)
         if order is not None:
             self._report_orders[key] = order
             while len(self._report_orders) > 32:
@@ -454,7 +454,7 @@ class Processor:
         now = self.clock.now()
         expired = 0
         for creator, order_id, at in await self.orders.expiring(now, limit):
-            order = await self.orders.get(creator, order_id)
+            order = await self.orders.get(creator, order_id, recipients=False)
             notifications = await self.notifications.of_order(order_id)
             due = [n.id for n in notifications if not n.final and n.expiry is not None and n.expiry <= now]
             if due:

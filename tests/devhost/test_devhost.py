@@ -117,6 +117,25 @@ async def test_http_round_trip_keeps_path_query_headers_and_body(harness: Harnes
     assert response.headers["content-type"] == "application/json"
 
 
+async def test_http_keeps_an_idle_connection_open_as_the_functions_host_does(harness: Harness) -> None:
+    """The Functions host (Kestrel) keeps an idle connection 130 s; uvicorn's default of 5 s closed
+    connections that clients' pools (aiohttp keeps them 15 s) were about to reuse."""
+    host = await harness.start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(host.url.rsplit(":", 1)[1]))
+    request = b"GET /admin/host/status HTTP/1.1\r\nHost: devhost\r\n\r\n"
+    try:
+        for pause in (0.0, 6.0):
+            await asyncio.sleep(pause)
+            writer.write(request)
+            await writer.drain()
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
+            assert head.startswith(b"HTTP/1.1 200"), head
+            length = int(next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))[15:])
+            await reader.readexactly(length)
+    finally:
+        writer.close()
+
+
 async def test_http_serves_openapi_docs_and_app_404s(harness: Harness) -> None:
     host = await harness.start()
     async with httpx.AsyncClient(base_url=host.url) as client:

@@ -215,3 +215,29 @@ async def test_a_report_before_the_send_is_recorded_is_retried_then_applied(clie
     assert await harness.feature.email_delivery_report(report) == "applied"
     assert statuses(await status_of(client, issuer, sender, order_id)) == {"kari@example.com": "Delivered"}
     assert not [p for p in await harness.feature.dead_reports.parked() if p["reference"] == early[0]]
+
+
+async def test_a_change_from_held_versions_never_overwrites_another_writers_change(client, issuer, harness, sender):
+    from dataclasses import replace
+
+    from shared.notifications.orders import ORDERS_QUEUE
+
+    recipients = [{"emailAddress": f"person{i}@example.com"} for i in range(3)]
+    order_id = (await post_order(client, issuer, sender, recipients=recipients)).json()["orderId"]
+    for body in await harness.take(ORDERS_QUEUE, order_id):
+        await harness.feature.processor.start_order(body)
+    store = harness.feature.processor.notifications
+    ids = [n.id for n in await store.of_order(order_id)]
+    assert len(ids) == 3
+
+    held = await store.change(order_id, ids, lambda n: replace(n, description="first"))
+    assert len(held) == 3 and all(n.version for n in held)
+    # Another writer changes one of them after the holder read it.
+    await store.change(order_id, ids[:1], lambda n: replace(n, failures=n.failures + 1))
+
+    again = await store.change(order_id, ids, lambda n: replace(n, description=f"{n.description}+second"), known=held)
+    assert len(again) == 3
+    stored = {n.id: n for n in await store.of_order(order_id)}
+    assert {n.description for n in stored.values()} == {"first+second"}
+    assert stored[ids[0]].failures == 1  # the other writer's change survived
+    assert {n.id: n.version for n in again} == {i: stored[i].version for i in ids}  # versions handed back are current

@@ -238,3 +238,33 @@ async def test_sms_at_the_limit_is_accepted(client, issuer, harness, sender):
             recipients=[{"mobileNumber": "+4799999999"}],
         )
         assert response.status_code == 202, response.text
+
+
+async def test_an_order_read_without_its_recipients_keeps_every_other_field_and_cannot_be_written_back(
+    client, issuer, harness, sender
+):
+    from dataclasses import replace
+
+    from shared.notifications.ports import Conflict
+
+    recipients = [{"emailAddress": f"person{i}@example.com"} for i in range(3_000)]  # past one 64 KiB property
+    body = order_body(
+        recipients=recipients,
+        resourceId="urn:altinn:resource:order-fields",
+        requestedSendTime="2030-01-01T10:00:00Z",
+        sendingTimePolicy="Daytime",
+    )
+    response = await client.post("/api/v1/notifications/orders", json=body, headers=issuer.headers(H, sub=sender))
+    assert response.status_code == 202, response.text
+    order_id = response.json()["orderId"]
+    store = harness.feature.processor.orders
+
+    whole = await store.get(sender, order_id)
+    summary = await store.get(sender, order_id, recipients=False)
+    assert whole is not None and summary is not None
+    assert len(whole.recipients) == 3_000 and summary.recipients == []
+    assert replace(summary, recipients=whole.recipients, version=whole.version) == whole
+    # Without its version the summary cannot replace the stored order (and with it the recipients).
+    with pytest.raises(Conflict):
+        await store.update(summary)
+    assert len((await store.get(sender, order_id)).recipients) == 3_000
