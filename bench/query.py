@@ -57,14 +57,20 @@ class LogSeeder:
         target_rows = events // PER_ROW
         todo = iter(range(self.rows + 1, target_rows + 1))
         now = datetime.now(UTC)
+        # The new events' idempotency keys in key order, packed into rows in that order: Azurite keeps a
+        # sorted index of row keys per table and moves its tail on every insert, so keys arriving in order
+        # save about a third of the seeding time. Which events share a row does not matter to a reader.
+        first, last = self.rows + 1, target_rows
+        numbered = sorted(
+            (hashlib.sha256(f"urn:bench:query|q{n}".encode()).hexdigest()[:32], n)
+            for n in range(first * PER_ROW, (last + 1) * PER_ROW)
+        )
 
         async def worker() -> None:
             for seq in todo:
-                bodies = [_event(seq * PER_ROW + i) for i in range(PER_ROW)]
-                hashes = [
-                    hashlib.sha256(f"urn:bench:query|q{seq * PER_ROW + i}".encode()).hexdigest()[:32]
-                    for i in range(PER_ROW)
-                ]
+                mine = numbered[(seq - first) * PER_ROW : (seq - first + 1) * PER_ROW]
+                bodies = [_event(n) for _, n in mine]
+                hashes = [h for h, _ in mine]
                 ops: list[Any] = [
                     ("create", {"PartitionKey": pk, "RowKey": key_row_key(h), "h": h, "s": int64(seq)}) for h in hashes
                 ]
