@@ -8,7 +8,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,19 +23,10 @@ import psutil
 
 from devhost.azurite import Azurite as HostAzurite
 from devhost.azurite import free_port, free_ports
+from devhost.readiness import wait_for_port, wait_until_serving
 
 REPO = Path(__file__).resolve().parents[1]
 STATE = Path(tempfile.gettempdir()) / f"herald-bench-{os.getpid()}"
-
-
-def wait_for_port(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
 
 
 @dataclass
@@ -158,17 +148,7 @@ def start_devhost(store: Azurite, extra_env: dict[str, str] | None = None) -> De
     log_path = state / "devhost.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/admin/host/status", timeout=1) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("devhost did not start:\n" + log_path.read_text()[-4000:])
-        time.sleep(0.2)
+    wait_until_serving(f"http://127.0.0.1:{port}/admin/host/status", process, log_path, timeout=90)
     return DevhostProcess(process, port, state, env, log_path)
 
 
@@ -269,6 +249,11 @@ def percentile(values: Sequence[float], p: float) -> float:
     ordered = sorted(values)
     rank = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
     return float(ordered[rank])
+
+
+def percentiles_ms(prefix: str, samples: Sequence[float]) -> dict[str, float]:
+    """``{prefix}_p50_ms`` and ``{prefix}_p99_ms`` of samples taken in seconds."""
+    return {f"{prefix}_p{p}_ms": percentile(samples, p) * 1000 for p in (50, 99)}
 
 
 def machine() -> dict[str, Any]:

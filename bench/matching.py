@@ -13,7 +13,7 @@ from typing import Any
 from azure.data.tables.aio import TableServiceClient
 
 from bench import raw
-from bench.env import Result, azurite, percentile
+from bench.env import Result, azurite, percentile, percentiles_ms
 from shared.adapters.table_subscriptions import INDEX_TABLE, TableSubscriptionStore
 from shared.adapters.table_transactions import submit_transaction
 from shared.adapters.tables import STORAGE_CLIENT_OPTIONS, escape_key
@@ -124,10 +124,8 @@ async def run(quick: bool) -> Result:
                 {
                     "subscriptions": seeder.size,
                     "hot_resource_subscriptions": seeder.hot,
-                    "herald_p50_ms": percentile(herald, 50) * 1000,
-                    "herald_p99_ms": percentile(herald, 99) * 1000,
-                    "raw_query_p50_ms": percentile(query, 50) * 1000,
-                    "raw_query_p99_ms": percentile(query, 99) * 1000,
+                    **percentiles_ms("herald", herald),
+                    **percentiles_ms("raw_query", query),
                     "raw_point_read_p99_ms": percentile(point, 99) * 1000,
                     "seeded_after_s": round(seeder.seconds, 1),
                     "samples": len(herald),

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 from azure.data.tables.aio import TableServiceClient
 
-from bench.env import Result, azurite, devhost, percentile
+from bench.env import Result, azurite, devhost, percentiles_ms
 from shared.adapters.table_event_log import EVENTS_TABLE, key_row_key, row_key
 from shared.adapters.table_transactions import submit_transaction
 from shared.adapters.tables import STORAGE_CLIENT_OPTIONS, escape_key, int64
@@ -146,10 +146,8 @@ async def run(quick: bool) -> Result:
                     results.append(
                         {
                             "events": seeder.events,
-                            "herald_p50_ms": percentile(herald, 50) * 1000,
-                            "herald_p99_ms": percentile(herald, 99) * 1000,
-                            "raw_p50_ms": percentile(rawq, 50) * 1000,
-                            "raw_p99_ms": percentile(rawq, 99) * 1000,
+                            **percentiles_ms("herald", herald),
+                            **percentiles_ms("raw", rawq),
                             "seeded_after_s": round(seeder.seconds, 1),
                             "samples": len(herald),
                         }

@@ -9,12 +9,12 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from devhost.readiness import wait_for_port, wait_until_serving
 from shared.config import azurite_connection_string
-from tests.support.azurite import azurite_binary, free_port, wait_for_port
+from tests.support.azurite import azurite_binary, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -131,17 +131,7 @@ class DevhostProcess:
         ]
         log = (self.state / "devhost.log").open("ab")
         self.process = subprocess.Popen(command, cwd=REPO, env=self.env(), stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.url}/api/v1/health", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("devhost did not start:\n" + (self.state / "devhost.log").read_text()[-4000:])
-            time.sleep(0.2)
+        wait_until_serving(f"{self.url}/api/v1/health", self.process, self.state / "devhost.log", timeout)
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, no flush, handlers cut mid-flight."""

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import socket
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,17 +11,7 @@ from devhost.azurite import default_binary, free_port, free_ports
 
 REPO = Path(__file__).resolve().parents[2]
 
-__all__ = ["Azurite", "azurite_binary", "free_port", "start_azurite", "wait_for_port"]
-
-
-def wait_for_port(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+__all__ = ["Azurite", "azurite_binary", "free_port", "start_azurite"]
 
 
 def azurite_binary() -> str:

@@ -6,13 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from devhost.readiness import wait_until_serving
 from shared.config import Settings
 from tests.support.azurite import Azurite, free_port
 
@@ -53,23 +52,9 @@ def devhost_process(
     with (state / "devhost.log").open("wb") as log:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            _wait_until_healthy(port, process, state)
+            wait_until_serving(f"http://127.0.0.1:{port}/api/v1/health", process, state / "devhost.log", timeout=60)
             yield DevhostProcess(port, env, state)
         finally:
             process.send_signal(signal.SIGTERM)
             code = process.wait(timeout=30)
     assert code == 0, f"devhost exited with {code}:\n" + (state / "devhost.log").read_text()[-3000:]
-
-
-def _wait_until_healthy(port: int, process: subprocess.Popen[bytes], state: Path) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("devhost did not start:\n" + (state / "devhost.log").read_text())
-        time.sleep(0.2)
