@@ -63,8 +63,20 @@ class DeliveryBatch(BaseModel):
 
 
 def delivery_message(
-    deliveries: Sequence[Delivery], *, deliver_at: datetime | None = None, trace: dict[str, str] | None = None
+    deliveries: Sequence[Delivery],
+    *,
+    deliver_at: datetime | None = None,
+    trace: dict[str, str] | None = None,
+    occasion: datetime | None = None,
 ) -> OutgoingMessage:
+    """A message of up to 256 deliveries.
+
+    Its id is deterministic, so Service Bus duplicate detection drops a batch sent twice (fan-out
+    after a crash). A batch queued again later is a new send, not a duplicate: a retry or deferral
+    is told apart by its due time, a replay by its ``occasion`` (when it was asked for). Without
+    that, the second deferral of the same deliveries within the detection window would be dropped
+    and the deliveries lost.
+    """
     batch = DeliveryBatch(
         d=[
             (
@@ -80,8 +92,8 @@ def delivery_message(
         ]
     )
     body = batch.model_dump_json().encode()
-    # Deterministic: the same deliveries at the same attempt are one message (Service Bus duplicate detection).
-    message_id = hashlib.sha256(body).hexdigest()[:40]
+    distinct = "|".join(moment.isoformat() for moment in (deliver_at, occasion) if moment is not None)
+    message_id = hashlib.sha256(body + distinct.encode()).hexdigest()[:40]
     return OutgoingMessage(body=body, message_id=message_id, deliver_at=deliver_at, application_properties=trace or {})
 
 
@@ -103,4 +115,7 @@ def validation_message(
     deliver_at: datetime | None = None,
 ) -> OutgoingMessage:
     body = ValidationMessage(key=key, id=subscription_id, attempt=attempt, first=first).model_dump_json().encode()
-    return OutgoingMessage(body=body, message_id=f"{subscription_id}-v{attempt}", deliver_at=deliver_at)
+    # One id per attempt of one validation (``first``: when it began), so enabling a subscription again
+    # within the duplicate detection window starts a validation instead of being dropped as a duplicate.
+    began = f"-{int(first.timestamp() * 1000)}" if first is not None else ""
+    return OutgoingMessage(body=body, message_id=f"{subscription_id}{began}-v{attempt}", deliver_at=deliver_at)

@@ -180,14 +180,14 @@ class SubscriptionService:
     async def replay(self, consumer: str, subscription_id: str, since: datetime | None) -> int:
         """Queue the subscription's dead letters again as first attempts; returns how many."""
         subscription = await self.get(consumer, subscription_id)
+        asked_at = self._clock.now()
         replayed = 0
         while True:
             letters = await self._dead_letters.take(subscription.id, since, 256)
             if not letters:
                 return replayed
-            await self._bus.send(
-                OUTBOUND_QUEUE, [delivery_message([_redelivery(subscription, letter) for letter in letters])]
-            )
+            redeliveries = [_redelivery(subscription, letter) for letter in letters]
+            await self._bus.send(OUTBOUND_QUEUE, [delivery_message(redeliveries, occasion=asked_at)])
             await self._dead_letters.remove(letters)
             replayed += len(letters)
 
