@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 
-.PHONY: run test setup lint typecheck unit bench bench-quick clean soak
+.PHONY: run test setup lint typecheck unit bench bench-quick clean soak smoke
 
 run: setup
 	$(PY) -m devhost start
@@ -41,7 +41,7 @@ soak: setup
 	HERALD_SOAK=1 $(BIN)/pytest -q -s -m soak tests/reliability
 
 typecheck: setup
-	$(BIN)/mypy function_app.py functions shared devhost
+	$(BIN)/mypy function_app.py functions shared devhost smoke
 
 # Benchmarks (bench/, docs/performance.md): each scenario beside the raw limit of this machine, in one run.
 # They assert nothing; they write bench/results/latest.json and latest.md.
@@ -50,6 +50,14 @@ bench: setup
 
 bench-quick: setup
 	$(PY) -m bench --quick
+
+# The smoke test after deploying (docs/deploy.md): README's flow against any Herald, one line per step.
+# make smoke URL=https://… TOKEN=… [ADMIN_TOKEN=…] [RESOURCE=urn:…] [ENDPOINT=https://…] [EMAIL=…] [WAIT=seconds]
+# (@: the command line holds the tokens, so make does not echo it)
+smoke: $(VENV)/.installed
+	@$(PY) -m smoke $(if $(URL),--url "$(URL)") $(if $(TOKEN),--token "$(TOKEN)") \
+		$(if $(ADMIN_TOKEN),--admin-token "$(ADMIN_TOKEN)") $(if $(RESOURCE),--resource "$(RESOURCE)") \
+		$(if $(ENDPOINT),--endpoint "$(ENDPOINT)") $(if $(EMAIL),--email "$(EMAIL)") $(if $(WAIT),--wait "$(WAIT)")
 
 clean:
 	rm -rf $(VENV) .venv-checkov node_modules .local .pytest_cache .mypy_cache .ruff_cache
