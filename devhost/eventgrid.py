@@ -1,7 +1,8 @@
 """The Event Grid webhook the Functions host exposes at ``/runtime/webhooks/eventgrid``.
 
 It answers the subscription validation handshake and invokes the named function once per event,
-so local publishers (or tests) can post exactly what Event Grid would deliver.
+so local publishers (or tests) can post exactly what Event Grid would deliver. Each event reaches
+the function through the azure-functions Event Grid converter, as in Azure (devhost/bindings.py).
 """
 
 from __future__ import annotations
@@ -9,12 +10,10 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
-import azure.functions as func
-
-from devhost.functions_index import FunctionIndex, FunctionSpec, TriggerKind
+from devhost.bindings import event_grid_input
+from devhost.functions_index import FunctionIndex, TriggerKind
 from devhost.invocation import Invoker, short_error
 from devhost.responses import Response, json_response, problem
 
@@ -22,65 +21,6 @@ log = logging.getLogger("devhost")
 
 WEBHOOK_PATH = "/runtime/webhooks/eventgrid"
 VALIDATION_EVENT = "Microsoft.EventGrid.SubscriptionValidationEvent"
-
-
-def parse_event_time(value: Any) -> datetime | None:
-    """Event Grid sends up to seven fractional digits; ``fromisoformat`` copes from Python 3.11."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        return None
-
-
-def _wants_cloud_event(spec: FunctionSpec) -> bool:
-    annotation = spec.trigger_annotation
-    if isinstance(annotation, str):
-        return annotation.rsplit(".", 1)[-1] == "CloudEvent"
-    return isinstance(annotation, type) and issubclass(annotation, func.CloudEvent)
-
-
-def to_trigger_value(spec: FunctionSpec, event: Mapping[str, Any]) -> func.EventGridEvent | func.CloudEvent:
-    """Build what the worker would: a CloudEvent only if the function asks for one, else an EventGridEvent.
-
-    CloudEvents-schema input is mapped onto EventGridEvent fields (source→topic, type→event_type,
-    time→event_time, specversion→data_version) so Event-Grid-typed functions accept both schemas.
-    """
-    if "specversion" in event:
-        if _wants_cloud_event(spec):
-            known = {"specversion", "id", "source", "type", "time", "subject", "datacontenttype", "dataschema", "data"}
-            extensions = {key: value for key, value in event.items() if key not in known}
-            return func.CloudEvent(
-                id=event.get("id", ""),
-                source=event.get("source", ""),
-                type=event.get("type", ""),
-                specversion=event.get("specversion", "1.0"),
-                time=parse_event_time(event.get("time")),
-                subject=event.get("subject"),
-                datacontenttype=event.get("datacontenttype"),
-                dataschema=event.get("dataschema"),
-                data=event.get("data"),
-                **extensions,
-            )
-        return func.EventGridEvent(
-            id=event.get("id", ""),
-            data=event.get("data"),  # type: ignore[arg-type]
-            topic=event.get("source", ""),
-            subject=event.get("subject", ""),
-            event_type=event.get("type", ""),
-            event_time=parse_event_time(event.get("time")),
-            data_version=event.get("specversion", ""),
-        )
-    return func.EventGridEvent(
-        id=event.get("id", ""),
-        data=event.get("data"),  # type: ignore[arg-type]
-        topic=event.get("topic", ""),
-        subject=event.get("subject", ""),
-        event_type=event.get("eventType", ""),
-        event_time=parse_event_time(event.get("eventTime")),
-        data_version=event.get("dataVersion", ""),
-    )
 
 
 def _events_of(body: bytes) -> list[Mapping[str, Any]]:
@@ -118,7 +58,7 @@ class EventGridWebhook:
             return problem(400, "Bad request", "header aeg-event-type must be SubscriptionValidation or Notification")
         for event in events:
             result = await self._invoker.invoke(
-                spec, to_trigger_value(spec, event), log_fields={"event_id": event.get("id", "")}
+                spec, event_grid_input(spec.name, event), log_fields={"event_id": event.get("id", "")}
             )
             if result.error is not None:
                 # 500 makes Event Grid retry the delivery, as it would against Azure.

@@ -18,6 +18,8 @@ from typing import Any
 
 import azure.functions as func
 
+from devhost.bindings import annotation_problem
+
 log = logging.getLogger("devhost")
 
 HTTP_TRIGGER = "httpTrigger"
@@ -67,6 +69,9 @@ class FunctionSpec:
 
     name: str
     kind: TriggerKind
+    # The trigger's binding type as the host declares it ("serviceBusTrigger", ...): it selects the
+    # azure-functions converter that builds the trigger argument (devhost/bindings.py).
+    binding_type: str
     trigger_arg: str
     user_function: Callable[..., Any]
     is_async: bool
@@ -109,7 +114,9 @@ def _annotation_of(function: Callable[..., Any], parameter: str) -> Any:
     if parameter in hints:
         return hints[parameter]
     signature_parameter = inspect.signature(function).parameters.get(parameter)
-    return None if signature_parameter is None else signature_parameter.annotation
+    if signature_parameter is None or signature_parameter.annotation is inspect.Parameter.empty:
+        return None
+    return signature_parameter.annotation
 
 
 def _get_functions(app: func.FunctionRegister) -> Sequence[func.Function]:
@@ -158,15 +165,21 @@ def index_functions(app: func.FunctionRegister, environ: Mapping[str, str] | Non
             methods = getattr(trigger, "methods", None)
             spec_args["route"] = getattr(trigger, "route", None) or name
             spec_args["methods"] = frozenset(str(_enum_value(m)).upper() for m in methods) if methods else None
+        annotation = _annotation_of(user_function, trigger.name)
+        # The worker refuses to load such a function; so does devhost, in the same words.
+        problem = annotation_problem(name, trigger.name, str(trigger_type), annotation)
+        if problem is not None:
+            raise FunctionIndexError(problem)
         specs.append(
             FunctionSpec(
                 name=name,
                 kind=kind,
+                binding_type=str(trigger_type),
                 trigger_arg=trigger.name,
                 user_function=user_function,
                 is_async=inspect.iscoroutinefunction(user_function),
                 wants_context="context" in parameters,
-                trigger_annotation=_annotation_of(user_function, trigger.name),
+                trigger_annotation=annotation,
                 ignored_bindings=ignored,
                 **spec_args,
             )

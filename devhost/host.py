@@ -18,6 +18,7 @@ import socket
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -27,10 +28,12 @@ import uvicorn
 from azure.storage.queue.aio import QueueServiceClient
 
 from devhost.azurite import Azurite, AzuriteError, AzuritePorts, default_binary
+from devhost.durations import parse_timespan
 from devhost.functions_index import FunctionIndex, TriggerKind, index_functions
 from devhost.http import DevHostHttpApp
 from devhost.invocation import Invoker
 from devhost.issuer import DEFAULT_ISSUER, ensure_issuer_keys
+from devhost.queue_properties import QUEUES_FILE, QueueProperties, load_queue_properties
 from devhost.servicebus import ListenerOptions, ServiceBusListener, ensure_queues
 from devhost.settings import load_local_settings
 from devhost.timers import TimerRunner
@@ -59,14 +62,49 @@ def _env_int(environ: Mapping[str, str], name: str, default: int) -> int:
         raise DevHostError(f"{name}={raw!r} is not an integer") from exc
 
 
-def read_route_prefix(root: Path) -> str:
-    """``extensions.http.routePrefix`` from host.json; the Functions default is ``api``."""
+def _env_optional_int(environ: Mapping[str, str], name: str) -> int | None:
+    return _env_int(environ, name, 0) if environ.get(name) else None
+
+
+def _host_extension(root: Path, name: str) -> dict[str, Any]:
+    """``extensions.<name>`` of host.json in ``root``; empty when the file or section is absent."""
     host_json = root / "host.json"
     if not host_json.is_file():
-        return "api"
+        return {}
     document = json.loads(host_json.read_text(encoding="utf-8"))
-    prefix = document.get("extensions", {}).get("http", {}).get("routePrefix", "api")
-    return str(prefix).strip("/")
+    section = document.get("extensions", {}).get(name, {})
+    return section if isinstance(section, dict) else {}
+
+
+def read_route_prefix(root: Path) -> str:
+    """``extensions.http.routePrefix`` from host.json; the Functions default is ``api``."""
+    return str(_host_extension(root, "http").get("routePrefix", "api")).strip("/")
+
+
+@dataclass(frozen=True)
+class ServiceBusHostSettings:
+    """host.json ``extensions.serviceBus`` as devhost applies it; defaults are the extension's (5.x)."""
+
+    # None: renewed for as long as the handler runs (a negative TimeSpan, .NET's InfiniteTimeSpan).
+    max_auto_lock_renewal: timedelta | None = timedelta(minutes=5)
+    max_concurrent_calls: int = 16
+
+
+def read_service_bus_settings(root: Path) -> ServiceBusHostSettings:
+    section = _host_extension(root, "serviceBus")
+    defaults = ServiceBusHostSettings()
+    renewal: timedelta | None = defaults.max_auto_lock_renewal
+    raw_renewal = section.get("maxAutoLockRenewalDuration")
+    calls = section.get("maxConcurrentCalls", defaults.max_concurrent_calls)
+    try:
+        if raw_renewal is not None:
+            renewal = parse_timespan(str(raw_renewal))
+            renewal = None if renewal < timedelta(0) else renewal
+    except ValueError as exc:
+        raise DevHostError(f"host.json extensions.serviceBus.maxAutoLockRenewalDuration: {exc}") from exc
+    if not isinstance(calls, int) or isinstance(calls, bool) or calls < 1:
+        raise DevHostError(f"host.json extensions.serviceBus.maxConcurrentCalls {calls!r} must be at least 1")
+    return ServiceBusHostSettings(max_auto_lock_renewal=renewal, max_concurrent_calls=calls)
 
 
 @dataclass(frozen=True)
@@ -77,9 +115,14 @@ class DevHostOptions:
     port: int = 7071
     # None: the HeraldStorage setting (a connection string) from the environment.
     storage_connection_string: str | None = None
-    lock_seconds: int = 60
-    max_delivery_count: int = 10
-    concurrency: int = 16
+    # Each queue's lock duration, delivery limit and duplicate detection. None: read
+    # infra/service-bus-queues.json in function_directory (Service Bus defaults for a queue it lacks).
+    queue_properties: Mapping[str, QueueProperties] | None = None
+    # Overrides every queue's lock duration (tests, crash drills); None keeps the queues' own.
+    lock_seconds: int | None = None
+    # None: host.json extensions.serviceBus maxAutoLockRenewalDuration / maxConcurrentCalls.
+    max_auto_lock_renewal: timedelta | None = None
+    concurrency: int | None = None
     # None: read host.json in function_directory (default "api" when absent).
     route_prefix: str | None = None
     function_directory: Path = REPO_ROOT
@@ -95,9 +138,8 @@ class DevHostOptions:
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> DevHostOptions:
         env = os.environ if environ is None else environ
         options = cls(
-            lock_seconds=_env_int(env, "HERALD_DEVHOST_LOCK_SECONDS", 60),
-            max_delivery_count=_env_int(env, "HERALD_DEVHOST_MAX_DELIVERY_COUNT", 10),
-            concurrency=_env_int(env, "HERALD_DEVHOST_CONCURRENCY", 16),
+            lock_seconds=_env_optional_int(env, "HERALD_DEVHOST_LOCK_SECONDS"),
+            concurrency=_env_optional_int(env, "HERALD_DEVHOST_CONCURRENCY"),
             jwks_path=Path(env["HERALD_AUTH_JWKS_PATH"]) if env.get("HERALD_AUTH_JWKS_PATH") else None,
             issuer=env.get("HERALD_AUTH_ISSUER") or None,
         )
@@ -147,6 +189,7 @@ class DevHost:
         self._invoker = Invoker(str(self.options.function_directory))
         self._service: QueueServiceClient | None = None
         self._listeners: list[ServiceBusListener] = []
+        self._queue_properties: dict[str, QueueProperties] = {}
         self._timers: list[TimerRunner] = []
         self._server: _Server | None = None
         self._server_task: asyncio.Task[None] | None = None
@@ -197,6 +240,10 @@ class DevHost:
     async def _start(self) -> None:
         index = index_functions(self.app)
         self.index = index
+        # Read before anything starts, so a declaration Service Bus would reject stops devhost at once.
+        host_settings = read_service_bus_settings(self.options.function_directory)
+        renewal = self.options.max_auto_lock_renewal
+        queues = self._queues(index)
         # devhost polls Azurite directly, like Herald's own storage clients (shared/adapters/tables.py).
         self._service = QueueServiceClient.from_connection_string(
             self.storage_connection_string, use_env_settings=False
@@ -204,14 +251,15 @@ class DevHost:
         await self._provision(index)
         await self._start_asgi_lifespan()
         await self._start_http(index)
-        listener_options = ListenerOptions(
-            lock_seconds=self.options.lock_seconds,
-            max_delivery_count=self.options.max_delivery_count,
-            concurrency=self.options.concurrency,
-            abandon_backoff_seconds=self.options.abandon_backoff_seconds,
-            max_idle_wait=self.options.max_idle_wait,
-        )
         for spec in index.of_kind(TriggerKind.SERVICE_BUS):
+            assert spec.queue_name is not None
+            listener_options = ListenerOptions(
+                queue=queues[spec.queue_name],
+                max_auto_lock_renewal=host_settings.max_auto_lock_renewal if renewal is None else renewal,
+                concurrency=self.options.concurrency or host_settings.max_concurrent_calls,
+                abandon_backoff_seconds=self.options.abandon_backoff_seconds,
+                max_idle_wait=self.options.max_idle_wait,
+            )
             listener = ServiceBusListener(spec, self._service, self._invoker, listener_options)
             listener.start()
             self._listeners.append(listener)
@@ -219,6 +267,38 @@ class DevHost:
             runner = TimerRunner(spec, self._invoker)
             runner.start()
             self._timers.append(runner)
+
+    def _queues(self, index: FunctionIndex) -> dict[str, QueueProperties]:
+        """Each bound queue's properties: declared (infra or options), else Service Bus's defaults."""
+        declared = self.options.queue_properties
+        source = "DevHostOptions.queue_properties"
+        if declared is None:
+            path = self.options.function_directory / QUEUES_FILE
+            source = str(QUEUES_FILE)
+            try:
+                declared = load_queue_properties(path) if path.is_file() else {}
+            except ValueError as exc:
+                raise DevHostError(str(exc)) from exc
+        queues: dict[str, QueueProperties] = {}
+        for spec in index.of_kind(TriggerKind.SERVICE_BUS):
+            name = spec.queue_name
+            if name is None or name in queues:
+                continue
+            properties = declared.get(name)
+            if properties is None:
+                properties = QueueProperties()
+                log.warning(
+                    "devhost: queue %s (function %s) is not declared in %s; using Service Bus defaults (%s)",
+                    name,
+                    spec.name,
+                    source,
+                    properties.describe(),
+                )
+            if self.options.lock_seconds is not None:
+                properties = replace(properties, lock_duration=timedelta(seconds=self.options.lock_seconds))
+            queues[name] = properties
+        self._queue_properties = queues
+        return queues
 
     async def _provision(self, index: FunctionIndex) -> None:
         assert self._service is not None
@@ -309,6 +389,10 @@ class DevHost:
         docs_url = getattr(asgi_app, "docs_url", None)
         return docs_url if isinstance(docs_url, str) else "/docs"
 
+    def _describe_queue(self, name: str | None) -> str:
+        properties = self._queue_properties.get(name or "")
+        return f" ({properties.describe()})" if properties else ""
+
     def describe(self) -> list[str]:
         """One line per hosted function, for the banner."""
         if self.index is None:
@@ -317,7 +401,8 @@ class DevHost:
         for spec in self.index.functions:
             detail = {
                 TriggerKind.HTTP: f"route {spec.route}",
-                TriggerKind.SERVICE_BUS: f"queue {spec.queue_name}{' (batch)' if spec.cardinality_many else ''}",
+                TriggerKind.SERVICE_BUS: f"queue {spec.queue_name}{' (batch)' if spec.cardinality_many else ''}"
+                + self._describe_queue(spec.queue_name),
                 TriggerKind.TIMER: f"schedule {spec.schedule}",
                 TriggerKind.EVENT_GRID: f"POST /runtime/webhooks/eventgrid?functionName={spec.name}",
             }[spec.kind]

@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
-import azure.functions as func
-
+from devhost.bindings import encode_http_response, http_input
 from devhost.eventgrid import WEBHOOK_PATH, EventGridWebhook
 from devhost.functions_index import FunctionIndex, FunctionSpec, TriggerKind
 from devhost.invocation import Invoker, short_error
@@ -103,20 +102,9 @@ def _query_params(query_string: str) -> dict[str, str]:
 
 
 def to_response(value: Any) -> Response:
-    """Convert what an HTTP function returned into status, headers (repeats kept) and body."""
-    if value is None:
-        return Response(204)
-    if isinstance(value, str | bytes):
-        value = func.HttpResponse(value)
-    if not isinstance(value, func.HttpResponse):
-        raise TypeError(f"HTTP function returned {type(value).__name__}, expected azure.functions.HttpResponse")
-    headers = [(str(k), str(v)) for k, v in value.headers.items() if str(k).lower() not in _HOP_BY_HOP]
-    if not any(key.lower() == "content-type" for key, _ in headers):
-        mimetype = value.mimetype
-        headers.append(
-            ("content-type", f"{mimetype}; charset={value.charset}" if mimetype.startswith("text/") else mimetype)
-        )
-    return Response(int(value.status_code), value.get_body(), headers)
+    """The response the host would send for what an HTTP function returned (see ``encode_http_response``)."""
+    status, headers, body = encode_http_response(value)
+    return Response(status, body, [(name, text) for name, text in headers if name.lower() not in _HOP_BY_HOP])
 
 
 class DevHostHttpApp:
@@ -191,12 +179,13 @@ class DevHostHttpApp:
         url = f"{scope.get('scheme', 'http')}://{host}{raw_path.decode('latin-1')}"
         if query_string:
             url += "?" + query_string
-        request = func.HttpRequest(
+        request = http_input(
+            route.spec.name,
             method=method,
             url=url,
             headers=headers,
-            params=_query_params(query_string),
             route_params=route_params,
+            query=_query_params(query_string),
             body=body,
         )
         result = await self._invoker.invoke(
@@ -207,7 +196,10 @@ class DevHostHttpApp:
         )
         if result.error is not None:
             return problem(500, "Function invocation failed", short_error(result.error))
-        return to_response(result.value)
+        try:
+            return to_response(result.value)
+        except (TypeError, NotImplementedError) as exc:  # the worker fails the invocation the same way
+            return problem(500, "Function invocation failed", short_error(exc))
 
     def _issuer_document(self, scope: Scope, path: str, headers: Mapping[str, str]) -> Response | None:
         """Serve the local issuer's JWKS and OpenID metadata, so the default issuer URL is real."""

@@ -1,6 +1,8 @@
-"""Invokes user functions like the Python worker: by parameter name, sync ones on a thread pool.
+"""Invokes user functions like the Python worker: decodes the trigger input with the binding's
+converter, then calls the function by parameter name, sync ones on a thread pool.
 
-Every invocation is logged as one line, so local runs read like the host's invocation log.
+Every invocation is logged as one line, so local runs read like the host's invocation log. An input
+the converter rejects fails the invocation, as it does in the worker, before the function runs.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 import azure.functions as func
 
+from devhost.bindings import TriggerInput, decode
 from devhost.functions_index import FunctionSpec, TriggerKind
 
 log = logging.getLogger("devhost")
@@ -140,20 +143,20 @@ class Invoker:
     async def invoke(
         self,
         spec: FunctionSpec,
-        trigger_value: Any,
+        trigger: TriggerInput,
         *,
         log_fields: Mapping[str, object] | None = None,
         trace_parent: str = "",
     ) -> InvocationResult:
         invocation_id = str(uuid.uuid4())
         context = InvocationContext(invocation_id, spec.name, self.function_directory, trace_parent)
-        kwargs: dict[str, Any] = {spec.trigger_arg: trigger_value}
-        if spec.wants_context:
-            kwargs["context"] = context
         started = time.perf_counter()
         value: Any = None
         error: BaseException | None = None
         try:
+            kwargs: dict[str, Any] = {spec.trigger_arg: decode(spec.binding_type, spec.trigger_annotation, trigger)}
+            if spec.wants_context:
+                kwargs["context"] = context
             if spec.is_async:
                 value = await spec.user_function(**kwargs)
             else:

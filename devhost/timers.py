@@ -9,18 +9,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from datetime import UTC, datetime, timedelta
 
-import azure.functions as func
 from croniter import croniter
 
+from devhost.bindings import timer_input
+from devhost.durations import is_timespan, parse_timespan
 from devhost.functions_index import FunctionSpec
 from devhost.invocation import Invoker
 
 log = logging.getLogger("devhost")
 
-_TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})$")
 # How late an invocation may start before it counts as past due.
 PAST_DUE_TOLERANCE = timedelta(seconds=1)
 
@@ -30,11 +29,9 @@ class Schedule:
 
     def __init__(self, expression: str) -> None:
         self.expression = expression.strip()
-        timespan = _TIMESPAN.match(self.expression)
         self._interval: timedelta | None = None
-        if timespan:
-            days, hours, minutes, seconds = (int(part or 0) for part in timespan.groups())
-            self._interval = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+        if is_timespan(self.expression):
+            self._interval = parse_timespan(self.expression)
             if self._interval <= timedelta(0):
                 raise ValueError(f"timer interval {expression!r} must be positive")
         elif len(self.expression.split()) != 6 or not croniter.is_valid(self.expression, second_at_beginning=True):
@@ -94,15 +91,13 @@ class TimerRunner:
             due = self.schedule.next_after(max(due, started))
 
     async def _fire(self, due: datetime, started: datetime) -> None:
-        following = self.schedule.next_after(started)
-        request = func.timer.TimerRequest(
-            past_due=started - due > PAST_DUE_TOLERANCE,
-            schedule_status={
-                "Last": (self._last or due).isoformat(),
-                "Next": following.isoformat(),
-                "LastUpdated": started.isoformat(),
-            },
-            schedule={"AdjustForDST": True},
+        past_due = started - due > PAST_DUE_TOLERANCE
+        timer = timer_input(
+            self.spec.name,
+            past_due=past_due,
+            last=self._last or due,
+            following=self.schedule.next_after(started),
+            updated=started,
         )
         self._last = started
-        await self._invoker.invoke(self.spec, request, log_fields={"past_due": str(request.past_due).lower()})
+        await self._invoker.invoke(self.spec, timer, log_fields={"past_due": str(past_due).lower()})

@@ -1,28 +1,16 @@
-"""Ingestion stage: CloudEvents routed in through an Event Grid custom topic."""
+"""Ingestion stage: CloudEvents the Event Grid custom topic routes to the ``events-eventgrid`` queue."""
 
 from datetime import UTC, datetime
 
 import azure.functions as func
 
 from shared.container import services
-from shared.events.ingest import document_of, ingest
+from shared.events.ingest import EVENTGRID_QUEUE, ingest
 
 bp = func.Blueprint()
 
 
 @bp.function_name("ingest_event_grid")
-@bp.event_grid_trigger(arg_name="event")
-async def ingest_event_grid(event: func.CloudEvent) -> None:
-    document = document_of(
-        id=event.id,
-        source=event.source,
-        type=event.type,
-        specversion=event.specversion,
-        time=event.time,
-        subject=event.subject,
-        datacontenttype=event.datacontenttype,
-        dataschema=event.dataschema,
-        data=event.get_json(),
-        extensions=event.extension_attrs,
-    )
-    await ingest((await services()).publisher, document, datetime.now(UTC))
+@bp.service_bus_queue_trigger(arg_name="message", queue_name=EVENTGRID_QUEUE, connection="ServiceBusConnection")
+async def ingest_event_grid(message: func.ServiceBusMessage) -> None:
+    await ingest((await services()).publisher, message.get_body(), datetime.now(UTC))

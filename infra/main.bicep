@@ -79,12 +79,20 @@ param linkSmsUrl string = ''
 @description('Optional. Basic-auth user of the LINK gateway.')
 param linkSmsUsername string = ''
 
+@description('Optional. Basic-auth password of the LINK gateway (smsGateway link). Stored as the Key Vault secret link-sms-password; empty: set that secret in the vault yourself.')
+@secure()
+param linkSmsPassword string = ''
+
 @description('Optional. Body format of the LINK gateway: json or xml.')
 @allowed(['json', 'xml'])
 param linkSmsFormat string = 'json'
 
 @description('Optional. User name the SMS gateway sends with delivery reports (HTTP basic).')
 param smsReportUsername string = ''
+
+@description('Optional. Password the SMS gateway sends with delivery reports (with smsReportUsername). Stored as the Key Vault secret sms-report-password.')
+@secure()
+param smsReportPassword string = ''
 
 @description('Optional. Base URL of an external contact registry; empty uses the contacts table.')
 param contactRegistryUrl string = ''
@@ -94,6 +102,10 @@ param contactRegistryAuthority string = ''
 
 @description('Optional. Client id Herald uses for the contact registry token.')
 param contactRegistryClientId string = ''
+
+@description('Optional. Client secret for the contact registry token (with contactRegistryUrl). Stored as the Key Vault secret contact-registry-client-secret.')
+@secure()
+param contactRegistryClientSecret string = ''
 
 @description('Optional. Scope of the contact registry token, e.g. api://registry/.default.')
 param contactRegistryScope string = ''
@@ -119,13 +131,17 @@ param pdpAuthority string = ''
 @description('Optional. Client id for the decision point token.')
 param pdpClientId string = ''
 
+@description('Optional. Client secret for the decision point token (authorization pdp). Stored as the Key Vault secret pdp-client-secret.')
+@secure()
+param pdpClientSecret string = ''
+
 @description('Optional. Scope of the decision point token.')
 param pdpScope string = ''
 
-@description('Optional. Create the Event Grid subscriptions to the functions. Event Grid checks that each function exists, so this is false on the first provision and set by the postdeploy hook.')
+@description('Optional. Create the Event Grid subscriptions to the delivery-report functions. Event Grid checks that each function exists, so this is false on the first provision and set by the postdeploy hook once the functions are listed.')
 param deployEventSubscriptions bool = false
 
-@description('Optional. Create the custom Event Grid topic whose events Herald ingests.')
+@description('Optional. Create the custom Event Grid topic whose events Herald ingests (through the events-eventgrid queue).')
 param enableCustomTopic bool = false
 
 @description('Optional. Data location of Communication Services and the email service.')
@@ -162,8 +178,8 @@ param storageSkuName string = 'Standard_GZRS'
 ])
 param keyVaultSkuName string = 'standard'
 
-@description('Optional. Maximum instances of the function app.')
-@minValue(1)
+@description('Optional. Maximum instances of the function app (Flex Consumption accepts 40 to 1000).')
+@minValue(40)
 @maxValue(1000)
 param functionMaximumInstanceCount int = 40
 
@@ -175,89 +191,13 @@ param alertEmailAddresses string = ''
 // local.settings.sample.json: add an entry here when the app binds a new queue or function.
 // ---------------------------------------------------------------------------------------------
 
-@description('Service Bus queues, one per pipeline stage (shared/queues.py). Duplicate detection where the sender re-sends with a deterministic message id (the outbox sweep re-dispatches to events-inbound).')
-var serviceBusQueues = [
-  {
-    // Pointers to committed log rows; the outbox sweeper re-sends them with deterministic ids.
-    name: 'events-inbound'
-    maxDeliveryCount: 10
-    lockDuration: 'PT1M'
-    requiresDuplicateDetection: true
-    duplicateDetectionHistoryTimeWindow: 'PT10M'
-    deadLetteringOnMessageExpiration: true
-    defaultMessageTimeToLive: 'P7D'
-  }
-  {
-    // First attempts, up to 256 deliveries a message; fan-out relies on duplicate detection of re-sent batches.
-    name: 'events-outbound'
-    maxDeliveryCount: 10
-    lockDuration: 'PT5M'
-    requiresDuplicateDetection: true
-    duplicateDetectionHistoryTimeWindow: 'PT10M'
-    deadLetteringOnMessageExpiration: true
-    defaultMessageTimeToLive: 'P2D'
-  }
-  {
-    // Retries, scheduled for their due time (up to 24 h ahead), kept off the first-attempt path.
-    name: 'events-retry'
-    maxDeliveryCount: 10
-    lockDuration: 'PT5M'
-    requiresDuplicateDetection: true
-    duplicateDetectionHistoryTimeWindow: 'PT10M'
-    deadLetteringOnMessageExpiration: true
-    defaultMessageTimeToLive: 'P2D'
-  }
-  {
-    // Notification subscriptions' deliveries (up to 256 a message): each becomes an order; idempotent per (subscription, event).
-    name: 'events-notify'
-    maxDeliveryCount: 10
-    lockDuration: 'PT5M'
-    requiresDuplicateDetection: true
-    duplicateDetectionHistoryTimeWindow: 'PT10M'
-    deadLetteringOnMessageExpiration: true
-    defaultMessageTimeToLive: 'P2D'
-  }
-  {
-    // Orders due to start (scheduled for requestedSendTime, and by the due-orders timer).
-    name: 'notifications-orders'
-    maxDeliveryCount: 10
-    lockDuration: 'PT2M'
-    requiresDuplicateDetection: true
-    duplicateDetectionHistoryTimeWindow: 'PT10M'
-    deadLetteringOnMessageExpiration: true
-    defaultMessageTimeToLive: 'P3D'
-  }
-  {
-    // Up to 100 email notifications of one order a message; retries scheduled after 429/5xx.
-    name: 'notifications-email'
-    maxDeliveryCount: 10
-    lockDuration: 'PT5M'
-    requiresDuplicateDetection: true
-    duplicateDetectionHistoryTimeWindow: 'PT10M'
-    deadLetteringOnMessageExpiration: true
-    defaultMessageTimeToLive: 'P3D'
-  }
-  {
-    // Up to 100 SMS notifications of one order a message, held for the daytime window when asked.
-    name: 'notifications-sms'
-    maxDeliveryCount: 10
-    lockDuration: 'PT5M'
-    requiresDuplicateDetection: true
-    duplicateDetectionHistoryTimeWindow: 'PT10M'
-    deadLetteringOnMessageExpiration: true
-    defaultMessageTimeToLive: 'P3D'
-  }
-  {
-    // Validation of new and re-enabled subscriptions, retried on the delivery schedule.
-    name: 'subscription-validation'
-    maxDeliveryCount: 10
-    lockDuration: 'PT2M'
-    requiresDuplicateDetection: true
-    duplicateDetectionHistoryTimeWindow: 'PT10M'
-    deadLetteringOnMessageExpiration: true
-    defaultMessageTimeToLive: 'P2D'
-  }
-]
+@description('Service Bus queues, one per pipeline stage (shared/queues.py); devhost reads the same file. Duplicate detection where the sender re-sends with a deterministic message id (the outbox sweep re-dispatches to events-inbound).')
+var serviceBusQueues = loadJsonContent('service-bus-queues.json')
+
+var serviceBusQueueNames = [for queue in serviceBusQueues: queue.name]
+
+@description('Queue the custom Event Grid topic delivers CloudEvents to (a Service Bus trigger ingests them).')
+var eventGridIngestQueueName = 'events-eventgrid'
 
 @description('Tables Herald stores its data in (shared/container.py TABLES).')
 var storageTables = [
@@ -290,14 +230,8 @@ var communicationEventSubscriptions = [
   }
 ]
 
-@description('Event Grid subscriptions on the optional custom topic: one per Event Grid-triggered ingestion function.')
-var customTopicEventSubscriptions = [
-  {
-    name: 'ingest'
-    functionName: 'ingest_event_grid'
-    includedEventTypes: []
-  }
-]
+@description('Functions the delivery-report subscriptions push to, comma-separated: the postdeploy hook waits until each is listed before it creates the subscriptions.')
+var eventGridFunctionNames = [for subscription in communicationEventSubscriptions: subscription.functionName]
 
 // ---------------------------------------------------------------------------------------------
 // Names, roles
@@ -309,6 +243,9 @@ var tags = {
   application: 'herald'
 }
 var deploymentContainerName = 'app-package'
+// Events Event Grid could not deliver (30 attempts or 24 hours), one blob each.
+var eventGridDeadLetterContainerName = 'eventgrid-deadletters'
+var keyVaultName = 'kv-herald-${resourceToken}'
 var issuer = empty(authIssuer) ? '${environment().authentication.loginEndpoint}${authTenantId}/v2.0' : authIssuer
 var openIdMetadataUrl = '${environment().authentication.loginEndpoint}${authTenantId}/v2.0/.well-known/openid-configuration'
 var alertEmails = empty(alertEmailAddresses) ? [] : split(replace(alertEmailAddresses, ' ', ''), ',')
@@ -316,10 +253,12 @@ var alertEmails = empty(alertEmailAddresses) ? [] : split(replace(alertEmailAddr
 // Built-in role definition IDs.
 var roles = {
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+  storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
   serviceBusDataSender: '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39'
   serviceBusDataReceiver: '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0'
+  serviceBusDataOwner: '090c5cfd-751d-490a-894a-3ce6f1109419'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
   keyVaultCryptoUser: '12338af0-0e69-4776-bea7-57ae8d297424'
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
@@ -361,19 +300,16 @@ var userStorageRoles = hasUser ? [
   }
 ] : []
 
-var serviceBusRoleAssignments = concat(identityServiceBusRoles, userServiceBusRoles)
-var identityServiceBusRoles = [
-  {
-    principalId: identity.outputs.principalId
-    principalType: 'ServicePrincipal'
-    roleDefinitionId: roles.serviceBusDataSender
-  }
-  {
-    principalId: identity.outputs.principalId
-    principalType: 'ServicePrincipal'
-    roleDefinitionId: roles.serviceBusDataReceiver
-  }
-]
+// The deploying user gets send and receive on the whole namespace, for troubleshooting.
+var serviceBusRoleAssignments = userServiceBusRoles
+// The app's identity: Data Owner on each queue, which the Functions docs list for the Service Bus trigger.
+// Owner's Manage rights let the scale controller read queue lengths (with Listen only it scales out
+// slowly and blindly); it also covers sending, so no Sender or Receiver role is needed besides.
+var identityServiceBusQueueRole = {
+  principalId: identity.outputs.principalId
+  principalType: 'ServicePrincipal'
+  roleDefinitionId: roles.serviceBusDataOwner
+}
 var userServiceBusRoles = hasUser ? [
   {
     principalId: principalId
@@ -388,14 +324,17 @@ var userServiceBusRoles = hasUser ? [
 ] : []
 
 var keyVaultRoleAssignments = concat(identityKeyVaultRoles, userKeyVaultRoles)
-var identityKeyVaultRoles = [
+var identityKeyVaultRoles = concat(identityKeyVaultKeyRoles, identityKeyVaultSecretRoles)
+var identityKeyVaultKeyRoles = [
   {
     principalId: identity.outputs.principalId
     principalType: 'ServicePrincipal'
     roleDefinitionId: roles.keyVaultCryptoUser
   }
+]
+// Resolves the Key Vault references among the app settings, only when a feature uses one.
+var identityKeyVaultSecretRoles = empty(keyVaultReferenceSettings) ? [] : [
   {
-    // Resolves the Key Vault references among the app settings (gateway passwords, registry secret).
     principalId: identity.outputs.principalId
     principalType: 'ServicePrincipal'
     roleDefinitionId: roles.keyVaultSecretsUser
@@ -487,6 +426,7 @@ module storage 'modules/storage/storage-account.bicep' = {
     skuName: storageSkuName
     blobContainerNames: [
       deploymentContainerName
+      eventGridDeadLetterContainerName
     ]
     tableNames: storageTables
     diagnosticWorkspaceResourceId: workspace.outputs.resourceId
@@ -504,6 +444,7 @@ module serviceBus 'modules/service-bus/namespace.bicep' = {
     queues: serviceBusQueues
     diagnosticWorkspaceResourceId: workspace.outputs.resourceId
     roleAssignments: serviceBusRoleAssignments
+    queueRoleAssignments: [for queueName in serviceBusQueueNames: union(identityServiceBusQueueRole, { queueName: queueName })]
   }
 }
 
@@ -511,12 +452,19 @@ module keyVault 'modules/key-vault/vault.bicep' = {
   name: 'key-vault'
   scope: resourceGroup
   params: {
-    name: 'kv-herald-${resourceToken}'
+    name: keyVaultName
     location: location
     tags: tags
     skuName: keyVaultSkuName
     diagnosticWorkspaceResourceId: workspace.outputs.resourceId
     roleAssignments: keyVaultRoleAssignments
+    // A secret only for a configured feature with a value given; the names match keyVaultReferenceSettings.
+    secrets: {
+      'link-sms-password': linkGatewayConfigured ? linkSmsPassword : ''
+      'sms-report-password': smsReportConfigured ? smsReportPassword : ''
+      'contact-registry-client-secret': contactRegistryConfigured ? contactRegistryClientSecret : ''
+      'pdp-client-secret': pdpConfigured ? pdpClientSecret : ''
+    }
   }
 }
 
@@ -555,14 +503,30 @@ module plan 'modules/web/serverfarm.bicep' = {
   }
 }
 
+// Features whose secret Herald reads from a Key Vault reference. A reference is set only with its
+// feature: an unresolved one would leave the literal @Microsoft.KeyVault(...) text in the setting.
+var linkGatewayConfigured = smsGateway == 'link'
+var smsReportConfigured = !empty(smsReportUsername)
+var contactRegistryConfigured = !empty(contactRegistryUrl)
+var pdpConfigured = authorization == 'pdp'
+var keyVaultReference = '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName='
+var keyVaultReferenceSettings = union(linkSmsPasswordSetting, smsReportPasswordSetting, contactRegistrySecretSetting, pdpSecretSetting)
+var linkSmsPasswordSetting = linkGatewayConfigured ? { HERALD_LINK_SMS_PASSWORD: '${keyVaultReference}link-sms-password)' } : {}
+var smsReportPasswordSetting = smsReportConfigured ? { HERALD_SMS_REPORT_PASSWORD: '${keyVaultReference}sms-report-password)' } : {}
+var contactRegistrySecretSetting = contactRegistryConfigured ? { HERALD_CONTACT_REGISTRY_CLIENT_SECRET: '${keyVaultReference}contact-registry-client-secret)' } : {}
+var pdpSecretSetting = pdpConfigured ? { HERALD_PDP_CLIENT_SECRET: '${keyVaultReference}pdp-client-secret)' } : {}
+
 @description('App settings of the function app. Every Herald setting is documented in local.settings.sample.json (scope azure/both); the platform settings are listed in tests/infra/test_consistency.py.')
-var functionAppSettings = {
+var functionAppSettings = union(functionAppBaseSettings, keyVaultReferenceSettings)
+
+// Azure Monitor is configured by the app itself (configure_azure_monitor), so neither
+// PYTHON_ENABLE_OPENTELEMETRY nor PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY is set here.
+var functionAppBaseSettings = {
   AzureWebJobsStorage__accountName: storage.outputs.name
   AzureWebJobsStorage__credential: 'managedidentity'
   AzureWebJobsStorage__clientId: identity.outputs.clientId
   APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.outputs.connectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.outputs.clientId};Authorization=AAD'
-  PYTHON_ENABLE_OPENTELEMETRY: 'true'
   HERALD_MODE: 'azure'
   HeraldStorage__tableServiceUri: storage.outputs.tableEndpoint
   HeraldStorage__queueServiceUri: storage.outputs.queueEndpoint
@@ -592,14 +556,10 @@ var functionAppSettings = {
   HERALD_LINK_SMS_URL: linkSmsUrl
   HERALD_LINK_SMS_USERNAME: linkSmsUsername
   HERALD_LINK_SMS_FORMAT: linkSmsFormat
-  // Secrets stay in Key Vault (secret names below); the app setting is a reference resolved by the platform.
-  HERALD_LINK_SMS_PASSWORD: '@Microsoft.KeyVault(VaultName=${keyVault.outputs.name};SecretName=link-sms-password)'
   HERALD_SMS_REPORT_USERNAME: smsReportUsername
-  HERALD_SMS_REPORT_PASSWORD: '@Microsoft.KeyVault(VaultName=${keyVault.outputs.name};SecretName=sms-report-password)'
   HERALD_CONTACT_REGISTRY_URL: contactRegistryUrl
   HERALD_CONTACT_REGISTRY_AUTHORITY: contactRegistryAuthority
   HERALD_CONTACT_REGISTRY_CLIENT_ID: contactRegistryClientId
-  HERALD_CONTACT_REGISTRY_CLIENT_SECRET: '@Microsoft.KeyVault(VaultName=${keyVault.outputs.name};SecretName=contact-registry-client-secret)'
   HERALD_CONTACT_REGISTRY_SCOPE: contactRegistryScope
   HERALD_PUBLISH_RATE_PER_SECOND: string(publishRatePerSecond)
   HERALD_PUBLISH_BURST: string(publishBurst)
@@ -607,7 +567,6 @@ var functionAppSettings = {
   HERALD_PDP_URL: pdpUrl
   HERALD_PDP_AUTHORITY: pdpAuthority
   HERALD_PDP_CLIENT_ID: pdpClientId
-  HERALD_PDP_CLIENT_SECRET: '@Microsoft.KeyVault(VaultName=${keyVault.outputs.name};SecretName=pdp-client-secret)'
   HERALD_PDP_SCOPE: pdpScope
   HERALD_SECRET_KEY_URI: keyVault.outputs.keyUri
 }
@@ -628,6 +587,10 @@ module functionApp 'modules/web/function-app.bicep' = {
     appSettings: functionAppSettings
     diagnosticWorkspaceResourceId: workspace.outputs.resourceId
   }
+  // The app resolves its Key Vault references at start: the secrets and the role must exist first.
+  dependsOn: [
+    keyVault
+  ]
 }
 
 module communicationEvents 'modules/event-grid/system-topic.bicep' = {
@@ -641,6 +604,9 @@ module communicationEvents 'modules/event-grid/system-topic.bicep' = {
     functionAppResourceId: functionApp.outputs.resourceId
     functionSubscriptions: communicationEventSubscriptions
     deploySubscriptions: deployEventSubscriptions
+    deadLetterStorageAccountName: storage.outputs.name
+    deadLetterContainerName: eventGridDeadLetterContainerName
+    deadLetterRoleDefinitionId: roles.storageBlobDataContributor
   }
 }
 
@@ -651,10 +617,13 @@ module customTopic 'modules/event-grid/topic.bicep' = if (enableCustomTopic) {
     name: 'evgt-herald-${resourceToken}'
     location: location
     tags: tags
-    functionAppResourceId: functionApp.outputs.resourceId
-    functionSubscriptions: customTopicEventSubscriptions
-    deploySubscriptions: deployEventSubscriptions
     roleAssignments: customTopicRoleAssignments
+    serviceBusNamespaceName: serviceBus.outputs.name
+    serviceBusQueueName: eventGridIngestQueueName
+    deliveryRoleDefinitionId: roles.serviceBusDataSender
+    deadLetterStorageAccountName: storage.outputs.name
+    deadLetterContainerName: eventGridDeadLetterContainerName
+    deadLetterRoleDefinitionId: roles.storageBlobDataContributor
   }
 }
 
@@ -670,6 +639,22 @@ module workbook 'modules/insights/workbook.bicep' = {
   }
 }
 
+// Topics whose dead-lettered events raise an alert.
+var communicationEventsAlertTopics = [
+  {
+    name: 'acs'
+    resourceId: communicationEvents.outputs.resourceId
+    type: 'Microsoft.EventGrid/systemTopics'
+  }
+]
+var customTopicAlertTopics = enableCustomTopic ? [
+  {
+    name: 'custom'
+    resourceId: customTopic!.outputs.resourceId
+    type: 'Microsoft.EventGrid/topics'
+  }
+] : []
+
 module alerts 'modules/insights/alerts.bicep' = {
   name: 'alerts'
   scope: resourceGroup
@@ -679,6 +664,7 @@ module alerts 'modules/insights/alerts.bicep' = {
     tags: tags
     applicationInsightsResourceId: appInsights.outputs.resourceId
     serviceBusNamespaceResourceId: serviceBus.outputs.resourceId
+    eventGridTopics: concat(communicationEventsAlertTopics, customTopicAlertTopics)
     alertEmailAddresses: alertEmails
   }
 }
@@ -726,5 +712,11 @@ output APPLICATIONINSIGHTS_RESOURCE_ID string = appInsights.outputs.resourceId
 @description('Workbook resource ID.')
 output HERALD_WORKBOOK_ID string = workbook.outputs.resourceId
 
-@description('Whether the Event Grid subscriptions were created in this provision.')
+@description('Whether the delivery-report Event Grid subscriptions were created in this provision.')
 output HERALD_EVENT_SUBSCRIPTIONS bool = deployEventSubscriptions
+
+@description('Functions the delivery-report subscriptions target, comma-separated (the postdeploy hook waits for them).')
+output HERALD_EVENT_GRID_FUNCTIONS string = join(eventGridFunctionNames, ',')
+
+@description('Blob container that holds events Event Grid could not deliver.')
+output HERALD_EVENT_GRID_DEAD_LETTER_CONTAINER string = '${storage.outputs.blobEndpoint}${eventGridDeadLetterContainerName}'

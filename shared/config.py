@@ -7,11 +7,38 @@ Connections follow the Functions convention: a setting prefix holds either a con
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
+
+log = logging.getLogger(__name__)
+
+# App Service's syntax for a setting whose value lives in Key Vault. The platform replaces it with the
+# secret; when it cannot (no access, no such secret) the setting keeps this literal text.
+KEY_VAULT_REFERENCE_PREFIX = "@microsoft.keyvault("
+
+
+def is_unresolved_key_vault_reference(value: str | None) -> bool:
+    """True when a setting still holds the literal Key Vault reference the platform could not resolve."""
+    return value is not None and value.strip().lower().startswith(KEY_VAULT_REFERENCE_PREFIX)
+
+
+def read_secret(env: Mapping[str, str], name: str) -> str | None:
+    """A secret setting, or None when unset. An unresolved Key Vault reference also reads as unset, so
+    the feature that needs the secret stays off instead of using the reference text (guessable from
+    public names) as its secret; the error names the setting, never its value."""
+    value = env.get(name) or None
+    if is_unresolved_key_vault_reference(value):
+        log.error(
+            "%s holds a Key Vault reference the platform could not resolve; the feature that needs it stays off "
+            "(check that the secret exists and the app's identity may read it)",
+            name,
+        )
+        return None
+    return value
 
 
 class Mode(StrEnum):
@@ -135,7 +162,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         pdp_url=env.get("HERALD_PDP_URL") or None,
         pdp_authority=env.get("HERALD_PDP_AUTHORITY") or None,
         pdp_client_id=env.get("HERALD_PDP_CLIENT_ID") or None,
-        pdp_client_secret=env.get("HERALD_PDP_CLIENT_SECRET") or None,
+        pdp_client_secret=read_secret(env, "HERALD_PDP_CLIENT_SECRET"),
         pdp_scope=env.get("HERALD_PDP_SCOPE") or None,
     )
 

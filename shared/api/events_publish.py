@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 import math
 import re
 from datetime import UTC, datetime
@@ -21,7 +20,9 @@ from shared.events.model import (
     MAX_EVENT_BYTES,
     EventInvalid,
     EventTooLarge,
+    MalformedJSON,
     ValidatedEvent,
+    decode_json,
     format_time,
     validate_event,
 )
@@ -64,19 +65,11 @@ def _too_large_request(limit: int) -> Problem:
     )
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def parse_json(body: bytes) -> Any:
     try:
-        return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
-    except UnicodeDecodeError as error:
-        raise Problem(400, "Bad Request", "the body is not UTF-8", kind="malformed-body") from error
-    except RecursionError as error:
-        raise Problem(400, "Bad Request", "the body is nested too deeply", kind="malformed-body") from error
-    except ValueError as error:
-        raise Problem(400, "Bad Request", f"the body is not valid JSON: {error}", kind="malformed-body") from error
+        return decode_json(body)
+    except MalformedJSON as error:
+        raise Problem(400, "Bad Request", str(error), kind="malformed-body") from error
 
 
 class _StrictJSONFormat(JSONFormat):

@@ -1,58 +1,44 @@
-"""Ingestion from an Event Grid custom topic: its CloudEvents become published events.
+"""Ingestion from the Event Grid custom topic: its CloudEvents become published events.
 
-The topic delivers the CloudEvents 1.0 schema, so every attribute, the ``resource`` extension
-included, reaches Herald as the publisher sent it. Invalid events are logged and dropped, not
-retried: Event Grid would only send the same invalid event again.
+The topic delivers each CloudEvent (CloudEvents 1.0 schema) to the Service Bus queue
+``events-eventgrid``, one event a message, its body the JSON exactly as the publisher sent it. Herald
+decodes and validates that body with the same code as a structured-mode ``POST /api/v1/events``,
+so every attribute (the ``resource`` extension, a ``time`` with any UTC offset) is taken and stored
+as sent. The Functions Event Grid binding is not in the path: its CloudEvent converter accepts only
+``Z``/``+00:00`` times and would refuse valid events before Herald saw them.
+
+An invalid event is logged with every problem and dropped: a redelivery would carry the same bytes
+and fail the same way, and the trigger binding completes messages itself, so it cannot dead-letter
+one. A failure to store (storage unavailable) raises instead, so Service Bus redelivers the message
+and, after ``maxDeliveryCount`` tries, dead-letters it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
-from shared.events.model import EventInvalid, EventTooLarge, format_time, validate_event
+from shared.events.model import EventInvalid, EventTooLarge, MalformedJSON, decode_json, validate_event
 from shared.events.publishing import EventPublisher
 
 log = logging.getLogger(__name__)
 
-
-def document_of(
-    *,
-    id: str,
-    source: str,
-    type: str,
-    specversion: str,
-    time: datetime | None,
-    subject: str | None,
-    datacontenttype: str | None,
-    dataschema: str | None,
-    data: Any,
-    extensions: Mapping[str, Any],
-) -> dict[str, Any]:
-    document: dict[str, Any] = {"specversion": specversion, "id": id, "source": source, "type": type}
-    optional = {"subject": subject, "datacontenttype": datacontenttype, "dataschema": dataschema}
-    document.update({name: value for name, value in optional.items() if value is not None})
-    if time is not None:
-        document["time"] = format_time(time)
-    document.update(extensions)
-    if data is not None:
-        document["data"] = data
-    return document
+EVENTGRID_QUEUE = "events-eventgrid"
 
 
-async def ingest(publisher: EventPublisher, document: dict[str, Any], received_at: datetime) -> bool:
-    """Publish one routed event; False when it was refused (logged with the reason)."""
+async def ingest(publisher: EventPublisher, body: bytes, received_at: datetime) -> bool:
+    """Publish one routed structured-mode event; False when it was refused (logged with the reason)."""
     try:
-        event = validate_event(document, received_at=received_at)
-    except (EventInvalid, EventTooLarge) as error:
-        log.warning("event from Event Grid refused", extra={"event_id": document.get("id"), "reason": str(error)})
+        event = validate_event(decode_json(body), received_at=received_at)
+    except (MalformedJSON, EventInvalid, EventTooLarge) as error:
+        event_id = getattr(error, "event_id", None)
+        log.warning("event from Event Grid refused", extra={"event_id": event_id, "reason": str(error)})
         return False
     result = await publisher.publish([event])
     if result.conflicts:
         log.warning(
-            "event from Event Grid reuses a published (source, id) with other content", extra={"event_id": event.id}
+            "event from Event Grid reuses a published (source, id) with other content",
+            extra={"event_id": event.id, "source": event.source},
         )
         return False
     return True

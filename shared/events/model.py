@@ -50,6 +50,26 @@ class EventInvalid(Exception):
         self.event_id = event_id
 
 
+class MalformedJSON(ValueError):
+    """A body that is not one JSON text Herald accepts (UTF-8, no NaN/Infinity, not nested too deeply)."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def decode_json(body: bytes) -> Any:
+    """Decode a structured-mode body (one event, or a batch) exactly as the publisher sent it."""
+    try:
+        return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+    except UnicodeDecodeError as error:
+        raise MalformedJSON("the body is not UTF-8") from error
+    except RecursionError as error:
+        raise MalformedJSON("the body is nested too deeply") from error
+    except ValueError as error:
+        raise MalformedJSON(f"the body is not valid JSON: {error}") from error
+
+
 class EventTooLarge(Exception):
     def __init__(self, size: int, event_id: str | None) -> None:
         super().__init__(f"event is {size} bytes; the limit is {MAX_EVENT_BYTES} bytes")

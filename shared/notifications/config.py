@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from shared.config import read_secret
+
 DEFAULT_RESOURCE = "urn:herald:notifications"
 
 
@@ -96,14 +98,14 @@ def load_notification_settings(environ: Mapping[str, str] | None = None) -> Noti
         sms_gateway=(get("HERALD_SMS_GATEWAY") or "").lower(),
         link_url=get("HERALD_LINK_SMS_URL"),
         link_username=get("HERALD_LINK_SMS_USERNAME"),
-        link_password=get("HERALD_LINK_SMS_PASSWORD"),
+        link_password=read_secret(env, "HERALD_LINK_SMS_PASSWORD"),
         link_format=(get("HERALD_LINK_SMS_FORMAT") or "json").lower(),
         sms_report_username=get("HERALD_SMS_REPORT_USERNAME"),
-        sms_report_password=get("HERALD_SMS_REPORT_PASSWORD"),
+        sms_report_password=read_secret(env, "HERALD_SMS_REPORT_PASSWORD"),
         registry_url=get("HERALD_CONTACT_REGISTRY_URL"),
         registry_authority=get("HERALD_CONTACT_REGISTRY_AUTHORITY"),
         registry_client_id=get("HERALD_CONTACT_REGISTRY_CLIENT_ID"),
-        registry_client_secret=get("HERALD_CONTACT_REGISTRY_CLIENT_SECRET"),
+        registry_client_secret=read_secret(env, "HERALD_CONTACT_REGISTRY_CLIENT_SECRET"),
         registry_scope=get("HERALD_CONTACT_REGISTRY_SCOPE"),
         local_eventgrid_url=get("HERALD_LOCAL_EVENTGRID_URL") or "http://127.0.0.1:7071/runtime/webhooks/eventgrid",
         local_report_delay=float(get("HERALD_LOCAL_SINK_REPORT_DELAY_SECONDS") or 2.0),

@@ -101,14 +101,19 @@ def build_notifications(
             from shared.adapters.contact_registry_http import HttpContactRegistry
             from shared.adapters.entra_tokens import MsalTokenProvider
 
-            if not (settings.registry_authority and settings.registry_client_id and settings.registry_scope):
+            if not (
+                settings.registry_authority
+                and settings.registry_client_id
+                and settings.registry_client_secret
+                and settings.registry_scope
+            ):
                 raise RuntimeError(
-                    "the HTTP contact registry needs HERALD_CONTACT_REGISTRY_AUTHORITY, _CLIENT_ID, _SCOPE"
+                    "the HTTP contact registry needs HERALD_CONTACT_REGISTRY_AUTHORITY, _CLIENT_ID, _CLIENT_SECRET, _SCOPE"
                 )
             tokens = MsalTokenProvider(
                 authority=settings.registry_authority,
                 client_id=settings.registry_client_id,
-                client_secret=settings.registry_client_secret or "",
+                client_secret=settings.registry_client_secret,
                 scope=settings.registry_scope,
             )
             registry = HttpContactRegistry(settings.registry_url, tokens)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, List  # noqa: UP035  (see batch below)
 
 import azure.functions as func
 from fastapi import FastAPI, Request, Response
@@ -82,6 +82,7 @@ def build_app(
             correlation_id=message.correlation_id,
             subject=message.subject,
             sequence_number=message.sequence_number,
+            locked_until=message.locked_until,
         )
 
     # The queue name comes from an app setting, as Herald's may.
@@ -108,16 +109,34 @@ def build_app(
         time.sleep(slow_seconds)
         recorder.add("slow_done", message_id=msg.message_id)
 
-    @bp.function_name("delayed")
-    @bp.service_bus_queue_trigger(arg_name="msg", queue_name=f"{prefix}-delayed", connection="ServiceBusConnection")
-    async def delayed(msg: func.ServiceBusMessage) -> None:
-        record_message("delayed", msg)
+    @bp.function_name("outlive")
+    @bp.service_bus_queue_trigger(arg_name="msg", queue_name=f"{prefix}-outlive", connection="ServiceBusConnection")
+    def outlive(msg: func.ServiceBusMessage) -> None:
+        """The first delivery runs slow_seconds, past any lock renewal limit the test sets."""
+        record_message("outlive", msg)
+        if msg.delivery_count == 1:
+            time.sleep(slow_seconds)
+        recorder.add("outlive_done", delivery_count=msg.delivery_count)
+
+    def recording(name: str) -> Callable[[func.ServiceBusMessage], Awaitable[None]]:
+        async def receive(msg: func.ServiceBusMessage) -> None:
+            record_message(name, msg)
+
+        return receive
+
+    # Receivers that only record; the tests give their queues different properties.
+    for name in ("delayed", "dedup", "plain"):
+        trigger = bp.service_bus_queue_trigger(
+            arg_name="msg", queue_name=f"{prefix}-{name}", connection="ServiceBusConnection"
+        )
+        bp.function_name(name)(trigger(recording(name)))
 
     @bp.function_name("batch")
     @bp.service_bus_queue_trigger(
         arg_name="msgs", queue_name=f"{prefix}-batch", connection="ServiceBusConnection", cardinality="many"
     )
-    async def batch(msgs: list[func.ServiceBusMessage]) -> None:
+    # typing.List, not list[...]: the Python worker refuses to load a PEP 585 alias here.
+    async def batch(msgs: List[func.ServiceBusMessage]) -> None:  # noqa: UP006
         recorder.add("batch", size=len(msgs), ids=[m.message_id for m in msgs])
 
     @bp.function_name("tick")
@@ -128,8 +147,13 @@ def build_app(
     @bp.function_name("on_event")
     @bp.event_grid_trigger(arg_name="event")
     def on_event(event: func.EventGridEvent) -> None:
+        # The converter builds a CloudEvent for CloudEvents-schema input whatever the annotation says.
+        if isinstance(event, func.CloudEvent):
+            recorder.add("on_event", kind="CloudEvent", id=event.id, event_type=event.type, topic=event.source)
+            return
         recorder.add(
             "on_event",
+            kind="EventGridEvent",
             id=event.id,
             event_type=event.event_type,
             subject=event.subject,
@@ -137,6 +161,12 @@ def build_app(
             data=event.get_json(),
             event_time=event.event_time,
         )
+
+    @bp.function_name("on_raw_event")
+    @bp.event_grid_trigger(arg_name="event")
+    async def on_raw_event(event: str) -> None:
+        # A str annotation takes the worker's generic binding: the event's JSON as delivered.
+        recorder.add("on_raw_event", raw=event)
 
     @bp.function_name("on_event_fails")
     @bp.event_grid_trigger(arg_name="event")

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,7 +20,8 @@ from azure.storage.queue.aio import QueueClient
 
 from devhost import DevHost, DevHostOptions
 from devhost.azurite import Azurite
-from shared.adapters.storage_queue_bus import StorageQueueBus, decode_envelope
+from devhost.queue_properties import QueueProperties
+from shared.adapters.storage_queue_bus import StorageQueueBus, decode_envelope, encode_envelope
 from shared.messaging import OutgoingMessage
 from tests.devhost.sample_app import Recorder, build_app
 
@@ -36,7 +39,8 @@ class Harness:
         self.host: DevHost | None = None
         self.bus = StorageQueueBus(azurite.connection_string)
 
-    async def start(self, **options: Any) -> DevHost:
+    async def start(self, queues: Mapping[str, QueueProperties] | None = None, **options: Any) -> DevHost:
+        """``queues`` overrides the infra's queue properties, by unprefixed queue name."""
         app_options = {k: options.pop(k) for k in ("fail_times", "slow_seconds") if k in options}
         app = build_app(self.prefix, self.recorder, **app_options)
         defaults: dict[str, Any] = {
@@ -44,9 +48,9 @@ class Harness:
             "storage_connection_string": self.azurite.connection_string,
             "route_prefix": "",
             "provision_app": False,
-            "lock_seconds": 10,
-            "max_delivery_count": 5,
         }
+        if queues is not None:
+            defaults["queue_properties"] = {f"{self.prefix}-{name}": value for name, value in queues.items()}
         defaults.update(options)
         self.host = DevHost(app, DevHostOptions(**defaults))
         await self.host.start()
@@ -57,6 +61,17 @@ class Harness:
 
     async def send(self, name: str, message: OutgoingMessage) -> None:
         await self.bus.send(f"{self.prefix}-{name}", [message])
+
+    def app_directory(
+        self, root: Path, *, queues: Mapping[str, dict[str, Any]] | None = None, service_bus: Any = None
+    ) -> Path:
+        """A function directory with infra/service-bus-queues.json (unprefixed names) and host.json."""
+        (root / "infra").mkdir(parents=True, exist_ok=True)
+        declared = [{"name": f"{self.prefix}-{name}", **properties} for name, properties in (queues or {}).items()]
+        (root / "infra" / "service-bus-queues.json").write_text(json.dumps(declared))
+        extensions = {"serviceBus": service_bus} if service_bus is not None else {}
+        (root / "host.json").write_text(json.dumps({"version": "2.0", "extensions": extensions}))
+        return root
 
     async def close(self) -> None:
         if self.host is not None:
@@ -187,10 +202,16 @@ async def test_failed_deliveries_are_redelivered_with_increasing_delivery_count(
         await wait_until_empty(queue)  # completed after the successful third delivery
 
 
-async def test_message_is_dead_lettered_after_max_delivery_count(harness: Harness) -> None:
-    await harness.start(max_delivery_count=3)
+async def test_each_queue_dead_letters_at_its_own_max_delivery_count(harness: Harness, tmp_path: Path) -> None:
+    """maxDeliveryCount comes from infra/service-bus-queues.json, queue by queue."""
+    directory = harness.app_directory(
+        tmp_path, queues={"poison": {"maxDeliveryCount": 3}, "flaky": {"maxDeliveryCount": 2}}
+    )
+    await harness.start(function_directory=directory, fail_times=2)
     sent = message({"n": 2}, application_properties={"k": "v"})
+    flaky = message({"n": 22})
     await harness.send("poison", sent)
+    await harness.send("flaky", flaky)
     dead_letter = harness.queue("poison-deadletter")
     async with dead_letter, harness.queue("poison") as source:
         deadline = time.monotonic() + 15
@@ -206,6 +227,15 @@ async def test_message_is_dead_lettered_after_max_delivery_count(harness: Harnes
     assert envelope.application_properties["DeadLetterReason"] == "MaxDeliveryCountExceeded"
     assert "cannot process this one" in str(envelope.application_properties["DeadLetterErrorDescription"])
     assert [c["delivery_count"] for c in harness.recorder.of("poison")] == [1, 2, 3]
+    # flaky would succeed on its third delivery, but its queue allows two.
+    async with harness.queue("flaky-deadletter") as flaky_dead_letter:
+        deadline = time.monotonic() + 10
+        while await queue_length(flaky_dead_letter) == 0:
+            assert time.monotonic() < deadline, "flaky message never dead-lettered"
+            await asyncio.sleep(0.1)
+        [dead_flaky] = await flaky_dead_letter.peek_messages()
+    assert decode_envelope(str(dead_flaky.content)).message_id == flaky.message_id
+    assert [c["delivery_count"] for c in harness.recorder.of("flaky")] == [1, 2]
 
 
 async def test_message_back_with_too_many_deliveries_is_dead_lettered_unprocessed(harness: Harness) -> None:
@@ -218,7 +248,7 @@ async def test_message_back_with_too_many_deliveries_is_dead_lettered_unprocesse
             [received] = [m async for m in source.receive_messages(max_messages=1, visibility_timeout=1)]
             await source.update_message(received, visibility_timeout=0)
     async with harness.queue("poison-deadletter") as dead_letter:
-        await harness.start(max_delivery_count=1)
+        await harness.start(queues={"poison": QueueProperties(max_delivery_count=1)})
         deadline = time.monotonic() + 10
         while await queue_length(dead_letter) == 0:
             assert time.monotonic() < deadline, "message never dead-lettered"
@@ -250,6 +280,104 @@ async def test_slow_handler_keeps_its_lock_and_is_not_redelivered(harness: Harne
     assert [c["delivery_count"] for c in harness.recorder.of("slow")] == [1]
     async with harness.queue("slow") as queue:
         await wait_until_empty(queue)
+
+
+async def test_each_queue_is_locked_for_its_own_lock_duration(
+    harness: Harness, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    directory = harness.app_directory(
+        tmp_path, queues={"plain": {"lockDuration": "PT5S"}, "dedup": {"lockDuration": "PT2M"}}
+    )
+    with caplog.at_level(logging.WARNING, logger="devhost"):
+        await harness.start(function_directory=directory)
+    await harness.send("plain", message({"n": 7}))
+    await harness.send("dedup", message({"n": 8}))
+    await harness.send("delayed", message({"n": 9}))
+    await harness.recorder.wait_for(
+        lambda: all(harness.recorder.of(name) for name in ("plain", "dedup", "delayed")), within=10
+    )
+
+    def lock_seconds(name: str) -> float:
+        [call] = harness.recorder.of(name)
+        locked_until: datetime = call["locked_until"]
+        received_at: float = call["at"]
+        return locked_until.replace(tzinfo=locked_until.tzinfo or UTC).timestamp() - received_at
+
+    assert 3.5 < lock_seconds("plain") <= 5.1
+    assert 118 < lock_seconds("dedup") <= 120.1
+    # A queue the file does not declare gets Service Bus's default lock, with a warning.
+    assert 58 < lock_seconds("delayed") <= 60.1
+    assert any(
+        f"{harness.prefix}-delayed" in r.getMessage() and "not declared" in r.getMessage() for r in caplog.records
+    )
+
+
+async def test_handler_outliving_lock_renewal_is_redelivered_while_it_runs(
+    harness: Harness, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """host.json's maxAutoLockRenewalDuration bounds renewal; the first handler then loses its lock."""
+    directory = harness.app_directory(tmp_path, service_bus={"maxAutoLockRenewalDuration": "00:00:02"})
+    await harness.start(function_directory=directory, lock_seconds=1, slow_seconds=5)
+    sent = message({"n": 10})
+    with caplog.at_level(logging.WARNING, logger="devhost"):
+        await harness.send("outlive", sent)
+        await harness.recorder.wait_for(lambda: len(harness.recorder.of("outlive_done")) >= 2, within=15)
+        await asyncio.sleep(0.3)  # the first delivery's settlement, right after its handler returns
+    calls = harness.recorder.of("outlive")
+    assert [c["delivery_count"] for c in calls] == [1, 2]
+    first_done, second_done = harness.recorder.of("outlive_done")
+    assert (first_done["delivery_count"], second_done["delivery_count"]) == (2, 1)  # second finished first
+    assert calls[1]["at"] < second_done["at"]
+    # Renewed for 2 s, then expired under the running handler (lock 1 s: redelivered within ~3.5 s).
+    assert 2.0 <= calls[1]["at"] - calls[0]["at"] < 4.0
+    lost = [r.getMessage() for r in caplog.records if "MessageLockLost" in r.getMessage()]
+    assert len(lost) == 1 and sent.message_id in lost[0] and "could not complete" in lost[0]
+    async with harness.queue("outlive") as queue:
+        await wait_until_empty(queue)  # completed by the second delivery
+
+
+async def test_duplicate_message_id_within_the_window_is_dropped(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="devhost")
+    window = timedelta(seconds=2)
+    await harness.start(
+        queues={
+            "dedup": QueueProperties(requires_duplicate_detection=True, duplicate_detection_window=window),
+            "plain": QueueProperties(requires_duplicate_detection=False, duplicate_detection_window=window),
+            "delayed": QueueProperties(
+                requires_duplicate_detection=True, duplicate_detection_window=timedelta(minutes=10)
+            ),
+        }
+    )
+    first_sent = time.time()
+    for body in ({"copy": 1}, {"copy": 2}):
+        await harness.send("dedup", message(body, message_id="same-id"))
+        await harness.send("plain", message(body, message_id="same-id"))
+    # A delay past the storage maximum makes devhost re-send the same envelope to wait longer; that
+    # copy is no duplicate of the message it replaces. Sent visible at once to stand for such a delay.
+    due = datetime.now(UTC) + timedelta(seconds=2)
+    scheduled = message({"scheduled": True}, deliver_at=due)
+    async with harness.queue("delayed") as delayed:
+        await delayed.send_message(encode_envelope(scheduled, datetime.now(UTC)), time_to_live=-1)
+    async with harness.queue("dedup") as queue:
+        await wait_until_empty(queue)
+    await harness.recorder.wait_for(lambda: len(harness.recorder.of("plain")) == 2)
+    assert [json.loads(c["body"]) for c in harness.recorder.of("dedup")] == [{"copy": 1}]
+    assert any("dropped message same-id" in r.getMessage() for r in caplog.records)
+    # Without duplicate detection both copies are delivered.
+    assert sorted(json.loads(c["body"])["copy"] for c in harness.recorder.of("plain")) == [1, 2]
+
+    # Sent again once the window has passed: a new message.
+    await asyncio.sleep(max(0.0, first_sent + window.total_seconds() + 0.5 - time.time()))
+    await harness.send("dedup", message({"copy": 3}, message_id="same-id"))
+    await harness.recorder.wait_for(lambda: len(harness.recorder.of("dedup")) == 2)
+    assert json.loads(harness.recorder.of("dedup")[1]["body"]) == {"copy": 3}
+
+    await harness.recorder.wait_for(lambda: bool(harness.recorder.of("delayed")), within=10)
+    [rescheduled] = harness.recorder.of("delayed")
+    assert rescheduled["message_id"] == scheduled.message_id
+    assert rescheduled["at"] >= due.timestamp() - 0.05
 
 
 async def test_cardinality_many_delivers_batches(harness: Harness) -> None:
@@ -318,7 +446,35 @@ async def test_event_grid_notification_invokes_function_per_event(harness: Harne
     assert calls[0]["data"] == {"order": 42}
     assert calls[0]["topic"] == first["topic"]
     assert calls[0]["event_time"] == datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
-    assert (calls[2]["event_type"], calls[2]["topic"], calls[2]["data"]) == ("Herald.Cloud", "/herald", {"c": 1})
+    assert [c["kind"] for c in calls] == ["EventGridEvent", "EventGridEvent", "CloudEvent"]
+    assert (calls[2]["event_type"], calls[2]["topic"]) == ("Herald.Cloud", "/herald")
+
+
+async def test_event_grid_input_the_worker_rejects_fails_the_invocation_with_its_error(harness: Harness) -> None:
+    """azure-functions parses event times with fixed formats: an offset other than UTC is refused, as in Azure."""
+    host = await harness.start()
+    oslo = event() | {"eventTime": "2026-11-26T10:00:00+01:00"}
+    async with httpx.AsyncClient(base_url=host.url) as client:
+        response = await client.post(
+            "/runtime/webhooks/eventgrid?functionName=on_event", headers={"aeg-event-type": "Notification"}, json=[oslo]
+        )
+    assert response.status_code == 500
+    assert "time data '2026-11-26T10:00:00+01:00' does not match format" in response.json()["detail"]
+    assert harness.recorder.of("on_event") == []
+
+
+async def test_event_grid_str_parameter_gets_the_raw_event(harness: Harness) -> None:
+    host = await harness.start()
+    cloud = {"specversion": "1.0", "id": "ce-raw", "source": "/x", "type": "T", "time": "2026-11-26T10:00:00-05:00"}
+    async with httpx.AsyncClient(base_url=host.url) as client:
+        response = await client.post(
+            "/runtime/webhooks/eventgrid?functionName=on_raw_event",
+            headers={"aeg-event-type": "Notification"},
+            json=cloud,
+        )
+    assert response.status_code == 200
+    (call,) = harness.recorder.of("on_raw_event")
+    assert json.loads(call["raw"]) == cloud
 
 
 async def test_event_grid_errors(harness: Harness) -> None:

@@ -62,7 +62,11 @@ def test_index_reads_triggers_and_resolves_settings() -> None:
     assert tick is not None and (tick.schedule, tick.run_on_startup) == ("* * * * * *", True)
     [http] = index.of_kind(TriggerKind.HTTP)
     assert (http.name, http.route) == ("api", "/{*route}")
-    assert {spec.name for spec in index.of_kind(TriggerKind.EVENT_GRID)} == {"on_event", "on_event_fails"}
+    assert {spec.name for spec in index.of_kind(TriggerKind.EVENT_GRID)} == {
+        "on_event",
+        "on_event_fails",
+        "on_raw_event",
+    }
 
 
 def test_route_templates() -> None:

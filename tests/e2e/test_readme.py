@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import subprocess
@@ -10,8 +11,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+import httpx
 import pytest
 
+from shared.api.events_publish import STRUCTURED
+from shared.events.ingest import EVENTGRID_QUEUE
+from shared.messaging import OutgoingMessage
 from tests.support.azurite import free_port
 from tests.support.devhost_process import devhost_process
 
@@ -185,33 +190,40 @@ def test_devhost_runs_an_email_order_to_delivered(devhost):
     )
 
 
-def test_devhost_ingests_cloudevents_routed_through_event_grid(devhost):
-    """An Event Grid custom topic (CloudEvents schema) delivers to ingest_event_grid; the event is readable."""
+async def test_devhost_ingests_cloudevents_routed_through_event_grid(devhost, services):
+    """The Event Grid custom topic puts each CloudEvent on events-eventgrid as the publisher sent it;
+    ingest_event_grid publishes it, any UTC offset in ``time`` included, and it is readable as sent."""
     port, env, _ = devhost
     resource = f"urn:herald:e2e:grid{port}"
     open_resource(port, env, resource)
-    routed = {
-        "specversion": "1.0",
-        "id": "grid-1",
-        "source": "urn:no:example:registry",
-        "type": "no.example.changed",
-        "time": "2026-11-21T10:00:00Z",
-        "subject": "org:991825827",
-        "resource": resource,
-        "data": {"changed": True},
-    }
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/runtime/webhooks/eventgrid?functionName=ingest_event_grid",
-        data=json.dumps([routed]).encode(),
-        headers={"Content-Type": "application/cloudevents-batch+json", "aeg-event-type": "Notification"},
+    routed = [
+        {
+            "specversion": "1.0",
+            "id": f"grid-{n}",
+            "source": "urn:no:example:registry",
+            "type": "no.example.changed",
+            "time": moment,
+            "subject": "org:991825827",
+            "resource": resource,
+            "data": {"changed": n},
+        }
+        for n, moment in enumerate(("2026-11-26T10:00:00+01:00", "2026-11-26T10:00:00.5-05:00"))
+    ]
+    await services.bus.send(
+        EVENTGRID_QUEUE,
+        [
+            OutgoingMessage(body=json.dumps(event).encode(), message_id=event["id"], content_type=STRUCTURED)
+            for event in routed
+        ],
     )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        assert response.status in (200, 202)
     token = devhost_token(env, "org:991825827", "events.read")
-    read = urllib.request.Request(
-        f"http://127.0.0.1:{port}/api/v1/events?resource={resource}", headers={"Authorization": f"Bearer {token}"}
-    )
-    with urllib.request.urlopen(read, timeout=10) as response:
-        [event] = json.loads(response.read())
-    assert event["id"] == "grid-1" and event["data"] == {"changed": True} and event["subject"] == "org:991825827"
-    assert event["time"] == "2026-11-21T10:00:00.000000Z"
+    deadline = time.monotonic() + 30
+    events: list[dict] = []
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+        while len(events) < len(routed) and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            read = await http.get(
+                "/api/v1/events", params={"resource": resource}, headers={"Authorization": f"Bearer {token}"}
+            )
+            events = read.json()
+    assert events == routed

@@ -2,7 +2,9 @@
 
 Queues and Event Grid-triggered functions come FROM THE APP (``function_app.app.get_functions()``),
 settings from ``local.settings.sample.json`` (its ``Documentation`` scopes), tables from
-``shared.container.TABLES``; the Bicep side is read from ``infra/main.bicep`` variables.
+``shared.container.TABLES``; the Bicep side is evaluated from ``infra/main.bicep`` (variables and module
+parameters) with every optional feature turned on, so conditional settings are checked too. The roles
+each connection needs are derived from the same places.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.bicep import ROOT, Expression, variables
+from tests.infra.bicep import INFRA, MAIN, ROOT, Evaluator, Expression, object_properties, resources
 from tests.support.functions_index import functions
 
 SAMPLE_SETTINGS = ROOT / "local.settings.sample.json"
@@ -26,7 +28,6 @@ PLATFORM_SETTINGS: dict[str, str] = {
     "AzureWebJobsStorage__clientId": "Functions host storage uses the user-assigned identity.",
     "APPLICATIONINSIGHTS_CONNECTION_STRING": "Host and shared/telemetry.py export to this Application Insights resource.",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "Entra ID ingestion (local auth is disabled) with the user-assigned identity.",
-    "PYTHON_ENABLE_OPENTELEMETRY": "The Python worker attaches the host's trace context to each invocation (OpenTelemetry mode).",
 }
 QUEUE_PROPERTIES = {
     "name": str,
@@ -39,9 +40,49 @@ QUEUE_PROPERTIES = {
 }
 
 
+# Every optional feature on, so every conditional app setting and role is evaluated.
+EVERY_FEATURE = {
+    "smsGateway": "link",
+    "smsReportUsername": "gateway",
+    "contactRegistryUrl": "https://registry.example",
+    "authorization": "pdp",
+    "enableCustomTopic": True,
+    "deployEventSubscriptions": True,
+}
+IDENTITY = "identity.outputs.principalId"
+
+
+@cache
+def _evaluator() -> Evaluator:
+    return Evaluator(MAIN, EVERY_FEATURE, {"keyVaultName": "kv-test"})
+
+
 @cache
 def _bicep() -> dict[str, Any]:
-    return variables()
+    return _evaluator().variables()
+
+
+@cache
+def _modules() -> dict[str, dict[str, Any]]:
+    return _evaluator().modules()
+
+
+def _role(name: str) -> str:
+    return str(_bicep()["roles"][name])
+
+
+def _identity_roles(module: str, parameter: str = "roleAssignments") -> list[dict[str, Any]]:
+    return [
+        entry
+        for entry in _modules()[module]["params"].get(parameter, [])
+        if isinstance(entry["principalId"], Expression) and entry["principalId"].text == IDENTITY
+    ]
+
+
+def _principal_of(client_id: Any) -> str:
+    """The identity behind a ``__clientId`` setting (the user-assigned identity's client id)."""
+    assert isinstance(client_id, Expression) and client_id.text == "identity.outputs.clientId", client_id
+    return IDENTITY
 
 
 def _functions() -> tuple[Any, ...]:
@@ -109,7 +150,7 @@ def test_service_bus_connections_are_identity_based() -> None:
 
 def test_every_event_grid_function_has_a_subscription_and_vice_versa() -> None:
     functions = {name for name, _ in _bindings("eventGridTrigger")}
-    subscriptions = _bicep()["communicationEventSubscriptions"] + _bicep()["customTopicEventSubscriptions"]
+    subscriptions = _bicep()["communicationEventSubscriptions"]
     subscribed = [entry["functionName"] for entry in subscriptions]
     assert len(subscribed) == len(set(subscribed)), f"a function is subscribed twice: {subscribed}"
     assert functions - set(subscribed) == set(), (
@@ -122,6 +163,100 @@ def test_every_event_grid_function_has_a_subscription_and_vice_versa() -> None:
         assert set(entry) >= {"name", "functionName", "includedEventTypes"}, entry
     for entry in _bicep()["communicationEventSubscriptions"]:
         assert entry["includedEventTypes"], f"{entry['name']}: name the delivery report event types"
+    # The postdeploy hook waits for exactly these functions (Bicep output, not a second list).
+    assert _bicep()["eventGridFunctionNames"] == subscribed
+    output = next(
+        node
+        for node in _evaluator().root.named_children
+        if node.type == "output_declaration" and b"HERALD_EVENT_GRID_FUNCTIONS" in (node.text or b"")
+    )
+    assert _evaluator().eval(output.named_children[-1], {}) == ",".join(subscribed)
+
+
+def test_custom_topic_delivers_to_a_queue_the_app_triggers_on() -> None:
+    topic = _modules()["customTopic"]["params"]
+    queue = topic["serviceBusQueueName"]
+    assert queue in {entry["name"] for entry in _bicep()["serviceBusQueues"]}
+    triggered = {_resolve(binding.queue_name) for _, binding in _bindings("serviceBusTrigger")}
+    assert queue in triggered, f"nothing in the app triggers on {queue}, where the custom topic delivers"
+    assert topic["deliveryRoleDefinitionId"] == _role("serviceBusDataSender")
+
+
+def test_every_queue_the_app_triggers_on_grants_the_trigger_role_to_its_connection() -> None:
+    # Functions docs: the trigger needs Azure Service Bus Data Receiver or Data Owner; only Owner's
+    # Manage rights let the scale controller read the queue length (target-based scaling).
+    settings = _bicep()["functionAppSettings"]
+    owned = {
+        (entry["queueName"], entry["principalId"].text)
+        for entry in _identity_roles("serviceBus", "queueRoleAssignments")
+        if entry["roleDefinitionId"] == _role("serviceBusDataOwner")
+    }
+    for name, binding in _bindings("serviceBusTrigger"):
+        principal = _principal_of(settings[f"{binding.connection}__clientId"])
+        queue = _resolve(binding.queue_name)
+        assert (queue, principal) in owned, f"{name}: {binding.connection}'s identity lacks Data Owner on {queue}"
+    # Owner covers sending: the narrower roles on the namespace would only be redundant for the app.
+    namespace_roles = {entry["roleDefinitionId"] for entry in _identity_roles("serviceBus")}
+    assert not namespace_roles, f"namespace-wide roles for the app's identity: {namespace_roles}"
+    declared = {queue["name"] for queue in _bicep()["serviceBusQueues"]}
+    assert {queue for queue, _ in owned} <= declared
+
+
+def test_queue_settings_come_from_the_shared_file() -> None:
+    import json
+
+    shared = json.loads((INFRA / "service-bus-queues.json").read_text())
+    assert _bicep()["serviceBusQueues"] == shared
+    assert _modules()["serviceBus"]["params"]["queues"] == shared
+    # The namespace module maps each property it sets; everything it sets is in the file.
+    (queues,) = [
+        r for r in resources(INFRA / "modules" / "service-bus" / "namespace.bicep") if r.symbol == "namespaceQueues"
+    ]
+    properties = object_properties(object_properties(queues.body)["properties"])
+    read = {
+        (node.text or b"").decode().removeprefix("queue.")
+        for node in properties.values()
+        if (node.text or b"").startswith(b"queue.")
+    }
+    assert read <= set(QUEUE_PROPERTIES), read - set(QUEUE_PROPERTIES)
+
+
+def test_storage_settings_come_with_their_data_roles() -> None:
+    settings = _bicep()["functionAppSettings"]
+    granted = {(entry["roleDefinitionId"]) for entry in _identity_roles("storage")}
+    needs = {
+        "AzureWebJobsStorage__accountName": "storageBlobDataOwner",
+        "HeraldStorage__tableServiceUri": "storageTableDataContributor",
+        "HeraldStorage__queueServiceUri": "storageQueueDataContributor",
+    }
+    for setting, role in needs.items():
+        assert setting in settings, setting
+        prefix = setting.split("__", 1)[0]
+        assert _principal_of(settings[f"{prefix}__clientId"]) == IDENTITY
+        assert _role(role) in granted, f"{setting} needs {role} on the storage account"
+
+
+def test_key_vault_settings_come_with_their_roles() -> None:
+    settings = _bicep()["functionAppSettings"]
+    granted = {entry["roleDefinitionId"] for entry in _identity_roles("keyVault")}
+    assert "HERALD_SECRET_KEY_URI" in settings
+    assert _role("keyVaultCryptoUser") in granted, "HERALD_SECRET_KEY_URI needs Key Vault Crypto User"
+    references = [
+        name
+        for name, value in settings.items()
+        if isinstance(value, str | Expression) and "@Microsoft.KeyVault(" in str(getattr(value, "text", value))
+    ]
+    assert references, "every feature is on: the secret settings must be Key Vault references"
+    assert _role("keyVaultSecretsUser") in granted, f"{references} need Key Vault Secrets User"
+
+
+def test_event_grid_topics_dead_letter_to_a_container_their_identity_may_write() -> None:
+    containers = _modules()["storage"]["params"]["blobContainerNames"]
+    for module in ("communicationEvents", "customTopic"):
+        params = _modules()[module]["params"]
+        assert params["deadLetterContainerName"] in containers, f"{module}: no such container"
+        assert params["deadLetterRoleDefinitionId"] == _role("storageBlobDataContributor")
+        assert params["deadLetterStorageAccountName"].text == "storage.outputs.name"
 
 
 def test_every_azure_setting_is_in_bicep_and_every_bicep_setting_is_documented() -> None:

@@ -31,7 +31,10 @@ def _all_bicep() -> dict[str, str]:
 def _resource_blocks(text: str, resource_type: str) -> list[str]:
     """The bodies of the resources of one type (from the declaration to the next top-level line)."""
     blocks = []
-    for match in re.finditer(rf"^resource \w+ '{re.escape(resource_type)}@[^']+'", text, flags=re.MULTILINE):
+    # `existing` declarations only refer to a resource declared elsewhere.
+    for match in re.finditer(
+        rf"^resource \w+ '{re.escape(resource_type)}@[^']+'(?! existing)", text, flags=re.MULTILINE
+    ):
         end = re.search(r"^\S", text[match.end() :], flags=re.MULTILINE)
         blocks.append(text[match.start() : match.end() + (end.start() if end else len(text))])
     return blocks
@@ -99,24 +102,28 @@ def test_role_assignment_names_are_deterministic() -> None:
 
 
 def test_every_data_plane_role_is_assigned_to_the_identity() -> None:
-    values = variables()
-    roles = values["roles"]
-    identity_roles = {
-        entry["roleDefinitionId"].text.removeprefix("roles.")
-        for name, entries in values.items()
-        if name.startswith("identity") or name in ("communicationRoleAssignments", "applicationInsightsRoleAssignments")
-        if isinstance(entries, list)
-        for entry in entries
-        if isinstance(entry, dict) and "roleDefinitionId" in entry
-    }
+    from tests.infra.bicep import Evaluator
+
+    evaluator = Evaluator(params={"smsGateway": "link"})
+    roles = evaluator.value("roles")
+    names = {guid: name for name, guid in roles.items()}
+    identity = "identity.outputs.principalId"
+    assignments = [
+        entry
+        for module in evaluator.modules().values()
+        for parameter in ("roleAssignments", "queueRoleAssignments")
+        for entry in module["params"].get(parameter, []) or []
+        if isinstance(entry, dict) and getattr(entry.get("principalId"), "text", None) == identity
+    ]
+    identity_roles = {names.get(entry["roleDefinitionId"], entry["roleDefinitionId"]) for entry in assignments}
     needed = {
         "storageBlobDataOwner",
         "storageTableDataContributor",
         "storageQueueDataContributor",
-        "serviceBusDataSender",
-        "serviceBusDataReceiver",
+        "serviceBusDataOwner",
         "monitoringMetricsPublisher",
         "keyVaultCryptoUser",
+        "keyVaultSecretsUser",
         "contributor",
     }
     assert needed <= identity_roles, f"missing for the managed identity: {needed - identity_roles}"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 import types
 from collections.abc import Iterator
@@ -16,6 +19,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from shared import telemetry
+from tests.conftest import REPO
+from tests.support.events import event
 
 _exporter = InMemorySpanExporter()
 _reader = InMemoryMetricReader()
@@ -136,3 +141,48 @@ def test_metrics_are_recorded(sdk: tuple[InMemorySpanExporter, InMemoryMetricRea
     assert latency["failed"].sum == 0
     assert points["herald.dead_letters"][0].attributes == {"stage": "events-inbound"}
     assert points["herald.notifications"][0].attributes == {"channel": "email", "status": "Delivered"}
+
+
+def test_a_publish_and_the_inbound_stage_it_queues_share_one_trace(settings, services, issuer, resource, tmp_path):
+    """function_app as the worker loads it, with Azure Monitor configured: the distro's FastAPI
+    instrumentation records the publish request (it patches the class, so it must run before the
+    app is built) and the inbound stage continues that request's trace through the queue message."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "TMPDIR": str(tmp_path),  # the exporter's offline storage
+        # Exports go to a closed loopback port; statsbeat would call out to Azure.
+        "APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=00000000-0000-0000-0000-000000000000;"
+        "IngestionEndpoint=http://127.0.0.1:9/;LiveEndpoint=http://127.0.0.1:9/",
+        "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
+        # Record every trace (the distro's default keeps 5 a second, which would make this test flaky).
+        "OTEL_TRACES_SAMPLER": "microsoft.fixed_percentage",
+        "OTEL_TRACES_SAMPLER_ARG": "1.0",
+        # Honoured by the distro's FastAPI instrumentation (docs/deploy.md: keep liveness probes out).
+        "OTEL_PYTHON_FASTAPI_EXCLUDED_URLS": "api/v1/health",
+        "HERALD_MODE": "local",
+        "HeraldStorage": settings.storage.connection_string,
+        "HERALD_BUS": "storage-queue",
+        "HERALD_AUTH_JWKS_PATH": str(issuer.jwks_path),
+        "HERALD_SECRET_KEY_PATH": str(settings.secret_key_path),
+        "PROBE_AUTHORIZATION": issuer.headers("events.publish")["Authorization"],
+        "PROBE_EVENT": json.dumps(event(resource, "traced-1")),
+    }
+    env.pop("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", None)
+    probe = subprocess.run(
+        [sys.executable, "-m", "tests.infra.traced_publish"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    spans = [json.loads(line) for line in probe.stdout.splitlines() if line.startswith("{")]
+    [request] = [span for span in spans if span["kind"] == "SERVER" and span["name"] == "POST /api/v1/events"]
+    # The queue may also hold other tests' messages; this publish's message continues its trace.
+    inbound = [span for span in spans if span["name"] == "events.inbound" and span["kind"] == "CONSUMER"]
+    # The distro's instrumentation recorded the request (FastAPI's own telemetry would ignore the exclusion).
+    assert request["scope"] == "opentelemetry.instrumentation.fastapi"
+    assert not [span for span in spans if "/api/v1/health" in span["name"]]
+    assert request["trace"] in {span["trace"] for span in inbound}

@@ -1,7 +1,8 @@
 """Drives Herald's queue-triggered functions from the real Azurite queues, in-process.
 
-Each message is handed to the function's user function as a real
-``azure.functions.servicebus.ServiceBusMessage``, as devhost does; nothing of Herald is mocked.
+Each message reaches the function's user function the way devhost hands it over: as the host would
+send it, decoded by the azure-functions Service Bus converter (``devhost.bindings``); nothing of
+Herald is mocked.
 """
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from azure.functions.servicebus import ServiceBusMessage
+import azure.functions as func
 
+from devhost.bindings import ReceivedMessage, decode, service_bus_input
 from shared.adapters.storage_queue_bus import decode_envelope
 from shared.container import Services
 from tests.support.functions_index import functions
@@ -36,14 +38,20 @@ async def drain(services: Services, queues: tuple[str, ...], *, rounds: int = 20
             client = services.bus.service.get_queue_client(queue)  # type: ignore[attr-defined]
             async for message in client.receive_messages(messages_per_page=32, visibility_timeout=30):
                 envelope = decode_envelope(message.content)
-                sb = ServiceBusMessage(
+                received = ReceivedMessage(
                     body=envelope.body,
                     message_id=envelope.message_id,
+                    delivery_count=message.dequeue_count or 1,
+                    sequence_number=handled + 1,
+                    enqueued_time=envelope.enqueued_at,
+                    locked_until=datetime.now(UTC),
+                    lock_token=message.id,
+                    to=queue,
                     application_properties=dict(envelope.application_properties),
-                    user_properties=dict(envelope.application_properties),
-                    delivery_count=message.dequeue_count,
-                    enqueued_time_utc=envelope.enqueued_at,
                     content_type=envelope.content_type,
+                )
+                sb = decode(
+                    "serviceBusTrigger", func.ServiceBusMessage, service_bus_input(queue, [received], many=False)
                 )
                 await handlers[queue](sb)  # type: ignore[operator]
                 await client.delete_message(message)

@@ -1,5 +1,5 @@
 metadata name = 'Event Grid system topic'
-metadata description = 'System topic on an Azure resource (here: Communication Services delivery reports) with subscriptions that push to Event Grid-triggered functions (endpoint type AzureFunction: no webhook URL, no key in the template).'
+metadata description = 'System topic on an Azure resource (here: Communication Services delivery reports) with subscriptions that push to Event Grid-triggered functions (endpoint type AzureFunction: no webhook URL, no key in the template). Events Event Grid gives up on are dead-lettered to a blob container with the topic\'s own identity.'
 
 @description('Required. Name of the system topic.')
 param name string
@@ -25,12 +25,21 @@ param functionSubscriptions array = []
 @description('Optional. Create the subscriptions (set after the function code is deployed).')
 param deploySubscriptions bool = false
 
-@description('Optional. Event Grid delivery attempts before an event is dropped.')
+@description('Required. Storage account (in this resource group) that receives dead-lettered events.')
+param deadLetterStorageAccountName string
+
+@description('Required. Blob container in that account for dead-lettered events.')
+param deadLetterContainerName string
+
+@description('Required. Role the topic\'s identity gets on the dead-letter container (Storage Blob Data Contributor).')
+param deadLetterRoleDefinitionId string
+
+@description('Optional. Event Grid delivery attempts before an event is dead-lettered.')
 @minValue(1)
 @maxValue(30)
 param maxDeliveryAttempts int = 30
 
-@description('Optional. Event time to live in minutes.')
+@description('Optional. Event time to live in minutes; older undelivered events are dead-lettered.')
 @minValue(1)
 @maxValue(1440)
 param eventTimeToLiveInMinutes int = 1440
@@ -39,9 +48,37 @@ resource systemTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' = {
   name: name
   location: location
   tags: tags
+  // Writes dead-lettered events to blob storage (shared keys are disabled there).
+  identity: {
+    type: 'SystemAssigned'
+  }
   properties: {
     source: sourceResourceId
     topicType: topicType
+  }
+}
+
+resource deadLetterAccount 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: deadLetterStorageAccountName
+}
+
+resource deadLetterBlobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' existing = {
+  parent: deadLetterAccount
+  name: 'default'
+}
+
+resource deadLetterContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
+  parent: deadLetterBlobService
+  name: deadLetterContainerName
+}
+
+resource deadLetterWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(deadLetterContainer.id, systemTopic.id, deadLetterRoleDefinitionId)
+  scope: deadLetterContainer
+  properties: {
+    principalId: systemTopic.identity.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', deadLetterRoleDefinitionId)
   }
 }
 
@@ -66,7 +103,22 @@ resource subscriptions 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022
         maxDeliveryAttempts: maxDeliveryAttempts
         eventTimeToLiveInMinutes: eventTimeToLiveInMinutes
       }
+      deadLetterWithResourceIdentity: {
+        identity: {
+          type: 'SystemAssigned'
+        }
+        deadLetterDestination: {
+          endpointType: 'StorageBlob'
+          properties: {
+            resourceId: deadLetterAccount.id
+            blobContainerName: deadLetterContainerName
+          }
+        }
+      }
     }
+    dependsOn: [
+      deadLetterWriter
+    ]
   }
 ]
 

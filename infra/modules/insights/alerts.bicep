@@ -1,5 +1,5 @@
 metadata name = 'Herald alert rules'
-metadata description = 'Alerts: any dead-lettered message, webhook delivery failure ratio, failed function invocations. An action group e-mails the given addresses.'
+metadata description = 'Alerts: any dead-lettered message or Event Grid event, webhook delivery failure ratio, failed function invocations. An action group e-mails the given addresses.'
 
 @description('Required. Prefix for alert rule names.')
 param namePrefix string
@@ -15,6 +15,9 @@ param applicationInsightsResourceId string
 
 @description('Required. Resource ID of the Service Bus namespace.')
 param serviceBusNamespaceResourceId string
+
+@description('Optional. Event Grid topics whose dead-lettered events raise an alert: objects with `name` (short, for the rule name), `resourceId` and `type` (Microsoft.EventGrid/topics or Microsoft.EventGrid/systemTopics).')
+param eventGridTopics array = []
 
 @description('Optional. E-mail addresses to notify. Empty: the alerts fire in the portal only.')
 param alertEmailAddresses array = []
@@ -88,6 +91,44 @@ resource deadLetterAlert 'Microsoft.Insights/metricAlerts@2018-03-01' = {
     ]
   }
 }
+
+resource eventGridDeadLetterAlerts 'Microsoft.Insights/metricAlerts@2018-03-01' = [
+  for eventGridTopic in eventGridTopics: {
+    name: '${namePrefix}-eventgrid-dead-letters-${eventGridTopic.name}'
+    location: 'global'
+    tags: tags
+    properties: {
+      description: 'Event Grid gave up delivering an event (30 attempts or 24 hours) and wrote it to the eventgrid-deadletters blob container. Open the container, read the deadLetterReason of the blob, fix the cause and re-publish the event.'
+      severity: 1
+      enabled: true
+      scopes: [
+        eventGridTopic.resourceId
+      ]
+      evaluationFrequency: 'PT5M'
+      windowSize: 'PT5M'
+      autoMitigate: true
+      criteria: {
+        'odata.type': 'Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria'
+        allOf: [
+          {
+            criterionType: 'StaticThresholdCriterion'
+            name: 'dead-lettered-events'
+            metricNamespace: eventGridTopic.type
+            metricName: 'DeadLetteredCount'
+            operator: 'GreaterThan'
+            threshold: 0
+            timeAggregation: 'Total'
+          }
+        ]
+      }
+      actions: [
+        for groupId in actionGroups: {
+          actionGroupId: groupId
+        }
+      ]
+    }
+  }
+]
 
 resource deliveryFailureAlert 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' = {
   name: '${namePrefix}-delivery-failure-ratio'
@@ -165,3 +206,6 @@ output alertRuleResourceIds array = [
   deliveryFailureAlert.id
   functionErrorAlert.id
 ]
+
+@description('The resource IDs of the Event Grid dead-letter alert rules, one per topic.')
+output eventGridDeadLetterAlertResourceIds array = [for (eventGridTopic, index) in eventGridTopics: eventGridDeadLetterAlerts[index].id]

@@ -22,11 +22,15 @@ param skuName string = 'standard'
 @description('Optional. Name of the subscription-secret encryption key.')
 param keyName string = 'subscription-secrets'
 
-@description('Optional. Lifetime of a key version (ISO 8601); the rotation policy rotates 30 days before it expires.')
+@description('Optional. Lifetime of a key version (ISO 8601): the rotation policy stamps this expiry on each version it creates.')
 param keyLifetime string = 'P1Y'
 
-@description('Optional. Base time for the first key version\'s expiry. Leave the default.')
-param keyExpiryBaseTime string = utcNow()
+@description('Optional. Age (ISO 8601) at which the rotation policy creates a new key version; shorter than keyLifetime, so a version is replaced before it expires.')
+param keyRotateAfter string = 'P11M'
+
+@description('Optional. Secrets to store, secret name to value. An empty value creates no secret (the feature is off, or the operator sets the secret in the vault).')
+@secure()
+param secrets object = {}
 
 @description('Optional. Role assignments on the vault: objects with `principalId`, `roleDefinitionId` (GUID) and `principalType`.')
 param roleAssignments array = []
@@ -65,6 +69,7 @@ resource key 'Microsoft.KeyVault/vaults/keys@2023-07-01' = {
   parent: vault
   name: keyName
   properties: {
+    // checkov:skip=CKV_AZURE_40:The rotation policy sets each rotated version's expiry (expiryTime) and rotates the key at keyRotateAfter; a fixed exp cannot be re-deployed (KeyCreationParametersDidNotMatchExistingKey).
     // checkov:skip=CKV_AZURE_112:kty follows the skuName parameter (RSA-HSM on premium); the standard SKU cannot hold HSM keys, and checkov does not resolve the parameter.
     kty: skuName == 'premium' ? 'RSA-HSM' : 'RSA'
     keySize: 3072
@@ -72,9 +77,11 @@ resource key 'Microsoft.KeyVault/vaults/keys@2023-07-01' = {
       'wrapKey'
       'unwrapKey'
     ]
+    // No `exp` here: Key Vault refuses to change an existing key's creation parameters
+    // (KeyCreationParametersDidNotMatchExistingKey), so an expiry computed at deployment time would fail
+    // every provision after the first. The rotation policy bounds each version's life instead.
     attributes: {
       enabled: true
-      exp: dateTimeToEpoch(dateTimeAdd(keyExpiryBaseTime, keyLifetime))
     }
     rotationPolicy: {
       attributes: {
@@ -86,7 +93,7 @@ resource key 'Microsoft.KeyVault/vaults/keys@2023-07-01' = {
             type: 'rotate'
           }
           trigger: {
-            timeBeforeExpiry: 'P30D'
+            timeAfterCreate: keyRotateAfter
           }
         }
         {
@@ -101,6 +108,18 @@ resource key 'Microsoft.KeyVault/vaults/keys@2023-07-01' = {
     }
   }
 }
+
+resource vaultSecrets 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = [
+  for secret in items(secrets): if (!empty(secret.value)) {
+    parent: vault
+    name: secret.key
+    properties: {
+      // checkov:skip=CKV_AZURE_41:Partner credentials (gateway passwords, client secrets) expire when the partner rotates them; a new value is set with `azd env set` and a provision, or in the vault.
+      value: secret.value
+      contentType: 'text/plain'
+    }
+  }
+]
 
 resource vaultDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = if (!empty(diagnosticWorkspaceResourceId)) {
   name: 'to-log-analytics'

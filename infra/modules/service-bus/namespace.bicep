@@ -17,7 +17,7 @@ param tags object = {}
 ])
 param skuName string = 'Standard'
 
-@description('Required. Queues: objects with `name`, `maxDeliveryCount`, `lockDuration` (ISO 8601), `requiresDuplicateDetection`, `duplicateDetectionHistoryTimeWindow`, `deadLetteringOnMessageExpiration` and `defaultMessageTimeToLive`.')
+@description('Required. Queues: objects with `name`, `maxDeliveryCount`, `lockDuration` (ISO 8601), `requiresDuplicateDetection`, `duplicateDetectionHistoryTimeWindow`, `deadLetteringOnMessageExpiration` and `defaultMessageTimeToLive`. Other keys (such as `description`) are ignored.')
 param queues array
 
 @description('Optional. Role assignments on the namespace: objects with `principalId`, `roleDefinitionId` (GUID) and `principalType`.')
@@ -25,6 +25,9 @@ param roleAssignments array = []
 
 @description('Optional. Resource ID of a Log Analytics workspace for diagnostic settings (metrics include DeadletteredMessages).')
 param diagnosticWorkspaceResourceId string = ''
+
+@description('Optional. Role assignments on single queues: objects with `queueName` (one of `queues`), `principalId`, `roleDefinitionId` (GUID) and `principalType`.')
+param queueRoleAssignments array = []
 
 resource namespace 'Microsoft.ServiceBus/namespaces@2022-10-01-preview' = {
   name: name
@@ -87,6 +90,28 @@ resource namespaceRoleAssignments 'Microsoft.Authorization/roleAssignments@2022-
       principalType: assignment.principalType
       roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', assignment.roleDefinitionId)
     }
+  }
+]
+
+resource assignedQueues 'Microsoft.ServiceBus/namespaces/queues@2022-10-01-preview' existing = [
+  for assignment in queueRoleAssignments: {
+    parent: namespace
+    name: assignment.queueName
+  }
+]
+
+resource queueRoleAssignmentResources 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for (assignment, index) in queueRoleAssignments: {
+    name: guid(namespace.id, assignment.queueName, assignment.principalId, assignment.roleDefinitionId)
+    scope: assignedQueues[index]
+    properties: {
+      principalId: assignment.principalId
+      principalType: assignment.principalType
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', assignment.roleDefinitionId)
+    }
+    dependsOn: [
+      namespaceQueues
+    ]
   }
 ]
 

@@ -34,8 +34,8 @@ param pythonVersion string = '3.11'
 ])
 param instanceMemoryMB int = 2048
 
-@description('Optional. Maximum number of instances the plan may scale out to.')
-@minValue(1)
+@description('Optional. Maximum number of instances the plan may scale out to (Flex Consumption accepts 40 to 1000).')
+@minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
@@ -60,6 +60,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     // checkov:skip=CKV_AZURE_17:Publishers authenticate with Entra ID bearer tokens, not client certificates.
     // checkov:skip=CKV_AZURE_222:Publishers and Event Grid call the app over the internet (no VNet in this baseline); every API call needs an Entra ID token.
     // checkov:skip=CKV_AZURE_212:Flex Consumption scales to zero; no minimum instance count at idle.
+    // checkov:skip=CKV_AZURE_78:Flex Consumption rejects siteConfig.ftpsState (ARM error 51021); FTP is disabled by the ftp basicPublishingCredentialsPolicies resource below.
     // checkov:skip=CKV_AZURE_213:App Service health check is not used on Flex Consumption (scale-to-zero, per-function scaling); availability is watched by the function-errors alert.
     serverFarmId: serverFarmResourceId
     // Key Vault references in app settings (gateway passwords, registry secret) resolve with this identity.
@@ -90,7 +91,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     siteConfig: {
       minTlsVersion: '1.2'
       http20Enabled: true
-      ftpsState: 'Disabled'
+      // No ftpsState: Flex Consumption rejects it (FTP is off through basicPublishingCredentialsPolicies below).
       remoteDebuggingEnabled: false
       appSettings: [
         for setting in items(appSettings): {
