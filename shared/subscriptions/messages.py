@@ -72,10 +72,10 @@ def delivery_message(
     """A message of up to 256 deliveries.
 
     Its id is deterministic, so Service Bus duplicate detection drops a batch sent twice (fan-out
-    after a crash). A batch queued again later is a new send, not a duplicate: a retry or deferral
-    is told apart by its due time, a replay by its ``occasion`` (when it was asked for). Without
-    that, the second deferral of the same deliveries within the detection window would be dropped
-    and the deliveries lost.
+    after a crash). A batch queued again later is a new send, not a duplicate: it names its due
+    time and its ``occasion`` (when the retry was settled or the replay asked for). Without that,
+    the second deferral of the same deliveries within the detection window would be dropped and
+    the deliveries lost.
     """
     batch = DeliveryBatch(
         d=[

@@ -354,10 +354,15 @@ class OutboundWorker:
                 )
 
         trace = self._trace()
+        # Each settle is a send of its own: a delivery deferred again within the same second (an
+        # endpoint busy for 0.5 s) has the same due second, and would otherwise share the id of the
+        # message that brought it, which duplicate detection drops.
+        settled_at = self._clock.now()
         for due, group in retries.items():
             for start in range(0, len(group), 256):
+                batch = group[start : start + 256]
                 await self._bus.send(
-                    RETRY_QUEUE, [delivery_message(group[start : start + 256], deliver_at=due, trace=trace)]
+                    RETRY_QUEUE, [delivery_message(batch, deliver_at=due, trace=trace, occasion=settled_at)]
                 )
         if dead:
             await self._dead_letters.add(dead)

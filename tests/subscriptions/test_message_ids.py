@@ -32,6 +32,14 @@ def test_the_same_deliveries_deferred_again_later_are_a_new_message() -> None:
     assert first.message_id != again.message_id
 
 
+def test_a_deferral_due_in_the_same_second_as_the_message_that_brought_it_is_a_new_message() -> None:
+    # An endpoint busy for 0.5 s defers again to a due time that truncates to the same second.
+    due = NOW + timedelta(seconds=12)
+    came_with = delivery_message(DELIVERIES, deliver_at=due, occasion=NOW)
+    again = delivery_message(DELIVERIES, deliver_at=due, occasion=due + timedelta(milliseconds=300))
+    assert came_with.message_id != again.message_id
+
+
 def test_a_second_replay_of_the_same_dead_letters_is_a_new_message() -> None:
     first = delivery_message(DELIVERIES, occasion=NOW)
     again = delivery_message(DELIVERIES, occasion=NOW + timedelta(minutes=2))

@@ -9,6 +9,7 @@ from datetime import timedelta
 from standardwebhooks import Webhook
 
 from shared.events.dispatch import INBOUND_QUEUE
+from shared.subscriptions.endpoint_guard import EndpointGuard
 from shared.subscriptions.messages import OUTBOUND_QUEUE, RETRY_QUEUE, DeliveryBatch
 from tests.subscriptions.conftest import active_subscription, events_received, worker_with
 from tests.support.events import event, publish
@@ -223,6 +224,33 @@ async def test_retry_after_is_honoured_and_capped(client, issuer, receiver, reso
     await worker.handle(batch.deliveries())
     [retry] = bus.take(RETRY_QUEUE)
     assert retry.deliver_at - clock.now() == timedelta(seconds=10)  # Retry-After counts only on 429 and 503
+
+
+async def test_a_delivery_deferred_again_in_the_same_second_is_queued_as_a_new_message(
+    client, issuer, receiver, resource, services
+):
+    """Service Bus drops a message whose id was sent to the queue in the last ten minutes, so a
+    delivery deferred twice to the same due second must not reuse the id of the message it came in."""
+    url = receiver.behave("down", Behaviour(status=200))
+    await active_subscription(client, issuer, services, {"endPoint": url, "resourceFilter": resource})
+    receiver.behaviours["/down"] = Behaviour(status=500)
+    await publish(client, issuer.headers("events.publish"), [event(resource, "deferred")])
+    batch = await first_outbound(services, resource)
+    clock, bus = FakeClock(), RecordingBus()
+    guard = EndpointGuard(failure_threshold=1, open_seconds=30, clock=lambda: clock.now().timestamp())
+    worker = worker_with(services, clock, bus, guard=guard)
+    await worker.handle(batch.deliveries())  # fails: the circuit opens and a retry is scheduled
+    [retry] = bus.take(RETRY_QUEUE)
+    deliveries = DeliveryBatch.model_validate_json(retry.body).deliveries()
+    sent = []
+    for _ in range(2):
+        clock.advance(timedelta(milliseconds=300))
+        await worker.handle(deliveries)  # the circuit is still open: deferred to when it closes
+        [deferred] = bus.take(RETRY_QUEUE)
+        sent.append(deferred)
+        deliveries = DeliveryBatch.model_validate_json(deferred.body).deliveries()
+    assert sent[0].deliver_at == sent[1].deliver_at and sent[0].body == sent[1].body
+    assert sent[0].message_id != sent[1].message_id
 
 
 async def test_rotated_secret_signs_with_both_for_a_day(client, issuer, receiver, resource, services):
