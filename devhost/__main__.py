@@ -1,4 +1,4 @@
-"""``python -m devhost start|token``: a thin CLI over devhost.host and devhost.issuer."""
+"""``python -m devhost start|token|key``: a thin CLI over devhost.host, devhost.issuer and devhost.state."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from devhost.azurite import AzuritePorts
+from devhost.state import SYSTEM_KEY_NAMES
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,6 +51,10 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--aud", help="audience (env HERALD_AUTH_AUDIENCE, default api://herald)")
     token.add_argument("--iss", help="issuer (env HERALD_AUTH_ISSUER, default http://127.0.0.1:7071/devhost)")
     token.add_argument("--state-dir", type=Path, help="issuer key directory (env HERALD_DEVHOST_STATE)")
+
+    key = commands.add_parser("key", help="print a system key (created on first use), e.g. for the Event Grid webhook")
+    key.add_argument("name", choices=SYSTEM_KEY_NAMES, help="the key's name, as the Functions host names it")
+    key.add_argument("--state-dir", type=Path, help="state directory (env HERALD_DEVHOST_STATE)")
     return parser
 
 
@@ -96,10 +101,19 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _key(args: argparse.Namespace) -> int:
+    from devhost.state import ensure_system_key
+
+    print(ensure_system_key(args.name, args.state_dir))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "token":
         return _token(args)
+    if args.command == "key":
+        return _key(args)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s",

@@ -3,6 +3,10 @@
 It answers the subscription validation handshake and invokes the named function once per event,
 so local publishers (or tests) can post exactly what Event Grid would deliver. Each event reaches
 the function through the azure-functions Event Grid converter, as in Azure (devhost/bindings.py).
+
+Like the Functions host, it serves only callers holding the ``eventgrid_extension`` system key (the
+``x-functions-key`` header, else the ``code`` query parameter), on every method, the CloudEvents
+OPTIONS handshake included; anything else is a 401, answered before the body is read.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from devhost.bindings import event_grid_input
 from devhost.functions_index import FunctionIndex, TriggerKind
 from devhost.invocation import Invoker, short_error
 from devhost.responses import Response, json_response, problem
+from devhost.state import EVENTGRID_KEY_NAME, KEY_HEADER, KEY_QUERY_PARAMETER, key_matches
 
 log = logging.getLogger("devhost")
 
@@ -32,13 +37,20 @@ def _events_of(body: bytes) -> list[Mapping[str, Any]]:
 
 
 class EventGridWebhook:
-    """Handles one webhook POST; the HTTP layer only routes to it."""
+    """Handles one webhook request; the HTTP layer checks ``authorized`` and routes to it."""
 
-    def __init__(self, index: FunctionIndex, invoker: Invoker) -> None:
+    def __init__(self, index: FunctionIndex, invoker: Invoker, key: str) -> None:
         self._index = index
         self._invoker = invoker
+        self._key = key
+
+    def authorized(self, query: Mapping[str, str], headers: Mapping[str, str]) -> bool:
+        """The host reads the header first and the query parameter only when the header is absent."""
+        presented = headers.get(KEY_HEADER)
+        return key_matches(query.get(KEY_QUERY_PARAMETER) if presented is None else presented, self._key)
 
     async def handle(self, method: str, query: Mapping[str, str], headers: Mapping[str, str], body: bytes) -> Response:
+        """One request that passed ``authorized`` (the HTTP layer asks before it reads the body)."""
         if method == "OPTIONS":
             return self._cloud_events_handshake(headers)
         if method != "POST":
@@ -81,3 +93,11 @@ class EventGridWebhook:
         origin = headers.get("webhook-request-origin", "")
         response_headers = [("webhook-allowed-origin", origin or "*"), ("webhook-allowed-rate", "*")]
         return Response(200, b"", response_headers)
+
+
+def unauthorized() -> Response:
+    detail = (
+        f"the Event Grid webhook needs the {EVENTGRID_KEY_NAME} system key as the {KEY_HEADER} header "
+        f"or the {KEY_QUERY_PARAMETER} query parameter (python -m devhost key {EVENTGRID_KEY_NAME})"
+    )
+    return problem(401, "Unauthorized", detail)

@@ -13,6 +13,7 @@ import importlib.util
 import json
 import logging
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -30,12 +31,13 @@ from azure.storage.queue.aio import QueueServiceClient
 from devhost.azurite import Azurite, AzuriteError, AzuritePorts, default_binary
 from devhost.durations import parse_timespan
 from devhost.functions_index import FunctionIndex, TriggerKind, index_functions
-from devhost.http import DevHostHttpApp
+from devhost.http import DEFAULT_MAX_REQUEST_BODY_SIZE, DEFAULT_REQUEST_BODY_TIMEOUT, DevHostHttpApp
 from devhost.invocation import Invoker
 from devhost.issuer import DEFAULT_ISSUER, ensure_issuer_keys
 from devhost.queue_properties import QUEUES_FILE, QueueProperties, load_queue_properties
 from devhost.servicebus import ListenerOptions, ServiceBusListener, ensure_queues
 from devhost.settings import load_local_settings
+from devhost.state import EVENTGRID_KEY_NAME, ensure_system_key
 from devhost.timers import TimerRunner
 from shared.adapters.storage_queue_bus import dead_letter_queue_name
 from shared.config import DEVELOPMENT_STORAGE, azurite_connection_string
@@ -46,6 +48,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 STORAGE_SETTING = "HeraldStorage"
 # The Functions host's own storage setting; devhost points it at Azurite when it says "development storage".
 WEBJOBS_STORAGE_SETTING = "AzureWebJobsStorage"
+# Where the app's local sink finds the key devhost's Event Grid webhook requires.
+SINK_KEY_SETTING = "HERALD_LOCAL_EVENTGRID_KEY"
+BODY_SIZE_LIMIT_SETTING = "FUNCTIONS_REQUEST_BODY_SIZE_LIMIT"
 
 
 class DevHostError(RuntimeError):
@@ -133,6 +138,13 @@ class DevHostOptions:
     issuer: str | None = None
     abandon_backoff_seconds: int = 1
     max_idle_wait: float = 0.5
+    # The eventgrid_extension system key the Event Grid webhook requires; None: a random one per
+    # DevHost (``DevHost.eventgrid_key``). ``devhost start`` passes the one in its state directory.
+    eventgrid_key: str | None = None
+    # Bodies over this are refused with 413, as the Functions host does (FUNCTIONS_REQUEST_BODY_SIZE_LIMIT).
+    max_request_body_size: int = DEFAULT_MAX_REQUEST_BODY_SIZE
+    # A request whose body stops arriving for this long is answered 408 instead of held open.
+    request_body_timeout: float = DEFAULT_REQUEST_BODY_TIMEOUT
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> DevHostOptions:
@@ -142,6 +154,7 @@ class DevHostOptions:
             concurrency=_env_optional_int(env, "HERALD_DEVHOST_CONCURRENCY"),
             jwks_path=Path(env["HERALD_AUTH_JWKS_PATH"]) if env.get("HERALD_AUTH_JWKS_PATH") else None,
             issuer=env.get("HERALD_AUTH_ISSUER") or None,
+            max_request_body_size=_env_int(env, BODY_SIZE_LIMIT_SETTING, DEFAULT_MAX_REQUEST_BODY_SIZE),
         )
         return replace(options, **overrides)
 
@@ -185,6 +198,7 @@ class DevHost:
     def __init__(self, app: func.FunctionRegister, options: DevHostOptions | None = None) -> None:
         self.app = app
         self.options = options or DevHostOptions.from_env()
+        self.eventgrid_key = self.options.eventgrid_key or secrets.token_urlsafe(32)
         self.index: FunctionIndex | None = None
         self._invoker = Invoker(str(self.options.function_directory))
         self._service: QueueServiceClient | None = None
@@ -338,6 +352,9 @@ class DevHost:
             route_prefix=route_prefix,
             jwks_path=self.options.jwks_path,
             issuer=self.options.issuer,
+            eventgrid_key=self.eventgrid_key,
+            max_request_body_size=self.options.max_request_body_size,
+            request_body_timeout=self.options.request_body_timeout,
         )
         sock = _bind(self.options.host, self.options.port)
         self._port = sock.getsockname()[1]
@@ -489,11 +506,19 @@ def run_start(config: StartConfig) -> int:
         state_dir = config.state_dir or Path(os.environ.get("HERALD_DEVHOST_STATE") or root / ".local" / "devhost")
         jwks_path = ensure_issuer_keys(state_dir)
         _point_app_at_jwks(jwks_path, explicit=config.state_dir is not None)
+        eventgrid_key = ensure_system_key(EVENTGRID_KEY_NAME, state_dir)
+        # The webhook takes no other key, so the app's local sink gets this one, whatever was set.
+        os.environ[SINK_KEY_SETTING] = eventgrid_key
         port = config.port if config.port is not None else _env_int(os.environ, "HERALD_DEVHOST_PORT", 7071)
         app = load_app(config.app_ref)
         issuer = os.environ.get("HERALD_AUTH_ISSUER") or DEFAULT_ISSUER
         options = DevHostOptions.from_env(
-            host=listen_host, port=port, function_directory=root, issuer=issuer, provision_app=config.provision_app
+            host=listen_host,
+            port=port,
+            function_directory=root,
+            issuer=issuer,
+            provision_app=config.provision_app,
+            eventgrid_key=eventgrid_key,
         )
         host = DevHost(app, options)
         asyncio.run(_serve(host, azurite, state_dir))
@@ -565,6 +590,8 @@ def _banner(host: DevHost, azurite: Azurite, state_dir: Path) -> str:
         f"  API docs  {docs}\n"
         f"  storage   {storage}\n"
         f'  token     python -m devhost token{state} --sub org:991825827 --scope "events.publish events.read"\n'
+        f"  webhooks  {host.url}/runtime/webhooks/eventgrid needs the key from "
+        f"python -m devhost key{state} {EVENTGRID_KEY_NAME}\n"
         f"  functions\n{functions}\n"
         "  Ctrl+C to stop\n"
     )

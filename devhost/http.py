@@ -4,10 +4,17 @@ Event Grid webhooks and a few admin/issuer endpoints are served here; every othe
 routed (Functions route templates under ``routePrefix``) to an HTTP-triggered function as an
 ``azure.functions.HttpRequest`` carrying the full original URL, so ``AsgiMiddleware`` hands the
 ASGI app the real path and the untouched query string.
+
+Before any body is read, as in the Functions host: a ``Content-Length`` over the request body limit
+(``FUNCTIONS_REQUEST_BODY_SIZE_LIMIT``, default 100 MB) is a 413, and a webhook call without its
+system key a 401. A chunked body is counted as it arrives and refused with 413 once it passes the
+limit; a body that stops arriving is a 408 after ``request_body_timeout``. These refusals close the
+connection, so the rest of a refused body is never read.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
@@ -17,7 +24,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from devhost.bindings import encode_http_response, http_input
-from devhost.eventgrid import WEBHOOK_PATH, EventGridWebhook
+from devhost.eventgrid import WEBHOOK_PATH, EventGridWebhook, unauthorized
 from devhost.functions_index import FunctionIndex, FunctionSpec, TriggerKind
 from devhost.invocation import Invoker, short_error
 from devhost.responses import Response, json_response, problem
@@ -30,6 +37,10 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 ADMIN_STATUS_PATH = "/admin/host/status"
+# The Functions host's default request body limit (HttpRequestSizeMiddleware), overridable with
+# FUNCTIONS_REQUEST_BODY_SIZE_LIMIT as on the host.
+DEFAULT_MAX_REQUEST_BODY_SIZE = 104_857_600
+DEFAULT_REQUEST_BODY_TIMEOUT = 30.0
 ISSUER_PATH = "/devhost"
 _HOP_BY_HOP = {"content-length", "transfer-encoding", "connection", "keep-alive"}
 _PARAM = re.compile(r"^\{(\*?)([^:}=?]+)(?::[^}=?]*)?(?:=[^}?]*)?(\??)\}$")
@@ -118,12 +129,17 @@ class DevHostHttpApp:
         route_prefix: str = "",
         jwks_path: Path | None = None,
         issuer: str | None = None,
+        eventgrid_key: str,
+        max_request_body_size: int = DEFAULT_MAX_REQUEST_BODY_SIZE,
+        request_body_timeout: float = DEFAULT_REQUEST_BODY_TIMEOUT,
     ) -> None:
         self._routes = build_routes(index, route_prefix)
         self._invoker = invoker
-        self._eventgrid = EventGridWebhook(index, invoker)
+        self._eventgrid = EventGridWebhook(index, invoker, eventgrid_key)
         self._jwks_path = jwks_path
         self._issuer = issuer
+        self._max_body = max_request_body_size
+        self._body_timeout = request_body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -131,20 +147,38 @@ class DevHostHttpApp:
             return
         if scope["type"] != "http":
             return
-        body = await _read_body(receive)
-        if body is None:
-            return
         try:
-            response = await self._dispatch(scope, body)
+            response = await self._respond(scope, receive)
         except Exception as exc:  # a devhost bug must not kill the connection silently
             log.exception("devhost: error handling %s %s", scope.get("method"), scope.get("path"))
             response = problem(500, "devhost error", short_error(exc))
-        await _send_response(send, response)
+        if response is not None:
+            await _send_response(send, response)
 
-    async def _dispatch(self, scope: Scope, body: bytes) -> Response:
+    async def _respond(self, scope: Scope, receive: Receive) -> Response | None:
+        """The response to one request, or None when the client went away before sending its body."""
+        headers = _joined_headers(scope.get("headers", []))
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self._max_body:
+            return _closing(_too_large(self._max_body))
+        if scope["path"] == WEBHOOK_PATH:
+            query = _query_params(scope.get("query_string", b"").decode("latin-1"))
+            if not self._eventgrid.authorized(query, headers):
+                return _closing(unauthorized())
+        try:
+            body = await read_body(receive, self._max_body, self._body_timeout)
+        except BodyTooLarge:
+            return _closing(_too_large(self._max_body))
+        except TimeoutError:
+            detail = f"no request body data arrived for {self._body_timeout:g} s"
+            return _closing(problem(408, "Request Timeout", detail))
+        if body is None:
+            return None
+        return await self._dispatch(scope, headers, body)
+
+    async def _dispatch(self, scope: Scope, headers: dict[str, str], body: bytes) -> Response:
         path: str = scope["path"]
         method: str = scope["method"].upper()
-        headers = _joined_headers(scope.get("headers", []))
         query_string = scope.get("query_string", b"").decode("latin-1")
         if path == WEBHOOK_PATH:
             return await self._eventgrid.handle(method, _query_params(query_string), headers, body)
@@ -227,15 +261,38 @@ class DevHostHttpApp:
                 return
 
 
-async def _read_body(receive: Receive) -> bytes | None:
+class BodyTooLarge(Exception):
+    """The request body grew past the limit while it was being read."""
+
+
+async def read_body(receive: Receive, limit: int, idle_timeout: float) -> bytes | None:
+    """The whole body (the worker gets it whole), or None on disconnect.
+
+    Raises BodyTooLarge as soon as more than ``limit`` bytes arrived (nothing past that is read) and
+    TimeoutError when no data came for ``idle_timeout`` seconds.
+    """
     chunks: list[bytes] = []
+    size = 0
     while True:
-        message = await receive()
+        message = await asyncio.wait_for(receive(), idle_timeout)
         if message["type"] == "http.disconnect":
             return None
-        chunks.append(message.get("body", b""))
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+def _too_large(limit: int) -> Response:
+    return problem(413, "Payload Too Large", f"the request body is over the host's limit of {limit} bytes")
+
+
+def _closing(response: Response) -> Response:
+    """Refused before its body was read: close, rather than read and discard the rest of it."""
+    return Response(response.status, response.body, [*response.headers, ("connection", "close")])
 
 
 async def _send_response(send: Send, response: Response) -> None:

@@ -1,4 +1,4 @@
-"""The local token issuer: an RSA key kept under ``.local/devhost`` and RS256 tokens signed with it.
+"""The local token issuer: an RSA key kept in devhost's state directory and RS256 tokens signed with it.
 
 In local mode Herald validates tokens against the ``jwks.json`` written here, so developers and
 end-to-end tests get real, verifiable bearer tokens without an identity provider.
@@ -21,17 +21,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
+from devhost.state import default_state_dir, write_private
+
 KEY_FILE = "issuer-key.pem"
 JWKS_FILE = "jwks.json"
 DEFAULT_ISSUER = "http://127.0.0.1:7071/devhost"
 DEFAULT_AUDIENCE = "api://herald"
-_REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def default_state_dir() -> Path:
-    """``HERALD_DEVHOST_STATE`` or ``<repo>/.local/devhost`` (gitignored: the key never gets committed)."""
-    configured = os.environ.get("HERALD_DEVHOST_STATE")
-    return Path(configured) if configured else _REPO_ROOT / ".local" / "devhost"
 
 
 def _b64url_uint(value: int) -> str:
@@ -50,24 +45,6 @@ def _thumbprint(public_key: rsa.RSAPublicKey) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode("ascii")
 
 
-def _write_private(path: Path, data: bytes) -> bool:
-    """Create the key file 0600 from the start (never briefly world-readable), only if absent.
-
-    Returns False when another process (``devhost start`` vs ``devhost token``) created it first.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    try:
-        os.link(tmp, path)  # atomic create-if-absent
-        return True
-    except FileExistsError:
-        return False
-    finally:
-        tmp.unlink()
-
-
 def _load_or_create_key(state_dir: Path) -> rsa.RSAPrivateKey:
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     key_path = state_dir / KEY_FILE
@@ -78,7 +55,7 @@ def _load_or_create_key(state_dir: Path) -> rsa.RSAPrivateKey:
         return key
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    if not _write_private(key_path, pem):
+    if not write_private(key_path, pem):
         return _load_or_create_key(state_dir)
     return key
 

@@ -13,4 +13,11 @@ bp = func.Blueprint()
 @bp.function_name("ingest_event_grid")
 @bp.service_bus_queue_trigger(arg_name="message", queue_name=EVENTGRID_QUEUE, connection="ServiceBusConnection")
 async def ingest_event_grid(message: func.ServiceBusMessage) -> None:
-    await ingest((await services()).publisher, message.get_body(), datetime.now(UTC))
+    herald = await services()
+    await ingest(
+        message.get_body(),
+        datetime.now(UTC),
+        publisher=herald.publisher,
+        authorizer=herald.access.authorizer,
+        identity=herald.settings.eventgrid_publisher,
+    )

@@ -24,6 +24,7 @@ def notifier(herald: Services) -> EventNotifier:
         orders=herald.notifications.orders,
         delivery_log=herald.delivery_log,
         clock=herald.clock,
+        bus=herald.bus,
     )
 
 

@@ -118,6 +118,14 @@ param publishRatePerSecond int = 2000
 @minValue(1000)
 param publishBurst int = 20000
 
+@description('Optional. Notifications an orderer may order per minute (a token bucket, as GOV.UK Notify\'s 3,000 a minute).')
+@minValue(1)
+param notificationsPerMinute int = 3000
+
+@description('Optional. Notifications an orderer may order per UTC day (GOV.UK Notify: 250,000).')
+@minValue(1)
+param notificationsPerDay int = 250000
+
 @description('Optional. Authorization: local (Herald\'s policies and roles) or pdp (an external policy decision point).')
 @allowed(['local', 'pdp'])
 param authorization string = 'local'
@@ -143,6 +151,9 @@ param deployEventSubscriptions bool = false
 
 @description('Optional. Create the custom Event Grid topic whose events Herald ingests (through the events-eventgrid queue).')
 param enableCustomTopic bool = false
+
+@description('Optional. Identity the custom topic\'s events are published as (org:<number> or system:<id>); resource policies must list it as a publisher. Empty: ingestion refuses every event.')
+param eventGridPublisher string = ''
 
 @description('Optional. Data location of Communication Services and the email service.')
 @allowed([
@@ -214,6 +225,8 @@ var storageTables = [
   'contacts'
   'policies'
   'roles'
+  'sendergrants'
+  'notificationusage'
 ]
 
 @description('Event Grid subscriptions on the Communication Services system topic: one per Event Grid-triggered function for delivery reports.')
@@ -563,11 +576,14 @@ var functionAppBaseSettings = {
   HERALD_CONTACT_REGISTRY_SCOPE: contactRegistryScope
   HERALD_PUBLISH_RATE_PER_SECOND: string(publishRatePerSecond)
   HERALD_PUBLISH_BURST: string(publishBurst)
+  HERALD_NOTIFICATIONS_PER_MINUTE: string(notificationsPerMinute)
+  HERALD_NOTIFICATIONS_PER_DAY: string(notificationsPerDay)
   HERALD_AUTHORIZATION: authorization
   HERALD_PDP_URL: pdpUrl
   HERALD_PDP_AUTHORITY: pdpAuthority
   HERALD_PDP_CLIENT_ID: pdpClientId
   HERALD_PDP_SCOPE: pdpScope
+  HERALD_EVENTGRID_PUBLISHER: eventGridPublisher
   HERALD_SECRET_KEY_URI: keyVault.outputs.keyUri
 }
 

@@ -18,6 +18,7 @@ from shared.adapters.table_checkpoints import STATE_TABLE, TableCheckpoints
 from shared.adapters.table_contacts import CONTACTS_TABLE
 from shared.adapters.table_event_log import EVENTS_TABLE, RESOURCES_TABLE, TableEventLog
 from shared.adapters.table_notifications import TABLES as NOTIFICATION_TABLES
+from shared.adapters.table_order_governance import TABLES as ORDER_GOVERNANCE_TABLES
 from shared.adapters.table_subscriptions import (
     DEAD_LETTERS_TABLE,
     INDEX_TABLE,
@@ -59,6 +60,7 @@ TABLES: tuple[str, ...] = (
     ROLES_TABLE,
 )
 TABLES += (*NOTIFICATION_TABLES, CONTACTS_TABLE)  # notifications (shared/adapters/table_notifications.py)
+TABLES += ORDER_GOVERNANCE_TABLES  # sender grants and notification counters
 
 
 @dataclass
@@ -219,7 +221,7 @@ def build_services(
         outbound=outbound,
         delivery_log=delivery_log,
         dead_letters=dead_letters,
-        notifications=build_notifications(config, tables, bus, publisher),
+        notifications=build_notifications(config, tables, bus, publisher, publishing=authorizer),
         access=Access(policies=policies, roles=roles, authorizer=authorizer),
         publish_limiter=TokenBuckets(rate_per_second=config.publish_rate_per_second, burst=config.publish_burst),
     )

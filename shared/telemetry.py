@@ -29,6 +29,7 @@ __all__ = [
     "record_dead_letter",
     "record_delivery",
     "record_events_published",
+    "record_ingest_refused",
     "record_notification_status",
 ]
 
@@ -63,6 +64,9 @@ _dead_letters = _meter.create_counter(
 )
 _notifications = _meter.create_counter(
     "herald.notifications", unit="{notification}", description="Email/SMS notifications by channel and status."
+)
+_ingest_refused = _meter.create_counter(
+    "herald.ingest.refused", unit="{event}", description="Events from Event Grid Herald refused, by reason."
 )
 
 
@@ -130,6 +134,11 @@ def record_dead_letter(stage: str) -> None:
 def record_notification_status(channel: str, status: str) -> None:
     """A notification changed status (``channel``: email/sms; ``status``: e.g. sent, Delivered, Bounced)."""
     _notifications.add(1, {"channel": channel, "status": status})
+
+
+def record_ingest_refused(reason: str) -> None:
+    """An event from Event Grid was refused (``reason``: invalid, unconfigured, forbidden or conflict)."""
+    _ingest_refused.add(1, {"reason": reason})
 
 
 def inject_trace_context() -> dict[str, str]:

@@ -27,7 +27,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 from smoke.receiver import LoopbackReceiver
 
 SCOPES = ("events.publish", "events.read", "events.subscribe", "notifications.order")
-DEFAULT_RESOURCE = "urn:herald:smoke"
+DEFAULT_RESOURCE = "urn:smoke:herald"
 SOURCE = "urn:herald:smoke"
 READ_TYPE = "herald.smoke.published"
 PUSH_TYPE = "herald.smoke.pushed"

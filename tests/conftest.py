@@ -90,7 +90,7 @@ async def open_resource(services: Services, resource: str) -> str:
 async def resource(services: Services) -> str:
     """A fresh resource per test, so tests sharing one Azurite never see each other's events;
     open to every identity (tests/identity covers the policies themselves)."""
-    return await open_resource(services, f"urn:herald:test:{uuid.uuid4().hex[:12]}")
+    return await open_resource(services, f"urn:test:herald:{uuid.uuid4().hex[:12]}")
 
 
 REPO = Path(__file__).resolve().parents[1]

@@ -3,7 +3,10 @@
 Used when HERALD_MODE=local and no ACS endpoint is configured. Captured messages are listed at
 ``GET /api/v1/dev/outbox``. Delivery reports are Event Grid-schema events POSTed (header
 ``aeg-event-type: Notification``) to ``{HERALD_LOCAL_EVENTGRID_URL}?functionName=email_delivery_report``
-(or ``sms_delivery_report``) after a short delay, so devhost runs the whole lifecycle.
+(or ``sms_delivery_report``) after a short delay, so devhost runs the whole lifecycle. devhost's
+webhook, like the Functions host's, takes only callers with its ``eventgrid_extension`` system key:
+the sink sends ``HERALD_LOCAL_EVENTGRID_KEY`` (devhost sets it for the app it hosts) as
+``x-functions-key``.
 
 Outcomes are chosen by the address (documented in docs/notifications.md):
 
@@ -60,21 +63,24 @@ class Captured:
     content_type: str | None
     at: str
     outcome: str
+    orderer: str
 
 
 _REPORT_ATTEMPTS = 12
 
 
-def http_poster(base_url: str) -> ReportPoster:
+def http_poster(base_url: str, key: str | None) -> ReportPoster:
+    """Posts to the Event Grid webhook at ``base_url`` with the system ``key`` it requires."""
+    headers = {"aeg-event-type": "Notification"}
+    if key:
+        headers["x-functions-key"] = key
+    else:
+        log.warning("HERALD_LOCAL_EVENTGRID_KEY is unset: devhost will refuse the local sink's delivery reports")
+
     async def post(function_name: str, events: list[dict[str, Any]]) -> None:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
-            session.post(
-                base_url,
-                params={"functionName": function_name},
-                json=events,
-                headers={"aeg-event-type": "Notification"},
-            ) as response,
+            session.post(base_url, params={"functionName": function_name}, json=events, headers=headers) as response,
         ):
             if response.status >= 300:  # Event Grid retries what its subscriber did not accept; so does the sink
                 raise RuntimeError(f"local delivery report answered {response.status}")
@@ -94,8 +100,9 @@ class LocalSink:
         self.email = _EmailSide(self)
         self.sms = _SmsSide(self)
 
-    def captured(self) -> list[dict[str, Any]]:
-        return [asdict(item) for item in reversed(self.outbox)]
+    def captured(self, orderer: str | None = None) -> list[dict[str, Any]]:
+        """The newest first; only ``orderer``'s when given."""
+        return [asdict(item) for item in reversed(self.outbox) if orderer is None or item.orderer == orderer]
 
     def _first_time(self, notification_id: str) -> bool:
         if notification_id in self._seen:
@@ -144,7 +151,7 @@ class LocalSink:
         self.outbox.append(
             Captured(
                 "email", message.notification_id, reference, message.sender, message.to,
-                message.subject, message.body, message.content_type.value, now, outcome,
+                message.subject, message.body, message.content_type.value, now, outcome, message.orderer,
             )
         )  # fmt: skip
         if outcome != "none":
@@ -163,7 +170,7 @@ class LocalSink:
         self.outbox.append(
             Captured(
                 "sms", message.notification_id, reference, message.sender, message.to,
-                None, message.body, None, now, outcome,
+                None, message.body, None, now, outcome, message.orderer,
             )
         )  # fmt: skip
         if outcome != "none":

@@ -48,10 +48,12 @@ class TablePolicyStore:
         await self._table.upsert_entity(entity, mode=UpdateMode.REPLACE)
 
     async def delete(self, resource: str) -> bool:
+        """False when the resource has no policy: the SDK's delete succeeds on a missing entity, so look first."""
         try:
-            await self._table.delete_entity("policy", escape_key(resource), match_condition=MatchConditions.IfPresent)
+            await self._table.get_entity("policy", escape_key(resource), select=["resource"])
         except ResourceNotFoundError:
             return False
+        await self._table.delete_entity("policy", escape_key(resource))
         return True
 
 

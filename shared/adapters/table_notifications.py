@@ -142,9 +142,13 @@ def _order_entity(order: Order) -> dict[str, Any]:
         t = order.email_template
         optional["email"] = json.dumps(
             {"subject": t.subject, "body": t.body, "contentType": t.content_type.value, "fromAddress": t.from_address}
+            | ({"values": dict(t.values)} if t.values else {})
         )
     if order.sms_template is not None:
-        optional["sms"] = json.dumps({"body": order.sms_template.body, "sender": order.sms_template.sender_number})
+        s = order.sms_template
+        optional["sms"] = json.dumps(
+            {"body": s.body, "sender": s.sender_number} | ({"values": dict(s.values)} if s.values else {})
+        )
     entity.update({key: value for key, value in optional.items() if value is not None})
     return entity
 
@@ -169,11 +173,15 @@ def _order(entity: Any, *, recipients: bool = True) -> Order:
         requested_send_time=entity["sendTime"],
         channel=NotificationChannel(entity["channel"]),
         email_template=EmailTemplate(
-            email["subject"], email["body"], ContentType(email["contentType"]), email.get("fromAddress")
+            email["subject"],
+            email["body"],
+            ContentType(email["contentType"]),
+            email.get("fromAddress"),
+            email.get("values") or {},
         )
         if email
         else None,
-        sms_template=SmsTemplate(sms["body"], sms.get("sender")) if sms else None,
+        sms_template=SmsTemplate(sms["body"], sms.get("sender"), sms.get("values") or {}) if sms else None,
         recipients=specs,
         ignore_reservation=bool(entity.get("ignoreReservation")),
         resource_id=entity.get("resource"),
@@ -208,13 +216,13 @@ class TableOrderStore:
         except TableTransactionError as error:
             if str(getattr(error, "error_code", "")) != "EntityAlreadyExists":
                 raise
-            existing = await self._by_key(order.creator, order.idempotency_id)
+            existing = await self.by_idempotency_id(order.creator, order.idempotency_id)
             if existing is None:
                 raise
             raise OrderExists(existing) from error
         return replace(order, version=results[0].get("etag"))
 
-    async def _by_key(self, creator: str, idempotency_id: str) -> Order | None:
+    async def by_idempotency_id(self, creator: str, idempotency_id: str) -> Order | None:
         try:
             key = await self._table.get_entity(escape_key(creator), idempotency_key(idempotency_id))
         except ResourceNotFoundError:

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -28,6 +29,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableServiceClient
+from cryptography.exceptions import InvalidTag
 
 from shared.adapters.table_transactions import submit_transaction
 from shared.adapters.tables import escape_key, int64
@@ -35,6 +37,8 @@ from shared.identity.secret_box import SecretBox
 from shared.notifications.event_templates import NotificationSpec
 from shared.subscriptions.model import Filters, Secrets, Status, Subscription
 from shared.subscriptions.ports import Attempt, DeadLetter
+
+log = logging.getLogger(__name__)
 
 INDEX_TABLE = "subscriptions"
 OWNERS_TABLE = "subscriptionowners"
@@ -107,7 +111,8 @@ class TableSubscriptionStore:
         if self._box is not None:
             for field in ("secret", "previousSecret"):
                 if entity.get(field):
-                    entity[field] = await self._box.seal(entity[field])
+                    # Bound to the subscription: a sealed value copied to another row does not open.
+                    entity[field] = await self._box.seal(entity[field], bound_to=subscription.id)
         return entity
 
     async def _opened(self, entity: Mapping[str, Any]) -> Subscription:
@@ -115,8 +120,18 @@ class TableSubscriptionStore:
             entity = dict(entity)
             for field in ("secret", "previousSecret"):
                 if entity.get(field):
-                    entity[field] = await self._box.open(entity[field])
+                    entity[field] = await self._box.open(entity[field], bound_to=entity["RowKey"])
         return _from_entity(entity)
+
+    async def _readable(self, entity: Mapping[str, Any]) -> Subscription | None:
+        """The subscription, or None when its sealed secret does not open (tampered with, or moved from
+        another row): one such row must not stop the others from being listed or matched. Reading it
+        alone (``get_by_key``) still fails, so its deliveries are retried and dead-lettered, not dropped."""
+        try:
+            return await self._opened(entity)
+        except InvalidTag:
+            log.error("the sealed secret of subscription %s does not open; it is left out", entity.get("RowKey"))
+            return None
 
     async def create(self, subscription: Subscription, identity: str) -> tuple[Subscription, bool]:
         owner = escape_key(subscription.consumer)
@@ -177,7 +192,8 @@ class TableSubscriptionStore:
     async def id_range(self, index_key: str, first_id: str, last_id: str) -> list[Subscription]:
         query = "PartitionKey eq @pk and RowKey ge @first and RowKey le @last"
         parameters = {"pk": escape_key(index_key), "first": first_id, "last": last_id}
-        return [await self._opened(e) async for e in self._index.query_entities(query, parameters=parameters)]
+        found = [await self._readable(e) async for e in self._index.query_entities(query, parameters=parameters)]
+        return [subscription for subscription in found if subscription is not None]
 
     async def page(self, consumer: str, after: str | None, limit: int) -> tuple[list[Subscription], str | None]:
         query = "PartitionKey eq @pk and RowKey gt @after and RowKey lt 's;'"
@@ -192,8 +208,14 @@ class TableSubscriptionStore:
             if len(rows) > limit:
                 break
         page, more = rows[:limit], len(rows) > limit
-        found = await asyncio.gather(*(self.get_by_key(row["indexKey"], row["id"]) for row in page))
+        found = await asyncio.gather(*(self._listed(row["indexKey"], row["id"]) for row in page))
         return [s for s in found if s is not None], (page[-1]["RowKey"] if more else None)
+
+    async def _listed(self, index_key: str, subscription_id: str) -> Subscription | None:
+        try:
+            return await self._readable(await self._index.get_entity(escape_key(index_key), subscription_id))
+        except ResourceNotFoundError:
+            return None
 
     async def delete(self, subscription: Subscription) -> None:
         # The index entry first: from here on no event matches the subscription.
@@ -242,10 +264,10 @@ class TableSubscriptionStore:
         async def partition(key: str) -> tuple[str, list[Subscription]]:
             query = "PartitionKey eq @pk and status eq 'active'"
             found = [
-                await self._opened(e)
+                await self._readable(e)
                 async for e in self._index.query_entities(query, parameters={"pk": escape_key(key)})
             ]
-            return key, found
+            return key, [subscription for subscription in found if subscription is not None]
 
         return dict(await asyncio.gather(*(partition(key) for key in set(index_keys))))
 

@@ -1,43 +1,20 @@
-"""Outbound webhook HTTP with aiohttp: pooled connections, no redirects, bounded response reads."""
+"""Outbound webhook HTTP with aiohttp: the guarded connector, pooled connections, no redirects, bounded
+response reads."""
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import socket
 import time
 from collections.abc import Mapping
 
 import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import ThreadedResolver
+from aiohttp.abc import AbstractResolver
 
-from shared.subscriptions.endpoint_policy import forbidden_reason
+from shared.adapters.guarded_http import guarded_session
 from shared.subscriptions.ports import WebhookResponse
 
 USER_AGENT = "Herald-Webhooks/1.0"
 EXCERPT_BYTES = 2048
-
-
-class GuardedResolver(AbstractResolver):
-    """Resolves as usual, then refuses internal addresses at connection time (DNS rebinding)."""
-
-    def __init__(self, *, allow_loopback: bool, inner: AbstractResolver | None = None) -> None:
-        self._inner = inner or ThreadedResolver()
-        self._allow_loopback = allow_loopback
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        results = await self._inner.resolve(host, port, family)
-        for result in results:
-            reason = forbidden_reason(ipaddress.ip_address(result["host"]), allow_loopback=self._allow_loopback)
-            if reason is not None:
-                raise OSError(f"{host} resolves to {reason}; Herald does not connect there")
-        return results
-
-    async def close(self) -> None:
-        await self._inner.close()
 
 
 class AiohttpWebhookClient:
@@ -51,17 +28,19 @@ class AiohttpWebhookClient:
     ) -> None:
         self._connections = connections
         self._per_host = per_host
-        self._resolver = GuardedResolver(allow_loopback=allow_loopback, inner=resolver)
+        self._allow_loopback = allow_loopback
+        self._resolver = resolver
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            # No DNS cache: every connection resolves again, and the guard sees every answer.
-            connector = aiohttp.TCPConnector(
-                limit=self._connections, limit_per_host=self._per_host, use_dns_cache=False, resolver=self._resolver
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector, headers={"User-Agent": USER_AGENT}, auto_decompress=False
+            self._session = guarded_session(
+                allow_loopback=self._allow_loopback,
+                resolver=self._resolver,
+                connections=self._connections,
+                per_host=self._per_host,
+                headers={"User-Agent": USER_AGENT},
+                decompress=False,
             )
         return self._session
 

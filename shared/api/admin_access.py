@@ -1,4 +1,4 @@
-"""/api/v1/admin: resource policies, party roles and delegations (scope ``admin``)."""
+"""/api/v1/admin: resource policies, party roles, delegations and orderers' senders (scope ``admin``)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from shared.events.model import MAX_RESOURCE_LENGTH, URN_PATTERN
 from shared.identity.authorization import Access, ResourcePolicy, RoleGrant
 from shared.identity.parties import InvalidIdentity, parse_party
 from shared.identity.tokens import Principal
+from shared.notifications.recipients import valid_email
+from shared.notifications.senders import SenderGrants, SenderGrantStore
 
 router = APIRouter(tags=["administration"])
 administrator = require_scope("admin")
@@ -167,4 +169,97 @@ async def withdraw(
         [RoleGrant(party=body.from_party, holder=body.to, role=r, delegated=True) for r in body.roles]
     )
     await access.authorizer.changed()
+    return Response(status_code=204)
+
+
+# ------------------------------------------------------------------------------- sender grants
+
+Orderer = Annotated[str, Path(min_length=1, max_length=200, description="The orderer: org:<number> or person:<number>")]
+_DOMAIN = r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
+
+
+class SenderGrantsRequest(BaseModel):
+    """``PUT /api/v1/admin/senders/{orderer}``: replaces everything the orderer may send as."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    emailAddresses: list[Annotated[str, Field(max_length=254)]] = Field(
+        default_factory=list, max_length=100, description="fromAddress values the orderer may use"
+    )
+    emailDomains: list[Annotated[str, Field(max_length=253, pattern=_DOMAIN)]] = Field(
+        default_factory=list, max_length=100, description="Domains: any fromAddress at exactly that domain"
+    )
+    smsSenders: list[Annotated[str, Field(min_length=1, max_length=16)]] = Field(
+        default_factory=list, max_length=100, description="senderNumber values (names or numbers) the orderer may use"
+    )
+
+    @field_validator("emailAddresses")
+    @classmethod
+    def _addresses(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not valid_email(value):
+                raise ValueError(f"'{value}' is not a valid email address")
+        return values
+
+    def grants(self) -> SenderGrants:
+        return SenderGrants(tuple(self.emailAddresses), tuple(self.emailDomains), tuple(self.smsSenders))
+
+
+def _grants_json(orderer: str, grants: SenderGrants) -> dict[str, object]:
+    return {
+        "orderer": orderer,
+        "emailAddresses": list(grants.email_addresses),
+        "emailDomains": list(grants.email_domains),
+        "smsSenders": list(grants.sms_senders),
+    }
+
+
+async def _sender_grants(request: Request) -> SenderGrantStore:
+    store: SenderGrantStore = (await request.app.state.services()).notifications.sender_grants
+    return store
+
+
+def _orderer(value: str) -> str:
+    try:
+        return _identity(value)
+    except ValueError as error:
+        raise Problem(400, "Bad Request", str(error), kind="invalid-identity") from error
+
+
+@router.get("/api/v1/admin/senders", summary="Every orderer's granted senders")
+async def list_sender_grants(request: Request, principal: Principal = Depends(administrator)) -> JSONResponse:
+    found = await (await _sender_grants(request)).list()
+    return JSONResponse({"grants": [_grants_json(orderer, grants) for orderer, grants in sorted(found.items())]})
+
+
+@router.get("/api/v1/admin/senders/{orderer}", summary="The senders an orderer may use")
+async def get_sender_grants(
+    request: Request, orderer: Orderer, principal: Principal = Depends(administrator)
+) -> JSONResponse:
+    orderer = _orderer(orderer)
+    grants = await (await _sender_grants(request)).get(orderer)
+    if grants is None:
+        raise Problem(404, "Not Found", f"{orderer} was granted no senders", kind="sender-grants-not-found")
+    return JSONResponse(_grants_json(orderer, grants))
+
+
+@router.put("/api/v1/admin/senders/{orderer}", summary="Grant an orderer senders (replaces its grants)")
+async def put_sender_grants(
+    request: Request,
+    orderer: Orderer,
+    body: Annotated[SenderGrantsRequest, Body()],
+    principal: Principal = Depends(administrator),
+) -> JSONResponse:
+    orderer = _orderer(orderer)
+    await (await _sender_grants(request)).put(orderer, body.grants())
+    return JSONResponse(_grants_json(orderer, body.grants()))
+
+
+@router.delete("/api/v1/admin/senders/{orderer}", status_code=204, summary="Withdraw an orderer's senders")
+async def delete_sender_grants(
+    request: Request, orderer: Orderer, principal: Principal = Depends(administrator)
+) -> Response:
+    orderer = _orderer(orderer)
+    if not await (await _sender_grants(request)).delete(orderer):
+        raise Problem(404, "Not Found", f"{orderer} was granted no senders", kind="sender-grants-not-found")
     return Response(status_code=204)

@@ -1,6 +1,6 @@
 """GET /api/v1/dev/outbox: what the local sink captured (local mode only; 404 in azure mode).
 
-Scope ``admin`` or ``notifications.order``.
+Scope ``admin`` (every orderer's messages) or ``notifications.order`` (the caller's own orders' only).
 """
 
 from __future__ import annotations
@@ -45,4 +45,5 @@ async def dev_outbox(request: Request, principal: Principal = Depends(admin_or_o
     sink = services.notifications.sink if services.settings.local else None
     if sink is None:
         raise Problem(404, "Not Found", "the outbox exists in local mode with the local sink only", kind="no-outbox")
-    return {"messages": sink.captured()}
+    # An orderer sees what Herald sent for its own orders, never another orderer's recipients or texts.
+    return {"messages": sink.captured(None if "admin" in principal.scopes else principal.subject)}

@@ -26,7 +26,8 @@ from shared.events.model import (
     format_time,
     validate_event,
 )
-from shared.identity.authorization import AccessRequest, Action, Authorizer
+from shared.identity.authorization import Authorizer
+from shared.identity.rate_limit import BeyondBurst
 from shared.identity.tokens import Principal
 
 router = APIRouter(tags=["events"])
@@ -189,9 +190,7 @@ def validate_all(documents: list[Any]) -> list[ValidatedEvent]:
 
 
 async def _authorize(authorizer: Authorizer, publisher: str, events: list[ValidatedEvent]) -> None:
-    resources = sorted({event.resource for event in events})
-    answers = await authorizer.allowed([AccessRequest(publisher, r, None, None, Action.PUBLISH) for r in resources])
-    refused = [resource for resource, allowed in zip(resources, answers, strict=True) if not allowed]
+    refused = await authorizer.refused_publishing(publisher, (event.resource for event in events))
     if refused:
         raise Problem(
             403,
@@ -235,7 +234,18 @@ async def publish_events(
     events = validate_all(_documents(request, body))
     services = await request.app.state.services()
     await _authorize(services.access.authorizer, principal.subject, events)
-    wait = services.publish_limiter.take(principal.subject, len(events))
+    try:
+        wait = services.publish_limiter.take(principal.subject, len(events))
+    except BeyondBurst as beyond:
+        # Waiting never helps: the request itself is too large for the publisher's limit.
+        raise Problem(
+            413,
+            "Content Too Large",
+            f"a request holds at most {beyond.most} events under the publish limit; "
+            f"this one holds {beyond.tokens}: split it",
+            kind="request-too-large",
+            extensions={"maxEvents": beyond.most},
+        ) from beyond
     if wait is not None:
         retry_after = max(1, math.ceil(wait))
         raise Problem(

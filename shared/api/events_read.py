@@ -20,12 +20,13 @@ from shared.identity.tokens import Principal
 router = APIRouter(tags=["events"])
 
 BATCH_MEDIA_TYPE = "application/cloudevents-batch+json"
+EVENTS_PATH = "/api/v1/events"
 _PARAMETERS = {"resource", "after", "subject", "alternativesubject", "type", "source", "size"}
 NonEmpty = Annotated[str, Query(min_length=1, max_length=MAX_RESOURCE_LENGTH)]
 
 
 @router.get(
-    "/api/v1/events",
+    EVENTS_PATH,
     summary="Read events",
     description=(
         "Events of one resource in log order. Every response, empty pages included, carries "
@@ -77,7 +78,9 @@ async def read_events(
 
     query = {name: value for name, value in request.query_params.items() if name != "after"}
     query["after"] = encode_cursor(resource, page.next)
-    next_url = str(request.url.replace(query=urlencode(query)))
+    # From the configured public URL, never the request's Host: a forged Host must not steer the
+    # reader (and its token) elsewhere.
+    next_url = f"{services.settings.public_base_url.rstrip('/')}{EVENTS_PATH}?{urlencode(query)}"
     return Response(
         content=page.body(),
         media_type=BATCH_MEDIA_TYPE,

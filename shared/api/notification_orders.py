@@ -17,6 +17,7 @@ from shared.api.problems import Problem
 from shared.events.model import format_time
 from shared.identity.tokens import Principal
 from shared.notifications.event_templates import EmailTemplateIn, SmsTemplateIn
+from shared.notifications.limits import LimitExceeded, TooLargeForLimit
 from shared.notifications.model import (
     EmailTemplate,
     Notification,
@@ -26,7 +27,16 @@ from shared.notifications.model import (
     SendingTimePolicy,
     SmsTemplate,
 )
-from shared.notifications.orders import CancelProhibited, OrderInvalid, OrderNotFound, OrderRequest, OrderStatusView
+from shared.notifications.orders import (
+    CancelProhibited,
+    OrderInvalid,
+    OrderNotFound,
+    OrderRequest,
+    OrderStatusView,
+    ResourceForbidden,
+    SenderForbidden,
+)
+from shared.notifications.ports import OrderRefused
 from shared.notifications.service import Notifications
 
 router = APIRouter(tags=["notifications"])
@@ -151,6 +161,32 @@ def _invalid(error: OrderInvalid) -> Problem:
     )
 
 
+def refused_problem(error: OrderRefused) -> Problem:
+    """The problem answering an order its orderer may not make (or not now); nothing was stored."""
+    if isinstance(error, ResourceForbidden):
+        return Problem(
+            403, "Forbidden", f"{error}; nothing was stored", kind="resource-forbidden",
+            extensions={"resource": error.resource},
+        )  # fmt: skip
+    if isinstance(error, SenderForbidden):
+        return Problem(
+            403, "Forbidden", f"{error}; nothing was stored", kind="sender-not-granted",
+            extensions={"senders": [{"location": r.location, "value": r.value} for r in error.refusals]},
+        )  # fmt: skip
+    if isinstance(error, LimitExceeded):
+        seconds = error.retry_after_seconds
+        return Problem(
+            429, "Too Many Requests", f"{error}; nothing was stored, retry in {seconds} s", kind="notification-limit",
+            extensions={"window": error.window, "limit": error.limit}, headers={"Retry-After": str(seconds)},
+        )  # fmt: skip
+    if isinstance(error, TooLargeForLimit):
+        return Problem(
+            413, "Content Too Large", f"{error}: split it over several days; nothing was stored",
+            kind="order-too-large", extensions={"notifications": error.count, "limit": error.limit},
+        )  # fmt: skip
+    raise error
+
+
 def _not_found(order_id: str) -> Problem:
     return Problem(404, "Not Found", f"there is no order {order_id}", kind="order-not-found")
 
@@ -163,7 +199,13 @@ def _not_found(order_id: str) -> Problem:
         "Creates an order (202) or, for an `idempotencyId` the caller used before, returns that order (200). "
         "The answer names the order and the recipient lookup: who is reserved and who has no contact point."
     ),
-    responses={200: {"description": "The order created earlier with this idempotencyId"}, 400: {}},
+    responses={
+        200: {"description": "The order created earlier with this idempotencyId"},
+        400: {},
+        403: {"description": "A resourceId or sender the orderer may not use"},
+        413: {"description": "The order alone makes more notifications than a day allows"},
+        429: {"description": "Over the orderer's notifications a minute or a day: see Retry-After"},
+    },
 )
 async def create_order(
     body: OrderIn, request: Request, principal: Principal = Depends(require_scope(SCOPE))
@@ -173,6 +215,8 @@ async def create_order(
         order, created = await feature.orders.create(principal.subject, body.to_request())
     except OrderInvalid as error:
         raise _invalid(error) from error
+    except OrderRefused as error:
+        raise refused_problem(error) from error
     payload = {"orderId": order.id, "recipientLookup": order.lookup.to_json() if order.lookup else None}
     return JSONResponse(
         payload, status_code=202 if created else 200, headers={"Location": f"/api/v1/notifications/orders/{order.id}"}

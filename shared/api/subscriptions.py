@@ -12,8 +12,10 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from shared.api.auth import require_scope
+from shared.api.notification_orders import refused_problem
 from shared.api.problems import Problem
 from shared.identity.tokens import Principal
+from shared.notifications.orders import SenderForbidden
 from shared.subscriptions.endpoint_policy import EndpointRefused
 from shared.subscriptions.model import Subscription, SubscriptionRequest, public_view
 from shared.subscriptions.service import SubscriptionForbidden, SubscriptionNotFound, SubscriptionService
@@ -84,6 +86,14 @@ async def create_subscription(
             f"a notification subscription orders notifications: the token also needs the scope '{NOTIFICATION_SCOPE}'",
             kind="insufficient-scope",
         )
+    spec = body.notification_spec()
+    if spec is not None:
+        # Its orders will claim these senders: refused now, as an order claiming them would be.
+        feature = (await request.app.state.services()).notifications
+        try:
+            await feature.orders.check_senders(principal.subject, spec.email_template, spec.sms_template)
+        except SenderForbidden as error:
+            raise refused_problem(error) from error
     try:
         subscription, secret, created = await service.create(principal.subject, body)
     except EndpointRefused as error:

@@ -188,6 +188,13 @@ BUILT_IN_POLICIES: Mapping[str, ResourcePolicy] = {
     ),
 }
 NOTIFICATIONS_PREFIX = "urn:herald:notifications:"
+# Herald's own namespace: only Herald writes there, whatever a policy or an external PDP says.
+HERALD_NAMESPACE = "urn:herald:"
+
+
+def is_herald_resource(resource: str) -> bool:
+    # A URN's namespace identifier is case-insensitive (RFC 8141): URN:Herald: is the same namespace.
+    return resource[: len(HERALD_NAMESPACE)].lower() == HERALD_NAMESPACE
 
 
 def built_in_policy(resource: str) -> ResourcePolicy | None:
@@ -284,6 +291,21 @@ class Authorizer:
 
     async def allows(self, request: AccessRequest) -> bool:
         return (await self.allowed([request]))[0]
+
+    async def refused_publishing(self, publisher: str, resources: Iterable[str]) -> list[str]:
+        """The publish check: which of ``resources`` (sorted, once each) ``publisher`` may not publish to.
+        Herald's own resources (``urn:herald:*``) are refused to every outside publisher; the others'
+        policies decide."""
+        wanted = sorted(set(resources))
+        asked = [r for r in wanted if not is_herald_resource(r)]
+        answers = dict(
+            zip(
+                asked,
+                await self.allowed([AccessRequest(publisher, r, None, None, Action.PUBLISH) for r in asked]),
+                strict=True,
+            )
+        )
+        return [resource for resource in wanted if not answers.get(resource, False)]
 
 
 def event_request(consumer: str, attributes: Mapping[str, Any], action: Action) -> AccessRequest:

@@ -4,6 +4,10 @@ Locally the data key is a key file (devhost's state folder, never committed). In
 process makes a data key and has a Key Vault key wrap it (envelope encryption); a sealed value
 carries its wrapped data key, and unwrapped keys are cached, so Key Vault is asked once per data
 key, not once per delivery. The plaintext is never logged and never returned after creation.
+
+A sealed value is bound to what it belongs to (a subscription's id) as AES-GCM associated data, so
+a value copied into another subscription's row does not open there. Values sealed before that
+binding (``v1``, constant associated data) still open; they are sealed again, bound, on the next write.
 """
 
 from __future__ import annotations
@@ -16,14 +20,17 @@ from typing import Protocol
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-_LOCAL = "v1.local"
-_WRAPPED = "v1.kv"
+_LOCAL = "v2.local"
+_WRAPPED = "v2.kv"
+_UNBOUND = {"v1.local": _LOCAL, "v1.kv": _WRAPPED}  # before binding: the prefix was the associated data
 
 
 class SecretBox(Protocol):
-    async def seal(self, plaintext: str) -> str: ...
+    async def seal(self, plaintext: str, *, bound_to: str) -> str:
+        """Seals ``plaintext`` so that it opens only with the same ``bound_to``."""
+        ...
 
-    async def open(self, sealed: str) -> str: ...
+    async def open(self, sealed: str, *, bound_to: str) -> str: ...
 
 
 def _b64(data: bytes) -> str:
@@ -32,6 +39,15 @@ def _b64(data: bytes) -> str:
 
 def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _associated(prefix: str, kind: str, bound_to: str) -> bytes:
+    """The associated data for a sealed value with this prefix; ValueError for another kind of box."""
+    if _UNBOUND.get(prefix) == kind:
+        return prefix.encode()
+    if prefix != kind:
+        raise ValueError(f"a {prefix} value does not open in a {kind} box")
+    return f"{kind}\x00{bound_to}".encode()
 
 
 def _encrypt(key: bytes, plaintext: str, associated: bytes) -> tuple[bytes, bytes]:
@@ -60,15 +76,14 @@ class LocalSecretBox:
             file.chmod(0o600)
         return cls(_unb64(file.read_text().strip()))
 
-    async def seal(self, plaintext: str) -> str:
-        nonce, ciphertext = _encrypt(self._key, plaintext, _LOCAL.encode())
+    async def seal(self, plaintext: str, *, bound_to: str) -> str:
+        nonce, ciphertext = _encrypt(self._key, plaintext, _associated(_LOCAL, _LOCAL, bound_to))
         return f"{_LOCAL}.{_b64(nonce)}.{_b64(ciphertext)}"
 
-    async def open(self, sealed: str) -> str:
+    async def open(self, sealed: str, *, bound_to: str) -> str:
         prefix, nonce, ciphertext = sealed.rsplit(".", 2)
-        if prefix != _LOCAL:
-            raise ValueError("this value was not sealed with a local key")
-        return _decrypt(self._key, _unb64(nonce), _unb64(ciphertext), _LOCAL.encode())
+        associated = _associated(prefix, _LOCAL, bound_to)
+        return _decrypt(self._key, _unb64(nonce), _unb64(ciphertext), associated)
 
 
 class KeyWrapper(Protocol):
@@ -95,15 +110,14 @@ class EnvelopeSecretBox:
                 self._unwrapped[wrapped] = plain
             return self._data_key
 
-    async def seal(self, plaintext: str) -> str:
+    async def seal(self, plaintext: str, *, bound_to: str) -> str:
         key, wrapped = await self._current()
-        nonce, ciphertext = _encrypt(key, plaintext, _WRAPPED.encode())
+        nonce, ciphertext = _encrypt(key, plaintext, _associated(_WRAPPED, _WRAPPED, bound_to))
         return f"{_WRAPPED}.{_b64(wrapped)}.{_b64(nonce)}.{_b64(ciphertext)}"
 
-    async def open(self, sealed: str) -> str:
+    async def open(self, sealed: str, *, bound_to: str) -> str:
         prefix, wrapped_text, nonce, ciphertext = sealed.rsplit(".", 3)
-        if prefix != _WRAPPED:
-            raise ValueError("this value was not sealed with a wrapped data key")
+        associated = _associated(prefix, _WRAPPED, bound_to)
         wrapped = _unb64(wrapped_text)
         key = self._unwrapped.get(wrapped)
         if key is None:
@@ -111,4 +125,4 @@ class EnvelopeSecretBox:
             if len(self._unwrapped) > 1000:
                 self._unwrapped.clear()
             self._unwrapped[wrapped] = key
-        return _decrypt(key, _unb64(nonce), _unb64(ciphertext), _WRAPPED.encode())
+        return _decrypt(key, _unb64(nonce), _unb64(ciphertext), associated)

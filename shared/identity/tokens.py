@@ -2,7 +2,9 @@
 
 In Azure the keys come from the issuer's OpenID Connect metadata (Microsoft Entra ID); locally
 devhost is the issuer and its public keys are a JWKS file. An unknown key id triggers one key
-refresh (key rotation), rate-limited so forged key ids cannot hammer the issuer.
+refresh (key rotation), rate-limited so forged key ids cannot hammer the issuer. A token is verified
+only with an algorithm of its key's own type (the JWK's ``alg``, else its ``kty``/``crv``), so a header
+naming another family (``ES256`` against an RSA key, ``HS256``, ``none``) is refused as invalid.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import aiohttp
 import jwt
 
 CLOCK_SKEW_SECONDS = 60
-ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384"]
+_RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
+# An EC key signs with the one algorithm of its curve (RFC 7518 section 3.4).
+_EC_ALGORITHMS = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
 # An unknown key id reloads the keys (rotation), at most this often, so forged key ids cannot hammer the issuer.
 MIN_REFRESH_SECONDS = 30.0
 
@@ -35,17 +39,53 @@ class Principal:
     claims: Mapping[str, Any]
 
 
+@dataclass(frozen=True)
+class SigningKey:
+    """One of the issuer's public keys and the signature algorithms it may verify."""
+
+    key: Any
+    algorithms: frozenset[str]
+
+
 class SigningKeys(Protocol):
     # Set by keys discovered from OpenID Connect metadata: the issuer it names.
     issuer: str | None
 
-    async def key(self, kid: str | None) -> Any: ...
+    async def key(self, kid: str | None) -> SigningKey: ...
 
 
-def _jwk_set(document: Mapping[str, Any]) -> dict[str | None, Any]:
-    keys: dict[str | None, Any] = {}
-    for jwk in jwt.PyJWKSet.from_dict(dict(document)).keys:
-        keys[jwk.key_id] = jwk.key
+def accepted_algorithms(jwk: Mapping[str, Any]) -> frozenset[str]:
+    """The algorithms a JWK may verify: those of its type (``kty``, an EC key's ``crv``), narrowed to
+    its ``alg`` when it declares one.
+
+    Symmetric (``oct``) and unknown key types verify nothing: a public key set must never let a token
+    be signed with a shared secret, and ``none`` is no key's algorithm.
+    """
+    kty = jwk.get("kty")
+    if kty == "RSA":
+        family = _RSA_ALGORITHMS
+    elif kty == "EC" and jwk.get("crv") in _EC_ALGORITHMS:
+        family = frozenset({_EC_ALGORITHMS[jwk["crv"]]})
+    else:
+        family = frozenset()
+    declared = jwk.get("alg")
+    return family if declared is None else family & {declared}
+
+
+def _jwk_set(document: Mapping[str, Any]) -> dict[str | None, SigningKey]:
+    keys: dict[str | None, SigningKey] = {}
+    entries = document.get("keys")
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict) or entry.get("use", "sig") != "sig":
+            continue
+        algorithms = accepted_algorithms(entry)
+        if not algorithms:
+            continue
+        try:
+            jwk = jwt.PyJWK(entry)
+        except jwt.PyJWTError:  # a malformed key is skipped, as PyJWKSet skips it
+            continue
+        keys[jwk.key_id] = SigningKey(jwk.key, algorithms)
     return keys
 
 
@@ -53,7 +93,7 @@ class _RefreshingKeys:
     """Caches a key set and reloads it when an unknown key id appears (at most every few minutes)."""
 
     def __init__(self, *, min_refresh_seconds: float = MIN_REFRESH_SECONDS) -> None:
-        self._keys: dict[str | None, Any] = {}
+        self._keys: dict[str | None, SigningKey] = {}
         self._loaded_at: float | None = None
         self._min_refresh = min_refresh_seconds
         self._lock = asyncio.Lock()
@@ -62,7 +102,7 @@ class _RefreshingKeys:
     async def _load(self) -> Mapping[str, Any]:
         raise NotImplementedError
 
-    async def key(self, kid: str | None) -> Any:
+    async def key(self, kid: str | None) -> SigningKey:
         if kid in self._keys:
             return self._keys[kid]
         async with self._lock:
@@ -138,17 +178,21 @@ class TokenValidator:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as error:
             raise TokenInvalid("the bearer token is not a JWT") from error
-        if header.get("alg") not in ALGORITHMS:
-            raise TokenInvalid("the token's signing algorithm is not accepted")
-        key = await self._keys.key(header.get("kid"))
+        kid = header.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            raise TokenInvalid("the token's key id is not a string")
+        signing_key = await self._keys.key(kid)
+        algorithm = header.get("alg")
+        if not isinstance(algorithm, str) or algorithm not in signing_key.algorithms:
+            raise TokenInvalid("the token's signing algorithm is not accepted for its key")
         issuer = self._issuer or self._keys.issuer
         if not issuer:
             raise TokenInvalid("no issuer is configured or discovered")
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
-                key=key,
-                algorithms=ALGORITHMS,
+                key=signing_key.key,
+                algorithms=sorted(signing_key.algorithms),
                 audience=self._audience,
                 issuer=issuer,
                 leeway=CLOCK_SKEW_SECONDS,
@@ -164,8 +208,10 @@ class TokenValidator:
             raise TokenInvalid("the token is from another issuer") from error
         except jwt.InvalidSignatureError as error:
             raise TokenInvalid("the token's signature does not verify") from error
-        except jwt.PyJWTError as error:
-            raise TokenInvalid(f"the token is not valid: {error}") from error
+        except jwt.MissingRequiredClaimError as error:
+            raise TokenInvalid(f"the token lacks the '{error.claim}' claim") from error
+        except jwt.PyJWTError as error:  # PyJWT's text may quote the token's content; say no more than this
+            raise TokenInvalid("the token is malformed or its claims are not valid") from error
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject:
             raise TokenInvalid("the token has no subject")

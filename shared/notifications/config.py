@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from shared.config import read_secret
+from shared.notifications.limits import Limits
 
 DEFAULT_RESOURCE = "urn:herald:notifications"
 
@@ -54,6 +55,7 @@ class NotificationSettings:
     """Which adapters to use and how to reach them."""
 
     config: NotificationConfig = field(default_factory=NotificationConfig)
+    limits: Limits = field(default_factory=Limits)  # notifications per orderer a minute and a day
     acs_connection_string: str | None = None  # endpoint=...;accesskey=... (local fakes, emulators)
     acs_endpoint: str | None = None  # https://<acs>.communication.azure.com (identity-based, Azure)
     acs_identity: Mapping[str, str] = field(default_factory=dict)
@@ -70,6 +72,7 @@ class NotificationSettings:
     registry_client_secret: str | None = None
     registry_scope: str | None = None
     local_eventgrid_url: str = "http://127.0.0.1:7071/runtime/webhooks/eventgrid"
+    local_eventgrid_key: str | None = None  # the webhook's eventgrid_extension system key (devhost sets it)
     local_report_delay: float = 2.0
 
     @property
@@ -92,6 +95,10 @@ def load_notification_settings(environ: Mapping[str, str] | None = None) -> Noti
     identity = {key[len(marker) :]: value for key, value in env.items() if key.startswith(marker) and value}
     return NotificationSettings(
         config=config,
+        limits=Limits(
+            per_minute=_positive(env, "HERALD_NOTIFICATIONS_PER_MINUTE", Limits.per_minute),
+            per_day=_positive(env, "HERALD_NOTIFICATIONS_PER_DAY", Limits.per_day),
+        ),
         acs_connection_string=get("HeraldCommunication"),
         acs_endpoint=identity.get("endpoint"),
         acs_identity=identity,
@@ -108,14 +115,26 @@ def load_notification_settings(environ: Mapping[str, str] | None = None) -> Noti
         registry_client_secret=read_secret(env, "HERALD_CONTACT_REGISTRY_CLIENT_SECRET"),
         registry_scope=get("HERALD_CONTACT_REGISTRY_SCOPE"),
         local_eventgrid_url=get("HERALD_LOCAL_EVENTGRID_URL") or "http://127.0.0.1:7071/runtime/webhooks/eventgrid",
+        local_eventgrid_key=read_secret(env, "HERALD_LOCAL_EVENTGRID_KEY"),
         local_report_delay=float(get("HERALD_LOCAL_SINK_REPORT_DELAY_SECONDS") or 2.0),
     )
+
+
+def _positive(env: Mapping[str, str], name: str, default: int) -> int:
+    value = env.get(name) or ""
+    if not value:
+        return default
+    if not value.isdigit() or int(value) < 1:
+        raise RuntimeError(f"{name} must be a whole number of at least 1, not {value!r}")
+    return int(value)
 
 
 # Every setting load_notification_settings reads; a test checks each is documented in the sample.
 SETTINGS_READ = (
     "HERALD_NOTIFICATIONS_EMAIL_SENDER",
     "HERALD_NOTIFICATIONS_SMS_SENDER",
+    "HERALD_NOTIFICATIONS_PER_MINUTE",
+    "HERALD_NOTIFICATIONS_PER_DAY",
     "HeraldCommunication",
     "HeraldCommunication__endpoint",
     "HeraldCommunication__credential",
@@ -133,5 +152,6 @@ SETTINGS_READ = (
     "HERALD_CONTACT_REGISTRY_CLIENT_SECRET",
     "HERALD_CONTACT_REGISTRY_SCOPE",
     "HERALD_LOCAL_EVENTGRID_URL",
+    "HERALD_LOCAL_EVENTGRID_KEY",
     "HERALD_LOCAL_SINK_REPORT_DELAY_SECONDS",
 )

@@ -9,19 +9,21 @@ reservations, sending hours, status events.
 Event keywords: ``$<attribute>$`` for the event's attributes (``$id$``, ``$source$``, ``$type$``,
 ``$subject$``, ``$time$``, ``$resource$``, ``$alternativesubject$`` and extension attributes) and
 ``$data.<field>$`` for top-level fields of a JSON object ``data``. A known keyword the event lacks
-becomes empty; any other ``$…$`` text is left as written. Values are HTML-escaped in ``Html``
-email bodies only (as ``$recipientName$`` is); line breaks in values become spaces in email
-subjects. ``$recipientName$`` and ``$recipientNumber$`` keep their meaning: they are filled per
-recipient at send time.
+becomes empty; any other ``$…$`` text is left as written. ``$recipientName$`` and
+``$recipientNumber$`` keep their meaning.
+
+An order made from an event keeps the subscription's templates as written and carries the event
+values they name; at send time each template is filled once from those and the recipient's values
+(``shared.notifications.templates``), so an event value that itself reads ``$recipientName$`` is
+sent as written. Values are HTML-escaped in ``Html`` email bodies only; an email subject is one line.
 """
 
 from __future__ import annotations
 
-import html
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -37,15 +39,16 @@ from shared.notifications.model import (
     SmsTemplate,
 )
 from shared.notifications.orders import FieldProblem, OrderRequest, validate
+from shared.notifications.templates import fill
 
 # Attributes a template may name even when an event lacks them (they then render empty).
 CONTEXT_ATTRIBUTES = frozenset(
     {"id", "source", "type", "subject", "time", "resource", "alternativesubject", "specversion", "datacontenttype"}
 )
-_KEYWORD = re.compile(r"\$(data\.[A-Za-z0-9_-]{1,64}|[a-z0-9]{1,20})\$")
+# An event keyword between dollar signs; the lookahead lets "$a$b$" name both a and b.
+_KEYWORD = re.compile(r"\$(data\.[A-Za-z0-9_-]{1,64}|[a-z0-9]{1,20})(?=\$)")
 _PERSON = re.compile(r"^person:(\d{11})$")
 _ORG = re.compile(r"^org:(\d{9})$")
-_LINE_BREAKS = re.compile(r"[\r\n\t\x0b\x0c]+")
 # Events Herald publishes about notifications never notify anyone (no loops through the hub).
 NOTIFICATION_EVENT_SOURCE = "urn:herald:notifications"
 
@@ -202,36 +205,33 @@ def keyword_values(event: Mapping[str, Any]) -> dict[str, str]:
     return values
 
 
-def fill_event(text: str, values: Mapping[str, str], *, escape: bool = False, single_line: bool = False) -> str:
-    def replace(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name in values:
-            value = values[name]
-        elif name in CONTEXT_ATTRIBUTES or name.startswith("data."):
-            value = ""
-        else:
-            return match.group(0)
-        if single_line:
-            value = _LINE_BREAKS.sub(" ", value)
-        return html.escape(value, quote=True) if escape else value
+def named_values(values: Mapping[str, str], *texts: str) -> dict[str, str]:
+    """The event keywords ``texts`` name, with their values: a known keyword the event lacks is
+    empty; a name that is no event keyword is left out (its ``$…$`` text stays as written)."""
+    named: dict[str, str] = {}
+    for text in texts:
+        for name in _KEYWORD.findall(text):
+            if name in values:
+                named[name] = values[name]
+            elif name in CONTEXT_ATTRIBUTES or name.startswith("data."):
+                named[name] = ""
+    return named
 
-    return _KEYWORD.sub(replace, text)
+
+def fill_event(text: str, values: Mapping[str, str]) -> str:
+    """``text`` filled from an event's values alone (the recipient keywords stay as written)."""
+    return fill(text, named_values(values, text))
 
 
 def render_for_event(spec: NotificationSpec, event: Mapping[str, Any]) -> NotificationSpec:
-    """The spec with the event's keywords filled in (recipient keywords stay for send time)."""
+    """The spec's templates as written, each carrying the event values it names (filled at send time)."""
     values = keyword_values(event)
     email = spec.email_template
     if email is not None:
-        email = EmailTemplate(
-            fill_event(email.subject, values, single_line=True),
-            fill_event(email.body, values, escape=email.content_type is ContentType.HTML),
-            email.content_type,
-            email.from_address,
-        )
+        email = replace(email, values=named_values(values, email.subject, email.body))
     sms = spec.sms_template
     if sms is not None:
-        sms = SmsTemplate(fill_event(sms.body, values), sms.sender_number)
+        sms = replace(sms, values=named_values(values, sms.body))
     return NotificationSpec(spec.channel, email, sms, spec.sending_time_policy)
 
 

@@ -7,14 +7,22 @@ from the log and the subscription from the index, and creates an order through t
 
 - recipient: the event's subject (``person:<nin>`` or ``org:<number>``), looked up at send time;
 - ``sendersReference``: the event id; ``resourceId``: the event's resource, so the order's
-  ``herald.notification.*`` status events land in the publisher's own resource;
+  ``herald.notification.*`` status events land in the publisher's own resource, but only when the
+  subscriber may publish there (as for any order: naming a resource is publishing into it).
+  Otherwise the order names no resource and its status events go to the subscriber's own status
+  stream, where it reads them; the order is not refused, since subscribing was allowed;
 - ``idempotencyId``: derived from (subscription, event), so a redelivered message, a re-sent
   fan-out batch or a replayed inbound message never notifies twice.
 
+Event-triggered orders count against the subscriber's notification limits like any order of
+its own: they are its notifications, and a subscription to a busy resource must not be a way
+around the limits. Over a limit the delivery is deferred, not dropped: it is queued again for when
+the limit allows (the Retry-After an API caller would get).
+
 Each outcome is written to the subscription's delivery log (``GET …/deliveries``): ``ordered``
-with the order id, or ``skipped`` with the reason (no person/org subject, a rendered SMS too long,
-…). A storage or bus error raises, so the message is retried; the orders already created are found
-again by their idempotency id.
+with the order id, ``deferred`` with the limit, or ``skipped`` with the reason (no person/org
+subject, a rendered SMS too long, a sender not granted, …). A storage or bus error raises, so the
+message is retried; the orders already created are found again by their idempotency id.
 """
 
 from __future__ import annotations
@@ -25,14 +33,18 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from shared.events.log import EventLog
+from shared.messaging import Bus
 from shared.notifications.event_templates import NotNotifiable, order_for_event
+from shared.notifications.limits import LimitExceeded
 from shared.notifications.orders import OrderInvalid, OrderService
+from shared.notifications.ports import OrderRefused
 from shared.subscriptions.delivery import delivery_id
-from shared.subscriptions.messages import Delivery
+from shared.subscriptions.messages import NOTIFY_QUEUE, Delivery, delivery_message
 from shared.subscriptions.model import Status, Subscription
 from shared.subscriptions.ports import Attempt, Clock, DeliveryLog, SubscriptionStore
 
@@ -40,16 +52,18 @@ log = logging.getLogger(__name__)
 
 ORDERED = "ordered"
 SKIPPED = "skipped"
+DEFERRED = "deferred"
 
 
 @dataclass(frozen=True)
 class NotifyOutcome:
     subscription_id: str
     event_id: str
-    outcome: str  # ordered | skipped
+    outcome: str  # ordered | skipped | deferred
     order_id: str | None = None
     created: bool = False
     reason: str | None = None
+    retry_at: datetime | None = None  # deferred: when the orderer's limit allows it
 
 
 class EventNotifier:
@@ -61,8 +75,10 @@ class EventNotifier:
         orders: OrderService,
         delivery_log: DeliveryLog,
         clock: Clock,
+        bus: Bus,
         concurrency: int = 16,
     ) -> None:
+        self._bus = bus
         self._store = store
         self._event_log = event_log
         self._orders = orders
@@ -77,7 +93,7 @@ class EventNotifier:
         subscriptions = dict(zip(keys, found, strict=True))
         gate = asyncio.Semaphore(self._concurrency)
 
-        async def one(delivery: Delivery) -> tuple[NotifyOutcome, Attempt] | None:
+        async def one(delivery: Delivery) -> tuple[Delivery, NotifyOutcome, Attempt] | None:
             subscription = subscriptions.get((delivery.subscription_key, delivery.subscription_id))
             if subscription is None or subscription.notification is None or subscription.status is not Status.ACTIVE:
                 return None  # deleted (or no longer a notification subscription) since it matched
@@ -86,12 +102,22 @@ class EventNotifier:
                 log.warning("event removed by retention before notifying", extra={"subscription": subscription.id})
                 return None
             async with gate:
-                return await self._notify(delivery, subscription, json.loads(row[delivery.index]))
+                return delivery, *await self._notify(delivery, subscription, json.loads(row[delivery.index]))
 
         results = [r for r in await asyncio.gather(*(one(d) for d in deliveries)) if r is not None]
+        deferred: dict[datetime, list[Delivery]] = defaultdict(list)
+        for delivery, outcome, attempt in results:
+            if outcome.retry_at is not None:
+                deferred[outcome.retry_at].append(
+                    delivery.retried(delivery.attempt, delivery.first_attempt_at or attempt.at)
+                )
+        if deferred:
+            await self._bus.send(
+                NOTIFY_QUEUE, [delivery_message(batch, deliver_at=at) for at, batch in sorted(deferred.items())]
+            )
         if results:
-            await self._delivery_log.record([attempt for _, attempt in results])
-        return [outcome for outcome, _ in results]
+            await self._delivery_log.record([attempt for _, _, attempt in results])
+        return [outcome for _, outcome, _ in results]
 
     async def _notify(
         self, delivery: Delivery, subscription: Subscription, event: dict[str, Any]
@@ -102,9 +128,16 @@ class EventNotifier:
         event_id = str(event.get("id", ""))
         try:
             request = order_for_event(subscription.id, subscription.notification, event)
+            resource = request.resource_id
+            if resource is not None and await self._orders.resource_refusal(subscription.consumer, resource):
+                request = replace(request, resource_id=None)  # the subscriber's own status stream instead
             order, created = await self._orders.create(subscription.consumer, request)
             outcome = NotifyOutcome(subscription.id, event_id, ORDERED, order.id, created)
-        except (NotNotifiable, OrderInvalid) as error:
+        except LimitExceeded as error:
+            log.info("event notification deferred", extra={"subscription": subscription.id, "event_id": event_id})
+            retry_at = at + error.retry_after
+            outcome = NotifyOutcome(subscription.id, event_id, DEFERRED, reason=str(error), retry_at=retry_at)
+        except (NotNotifiable, OrderInvalid, OrderRefused) as error:
             log.warning(
                 "event not notified",
                 extra={"subscription": subscription.id, "event_id": event_id, "reason": str(error)},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -83,12 +84,15 @@ class EmailTemplate:
     body: str
     content_type: ContentType = ContentType.PLAIN
     from_address: str | None = None
+    # Keyword values filled at send time with the recipient's (an event's, for an order made from one).
+    values: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class SmsTemplate:
     body: str
     sender_number: str | None = None
+    values: Mapping[str, str] = field(default_factory=dict)  # as EmailTemplate.values
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from shared.identity.authorization import Authorizer, is_herald_resource
 from shared.messaging import Bus, OutgoingMessage
 from shared.notifications.config import NotificationConfig
+from shared.notifications.events import resource_of
+from shared.notifications.limits import OrderLimiter
 from shared.notifications.model import (
     Channel,
     EmailTemplate,
@@ -30,12 +33,15 @@ from shared.notifications.ports import (
     ContactRegistry,
     NotificationStore,
     OrderExists,
+    OrderRefused,
     OrderStore,
     RecipientAuthorizer,
 )
 from shared.notifications.recipients import e164, resolve, valid_email
+from shared.notifications.senders import SenderPolicy, SenderRefusal
 from shared.notifications.status import is_final
 from shared.notifications.templates import MAX_SMS_SEGMENTS, render_sms, sms_length
+from shared.subscriptions.endpoint_policy import EndpointPolicy, EndpointRefused
 
 ORDERS_QUEUE = "notifications-orders"
 EMAIL_QUEUE = "notifications-email"
@@ -77,6 +83,26 @@ class OrderInvalid(Exception):
 
 class OrderNotFound(Exception):
     pass
+
+
+class ResourceForbidden(OrderRefused):
+    """The order names a resource its orderer may not publish status events into."""
+
+    def __init__(self, orderer: str, resource: str, reason: str) -> None:
+        super().__init__(f"{orderer} may not name {resource} as the order's resourceId: {reason}")
+        self.resource = resource
+
+
+class SenderForbidden(OrderRefused):
+    """The templates claim a sender no administrator granted the orderer."""
+
+    def __init__(self, orderer: str, refusals: list[SenderRefusal]) -> None:
+        claimed = ", ".join(f"{r.location} {r.value!r}" for r in refusals)
+        super().__init__(
+            f"{orderer} was not granted the sender {claimed}; omit it to send as Herald's default sender, "
+            "or ask an administrator to grant it"
+        )
+        self.refusals = refusals
 
 
 class CancelProhibited(Exception):
@@ -197,7 +223,16 @@ class OrderService:
         bus: Bus,
         clock: Clock,
         config: NotificationConfig,
+        *,
+        endpoints: EndpointPolicy,
+        publishing: Authorizer,
+        senders: SenderPolicy,
+        limiter: OrderLimiter,
     ) -> None:
+        self._endpoints = endpoints
+        self._publishing = publishing
+        self._senders = senders
+        self.limiter = limiter
         self._orders = orders
         self._notifications = notifications
         self._registry = registry
@@ -206,12 +241,51 @@ class OrderService:
         self._clock = clock
         self._config = config
 
+    async def resource_refusal(self, orderer: str, resource: str) -> str | None:
+        """Why ``orderer`` may not name ``resource`` as an order's resourceId (None: it may).
+
+        The order's status events are published into that resource, so naming it is publishing
+        there: the resource's policy decides, as for ``POST /api/v1/events``. Herald's own
+        resources are never named, but for the orderer's own status stream."""
+        if resource == resource_of(None, orderer, self._config.default_resource):
+            return None
+        if is_herald_resource(resource):
+            return "Herald's own resources are written by Herald only"
+        if await self._publishing.refused_publishing(orderer, [resource]):
+            return "the resource's policy does not let it publish there"
+        return None
+
+    async def check_senders(self, orderer: str, email: EmailTemplate | None, sms: SmsTemplate | None) -> None:
+        """Raises SenderForbidden when the templates claim a sender ``orderer`` was not granted."""
+        not_granted = await self._senders.refused(orderer, email, sms)
+        if not_granted:
+            raise SenderForbidden(orderer, not_granted)
+
     async def create(self, creator: str, request: OrderRequest) -> tuple[Order, bool]:
-        """Returns the order and whether it is new (False: the idempotency id was used before)."""
+        """Returns the order and whether it is new (False: the idempotency id was used before).
+
+        Raises OrderInvalid (bad input), or an OrderRefused: ResourceForbidden, SenderForbidden,
+        LimitExceeded (over a limit now) or TooLargeForLimit; none of them stores anything."""
         now = self._clock.now()
         problems = validate(request, now, self._config)
+        if request.condition_endpoint is not None and not any(p.location == "conditionEndpoint" for p in problems):
+            try:
+                # Herald will GET this URL: the webhook endpoint policy applies (https, no internal address).
+                await self._endpoints.check(request.condition_endpoint, field="conditionEndpoint")
+            except EndpointRefused as refused:
+                problems.append(FieldProblem("conditionEndpoint", refused.reason))
         if problems:
             raise OrderInvalid(problems)
+        existing = await self._orders.by_idempotency_id(creator, request.idempotency_id)
+        if existing is not None:
+            return await self._scheduled(existing, now), False
+        if request.resource_id is not None:
+            reason = await self.resource_refusal(creator, request.resource_id)
+            if reason is not None:
+                raise ResourceForbidden(creator, request.resource_id, reason)
+        email = request.email_template if request.channel.needs_email else None
+        sms = request.sms_template if request.channel.needs_sms else None
+        await self.check_senders(creator, email, sms)
         targets, lookup = await resolve(
             request.channel,
             request.recipients,
@@ -232,6 +306,8 @@ class OrderService:
             )
             if longest is not None and longest.segments > MAX_SMS_SEGMENTS:
                 raise OrderInvalid([_too_long("smsTemplate.body", longest.segments, longest.encoding)])
+        # Counted in notifications (every target becomes one), last, so a refused order counts nothing.
+        await self.limiter.take(creator, len(targets), now)
         order = Order(
             id=str(uuid.uuid4()),
             creator=creator,
@@ -239,8 +315,8 @@ class OrderService:
             senders_reference=request.senders_reference,
             requested_send_time=request.requested_send_time or now,
             channel=request.channel,
-            email_template=request.email_template if request.channel.needs_email else None,
-            sms_template=request.sms_template if request.channel.needs_sms else None,
+            email_template=email,
+            sms_template=sms,
             recipients=list(request.recipients),
             ignore_reservation=request.ignore_reservation,
             resource_id=request.resource_id,
@@ -253,15 +329,19 @@ class OrderService:
         )
         try:
             order = await self._orders.create(order)
-            created = True
         except OrderExists as exists:
-            order, created = exists.existing, False
+            # A concurrent request with the same idempotency id got there first: its order counts, not this one.
+            await self.limiter.give_back(creator, len(targets), now)
+            return await self._scheduled(exists.existing, now), False
+        return await self._scheduled(order, now), True
+
+    async def _scheduled(self, order: Order, now: datetime) -> Order:
         if order.status is OrderStatus.REGISTERED:
             # Also on a replay: a crash after storing the order is repaired by the client's retry.
             await self._orders.schedule(order)
             at = order.requested_send_time if order.requested_send_time > now else None
             await self._bus.send(ORDERS_QUEUE, [start_message(order.creator, order.id, at)])
-        return order, created
+        return order
 
     async def get(self, creator: str, order_id: str, *, recipients: bool = True) -> Order:
         order = await self._orders.get(creator, order_id, recipients=recipients)

@@ -111,9 +111,17 @@ class Conflict(Exception):
     """The stored record changed since it was read."""
 
 
+class OrderRefused(Exception):
+    """The orderer may not make this order, or not now; nothing was stored."""
+
+
 class OrderStore(Protocol):
     async def create(self, order: Order) -> Order:
         """Stores the order and its idempotency key atomically; raises OrderExists for a reused key."""
+        ...
+
+    async def by_idempotency_id(self, creator: str, idempotency_id: str) -> Order | None:
+        """The creator's order made with this idempotency id, if any."""
         ...
 
     async def get(self, creator: str, order_id: str, *, recipients: bool = True) -> Order | None:
@@ -218,6 +226,7 @@ class EmailMessage:
     subject: str
     body: str
     content_type: ContentType
+    orderer: str = ""  # who ordered it (the local sink shows each orderer only its own messages)
 
 
 @dataclass(frozen=True)
@@ -226,6 +235,7 @@ class SmsMessage:
     sender: str
     to: str
     body: str
+    orderer: str = ""
 
 
 @dataclass(frozen=True)

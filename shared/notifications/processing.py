@@ -368,6 +368,7 @@ class Processor:
                     subject=email.subject,
                     body=email.body,
                     content_type=email.content_type,
+                    orderer=order.creator,
                 )
             )
         assert order.sms_template is not None
@@ -377,6 +378,7 @@ class Processor:
                 sender=order.sms_template.sender_number or self.config.sms_sender,
                 to=n.address,
                 body=render_sms(order.sms_template, n.name, n.organization_number),
+                orderer=order.creator,
             )
         )
 

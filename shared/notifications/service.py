@@ -12,6 +12,7 @@ from shared.notifications.model import Channel
 from shared.notifications.orders import OrderService
 from shared.notifications.ports import DeadReportStore, EmailSender, SmsSender
 from shared.notifications.processing import Processor
+from shared.notifications.senders import SenderGrantStore
 from shared.notifications.status import email_report_status, gateway_report_status, sms_report_status
 
 
@@ -38,6 +39,7 @@ class Notifications:
     dead_reports: DeadReportStore
     email: EmailSender
     sms: SmsSender
+    sender_grants: SenderGrantStore  # what each orderer may send as (the admin API manages them)
     contacts: Any = None  # the table registry when contacts are loaded through the admin API
     sink: Any = None  # the local sink in local mode
 

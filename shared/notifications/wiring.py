@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from shared.messaging import Bus
 from shared.notifications.config import NotificationSettings, load_notification_settings
 from shared.notifications.events import HubStatusEvents
+from shared.notifications.limits import OrderLimiter
 from shared.notifications.orders import OrderService
 from shared.notifications.ports import (
     Clock,
@@ -18,6 +19,7 @@ from shared.notifications.ports import (
     SystemClock,
 )
 from shared.notifications.processing import Processor
+from shared.notifications.senders import SenderPolicy
 from shared.notifications.service import Notifications
 
 if TYPE_CHECKING:
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 
     from shared.config import Settings
     from shared.events.publishing import EventPublisher
+    from shared.identity.authorization import Authorizer
 
 
 def _acs_credential(settings: NotificationSettings) -> tuple[str, Any]:
@@ -56,7 +59,10 @@ def build_notifications(
     registry: ContactRegistry | None = None,
     authorizer: RecipientAuthorizer | None = None,
     sink: Any = None,
+    publishing: Authorizer,
 ) -> Notifications:
+    """``publishing`` decides who may publish into a resource (the one ``POST /api/v1/events`` asks):
+    an order's resourceId is where its status events are published."""
     from shared.adapters.http_notification_condition import HttpConditionChecker
     from shared.adapters.table_contacts import TableContactRegistry
     from shared.adapters.table_notifications import (
@@ -65,13 +71,17 @@ def build_notifications(
         TableOrderStore,
         TableSendPause,
     )
+    from shared.adapters.table_order_governance import TableSenderGrants, TableUsageStore
+    from shared.subscriptions.endpoint_policy import EndpointPolicy
 
     settings = settings or load_notification_settings()
     clock = clock or SystemClock()
     if sink is None and (email is None or sms is None) and config.local and not settings.acs_configured:
         from shared.adapters.local_sink import LocalSink, http_poster
 
-        sink = LocalSink(http_poster(settings.local_eventgrid_url), delay=settings.local_report_delay)
+        sink = LocalSink(
+            http_poster(settings.local_eventgrid_url, settings.local_eventgrid_key), delay=settings.local_report_delay
+        )
     if email is None:
         if sink is not None:
             email = sink.email
@@ -124,6 +134,9 @@ def build_notifications(
     notifications = TableNotificationStore(tables)
     dead_reports = TableDeadReports(tables)
     cfg = settings.config
+    sender_grants = TableSenderGrants(tables)
+    # Condition endpoints are callers' URLs: the webhooks' endpoint policy, at order time and at connection.
+    endpoints = EndpointPolicy(local_mode=config.local)
     processor = Processor(
         orders=orders,
         notifications=notifications,
@@ -134,18 +147,31 @@ def build_notifications(
         config=cfg,
         email=email,
         sms=sms,
-        conditions=HttpConditionChecker(),
+        conditions=HttpConditionChecker(endpoints=endpoints),
         pause=TableSendPause(tables),
         dead_reports=dead_reports,
         events=HubStatusEvents(publisher, clock, cfg.default_resource),
     )
     return Notifications(
         settings=settings,
-        orders=OrderService(orders, notifications, registry, authorizer, bus, clock, cfg),
+        orders=OrderService(
+            orders,
+            notifications,
+            registry,
+            authorizer,
+            bus,
+            clock,
+            cfg,
+            endpoints=endpoints,
+            publishing=publishing,
+            senders=SenderPolicy(cfg, sender_grants),
+            limiter=OrderLimiter(TableUsageStore(tables), settings.limits),
+        ),
         processor=processor,
         dead_reports=dead_reports,
         email=email,
         sms=sms,
         contacts=contacts,
         sink=sink,
+        sender_grants=sender_grants,
     )

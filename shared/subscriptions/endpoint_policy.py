@@ -1,10 +1,14 @@
-"""Which webhook endpoints Herald pushes to: https, and never to internal addresses.
+"""Which URLs taken from callers Herald connects to: https, and never internal addresses.
+
+One policy for every such URL: webhook endpoints and notification condition endpoints alike.
 
 An endpoint is refused when its host is, or resolves to, a loopback, private, link-local,
-carrier-grade NAT, multicast, reserved or cloud-metadata address (IPv4-mapped and NAT64 IPv6
-forms included). The check runs when a subscription is created and again at every connection
-(the webhook client's resolver applies the same rule), so a name that later resolves to an
-internal address (DNS rebinding) is refused too. Local mode allows plain http to loopback only.
+carrier-grade NAT, multicast, reserved, site-local or cloud-metadata address, or an IPv6 address that
+carries such an IPv4 address (IPv4-mapped, NAT64, 6to4 and Teredo forms). The check runs when a caller names the URL (a subscription or an order is
+created) and again at every connection
+(the guarded connector's resolver, ``shared/adapters/guarded_http.py``, applies the same rule), so a
+name that later resolves to an internal address (DNS rebinding) is refused too, and redirects are
+never followed. Local mode allows plain http to loopback only.
 """
 
 from __future__ import annotations
@@ -30,7 +34,21 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
 class EndpointRefused(ValueError):
-    """The endpoint URL is not one Herald will push to."""
+    """The URL is not one Herald will connect to; ``reason`` says why, after the field's name."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field} {reason}")
+        self.field = field
+        self.reason = reason
+
+
+def _tunnelled_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses a 6to4 (``2002::/16``) or Teredo (``2001::/32``) address leads to: a relay
+    delivers its packets there, so it reaches whatever they are."""
+    found = [address.sixtofour] if address.sixtofour is not None else []
+    if address.teredo is not None:
+        found.extend(address.teredo)  # (server, client), the client already de-obfuscated
+    return found
 
 
 def forbidden_reason(address: IPAddress, *, allow_loopback: bool) -> str | None:
@@ -41,6 +59,13 @@ def forbidden_reason(address: IPAddress, *, allow_loopback: bool) -> str | None:
             embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
         if embedded is not None:
             return forbidden_reason(embedded, allow_loopback=allow_loopback)
+        for tunnelled in _tunnelled_ipv4(address):
+            # Never loopback: through a tunnel it would be some relay's loopback, not this host's.
+            reason = forbidden_reason(tunnelled, allow_loopback=False)
+            if reason is not None:
+                return f"a 6to4 or Teredo address leading to {tunnelled}, {reason}"
+        if address.is_site_local:
+            return "a site-local address (fec0::/10, private by its deprecated definition)"
     if address.is_loopback:
         return None if allow_loopback else "a loopback address"
     if address.is_link_local:
@@ -78,36 +103,61 @@ class SystemResolver:
 
 
 class EndpointPolicy:
+    """The one rule for every URL Herald connects to on a caller's behalf (webhook endpoints,
+    notification condition endpoints). ``field`` names the request field in refusals."""
+
     def __init__(self, *, local_mode: bool, resolver: Resolver | None = None) -> None:
         self._local = local_mode
         self._resolver = resolver or SystemResolver()
 
-    async def check(self, url: str) -> None:
+    @property
+    def allows_loopback(self) -> bool:
+        return self._local
+
+    def check_form(self, url: str, *, field: str = "endPoint") -> None:
+        """The checks that need no DNS: the scheme, and a literal address host (connectors do not
+        resolve those, so the connection-time guard never sees them)."""
         parts = urlsplit(url)
         host = parts.hostname or ""
         # Plain http only to a literal loopback host in local mode; a name is not resolved for it.
         if parts.scheme != "https" and not (self._local and _literal_loopback(host)):
             if self._local:
                 raise EndpointRefused(
-                    "endPoint must be https (plain http is allowed only for loopback addresses in local mode)"
+                    field, "must be https (plain http is allowed only for loopback addresses in local mode)"
                 )
-            raise EndpointRefused("endPoint must be an https URL")
-        for address in await self._addresses(host):
+            raise EndpointRefused(field, "must be an https URL")
+        literal = _literal_address(host)
+        if literal is not None:
+            self._refuse_internal(field, host, [literal])
+
+    async def check(self, url: str, *, field: str = "endPoint") -> None:
+        """The full check when a caller names the URL: the form, then every address its host resolves to."""
+        self.check_form(url, field=field)
+        host = urlsplit(url).hostname or ""
+        if _literal_address(host) is None:
+            self._refuse_internal(field, host, await self._addresses(field, host))
+
+    def _refuse_internal(self, field: str, host: str, addresses: list[IPAddress]) -> None:
+        for address in addresses:
             reason = forbidden_reason(address, allow_loopback=self._local)
             if reason is not None:
-                raise EndpointRefused(f"endPoint {host} is {reason}; Herald pushes only to public endpoints")
+                raise EndpointRefused(field, f"{host} is {reason}; Herald connects only to public endpoints")
 
-    async def _addresses(self, host: str) -> list[IPAddress]:
-        try:
-            return [ipaddress.ip_address(host.strip("[]"))]
-        except ValueError:
-            pass
-        if host.lower() == "localhost":
-            return [ipaddress.ip_address("127.0.0.1")]
+    async def _addresses(self, field: str, host: str) -> list[IPAddress]:
         try:
             resolved = await self._resolver.resolve(host)
         except OSError as error:
-            raise EndpointRefused(f"endPoint host {host} does not resolve") from error
+            raise EndpointRefused(field, f"host {host} does not resolve") from error
         if not resolved:
-            raise EndpointRefused(f"endPoint host {host} does not resolve")
+            raise EndpointRefused(field, f"host {host} does not resolve")
         return [ipaddress.ip_address(a.split("%")[0]) for a in resolved]
+
+
+def _literal_address(host: str) -> IPAddress | None:
+    """The address a host names literally (``localhost`` included), or None for a name to resolve."""
+    if host.lower() == "localhost":
+        return ipaddress.ip_address("127.0.0.1")
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None

@@ -414,7 +414,7 @@ async def test_event_grid_validation_handshake(harness: Harness) -> None:
     async with httpx.AsyncClient(base_url=host.url) as client:
         response = await client.post(
             "/runtime/webhooks/eventgrid?functionName=on_event",
-            headers={"aeg-event-type": "SubscriptionValidation"},
+            headers={"aeg-event-type": "SubscriptionValidation", "x-functions-key": host.eventgrid_key},
             json=[validation],
         )
     assert response.status_code == 200
@@ -437,8 +437,8 @@ async def test_event_grid_notification_invokes_function_per_event(harness: Harne
     url = "/runtime/webhooks/eventgrid?functionName=on_event"
     notification = {"aeg-event-type": "Notification"}
     async with httpx.AsyncClient(base_url=host.url) as client:
-        batch = await client.post(url, headers=notification, json=[first, second])
-        single = await client.post(url, headers=notification, json=cloud)
+        batch = await client.post(f"{url}&code={host.eventgrid_key}", headers=notification, json=[first, second])
+        single = await client.post(url, headers=notification | {"x-functions-key": host.eventgrid_key}, json=cloud)
     assert batch.status_code == 200 and single.status_code == 200
     calls = harness.recorder.of("on_event")
     assert [c["id"] for c in calls] == [first["id"], second["id"], "ce-1"]
@@ -456,7 +456,9 @@ async def test_event_grid_input_the_worker_rejects_fails_the_invocation_with_its
     oslo = event() | {"eventTime": "2026-11-26T10:00:00+01:00"}
     async with httpx.AsyncClient(base_url=host.url) as client:
         response = await client.post(
-            "/runtime/webhooks/eventgrid?functionName=on_event", headers={"aeg-event-type": "Notification"}, json=[oslo]
+            "/runtime/webhooks/eventgrid?functionName=on_event",
+            headers={"aeg-event-type": "Notification", "x-functions-key": host.eventgrid_key},
+            json=[oslo],
         )
     assert response.status_code == 500
     assert "time data '2026-11-26T10:00:00+01:00' does not match format" in response.json()["detail"]
@@ -469,7 +471,7 @@ async def test_event_grid_str_parameter_gets_the_raw_event(harness: Harness) -> 
     async with httpx.AsyncClient(base_url=host.url) as client:
         response = await client.post(
             "/runtime/webhooks/eventgrid?functionName=on_raw_event",
-            headers={"aeg-event-type": "Notification"},
+            headers={"aeg-event-type": "Notification", "x-functions-key": host.eventgrid_key},
             json=cloud,
         )
     assert response.status_code == 200
@@ -479,7 +481,7 @@ async def test_event_grid_str_parameter_gets_the_raw_event(harness: Harness) -> 
 
 async def test_event_grid_errors(harness: Harness) -> None:
     host = await harness.start()
-    async with httpx.AsyncClient(base_url=host.url) as client:
+    async with httpx.AsyncClient(base_url=host.url, headers={"x-functions-key": host.eventgrid_key}) as client:
         failing = await client.post(
             "/runtime/webhooks/eventgrid?functionName=on_event_fails",
             headers={"aeg-event-type": "Notification"},

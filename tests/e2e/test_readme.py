@@ -90,7 +90,7 @@ def test_devhost_pushes_published_events_to_a_webhook(devhost, receiver_process)
     url, received = receiver_process
     token = devhost_token(env, "org:991825827", "events.publish events.subscribe")
     headers = {"Authorization": f"Bearer {token}"}
-    resource = f"urn:herald:e2e:{port}"
+    resource = f"urn:e2e:herald:{port}"
     open_resource(port, env, resource)
 
     def call(method: str, path: str, body: dict | list, content_type: str) -> dict:
@@ -194,7 +194,7 @@ async def test_devhost_ingests_cloudevents_routed_through_event_grid(devhost, se
     """The Event Grid custom topic puts each CloudEvent on events-eventgrid as the publisher sent it;
     ingest_event_grid publishes it, any UTC offset in ``time`` included, and it is readable as sent."""
     port, env, _ = devhost
-    resource = f"urn:herald:e2e:grid{port}"
+    resource = f"urn:e2e:herald:grid{port}"
     open_resource(port, env, resource)
     routed = [
         {

@@ -55,7 +55,7 @@ def test_make_smoke_passes_every_step_against_devhost(herald):
     subject = "org:991825827"
     token = devhost_token(herald.env, subject, SCOPES)
     admin = devhost_token(herald.env, "system:smoke-admin", "admin")
-    resource = f"urn:herald:smoke:{uuid.uuid4().hex[:8]}"
+    resource = f"urn:smoke:herald:{uuid.uuid4().hex[:8]}"
     command = ["make", "--no-print-directory", "-o", ".venv/.installed", "smoke", f"PY={sys.executable}"]
     command += [f"URL={herald.url}", f"TOKEN={token}", f"ADMIN_TOKEN={admin}", f"RESOURCE={resource}"]
     run = subprocess.run(command, cwd=REPO, env=herald.env, capture_output=True, text=True, timeout=240)
@@ -76,7 +76,7 @@ def test_make_smoke_passes_every_step_against_devhost(herald):
 def test_smoke_with_a_users_endpoint_checks_herald_s_delivery_log(herald):
     """The Azure way: a resource that already has a policy, the user's own endpoint and email address."""
     token = devhost_token(herald.env, "org:910825585", SCOPES)
-    resource = f"urn:herald:smoke:{uuid.uuid4().hex[:8]}"
+    resource = f"urn:smoke:herald:{uuid.uuid4().hex[:8]}"
     open_resource(herald.port, herald.env, resource)
     with LoopbackReceiver() as endpoint:
         run = python_smoke(
@@ -99,7 +99,7 @@ def test_smoke_with_a_users_endpoint_checks_herald_s_delivery_log(herald):
 def test_a_token_without_a_scope_fails_at_the_step_that_needs_it(herald):
     token = devhost_token(herald.env, "org:991825827", "events.read events.subscribe notifications.order")
     admin = devhost_token(herald.env, "system:smoke-admin", "admin")
-    run = python_smoke(herald, "--token", token, "--admin-token", admin, "--resource", "urn:herald:smoke:scopes")
+    run = python_smoke(herald, "--token", token, "--admin-token", admin, "--resource", "urn:smoke:herald:scopes")
 
     assert run.returncode == 1
     assert [(outcome, step) for outcome, step, _ in steps(run.stdout)] == [
@@ -114,7 +114,7 @@ def test_a_token_without_a_scope_fails_at_the_step_that_needs_it(herald):
 
 def test_a_resource_without_a_policy_fails_saying_the_policy_is_missing(herald):
     token = devhost_token(herald.env, "org:991825827", SCOPES)
-    resource = f"urn:herald:smoke:nopolicy{uuid.uuid4().hex[:8]}"
+    resource = f"urn:smoke:herald:nopolicy{uuid.uuid4().hex[:8]}"
     run = python_smoke(herald, "--token", token, "--resource", resource)
 
     assert run.returncode == 1

@@ -25,7 +25,10 @@ from shared.subscriptions.messages import (
     DeliveryBatch,
     ValidationMessage,
 )
-from tests.notifications.conftest import harness  # the notification pipeline on Azurite
+from tests.notifications.conftest import (
+    harness,  # the notification pipeline on Azurite
+    limits,  # noqa: F401  (the harness asks for it)
+)
 
 # Valid national identity numbers (mod-11), loaded into the contact registry by ``residents``.
 KARI, OLA, PER = "01019010046", "15028510281", "22037510045"

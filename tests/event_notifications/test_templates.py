@@ -15,6 +15,7 @@ from shared.notifications.event_templates import (
     spec_problems,
 )
 from shared.notifications.model import ContentType, NotificationChannel, RecipientSpec
+from shared.notifications.templates import render_email, render_sms
 
 EVENT = {
     "specversion": "1.0",
@@ -59,18 +60,20 @@ def test_unknown_keywords_stay_and_known_missing_ones_are_empty():
 def test_html_bodies_escape_event_values_and_subjects_stay_on_one_line():
     request = order_for_event("sub_1", spec(), {**EVENT, "data": {**EVENT["data"], "title": "a\r\nb <i>"}})
     assert request.email_template is not None and request.sms_template is not None
-    assert request.email_template.subject == "a b <i>\n"  # the template's own line break stays
-    assert request.email_template.body == "<p>a\r\nb &lt;i&gt; $recipientName$</p>"
-    assert request.email_template.content_type is ContentType.HTML
+    email = render_email(request.email_template, "Kari <b>", None)
+    assert email.subject == "a b <i>"  # the template's own trailing line break goes too
+    assert email.body == "<p>a\r\nb &lt;i&gt; Kari &lt;b&gt;</p>"
+    assert email.content_type is ContentType.HTML
     sms = order_for_event("sub_1", spec(), EVENT).sms_template
     assert sms is not None
-    assert sms.body == 'signal.status.changed <script>alert(1)</script> & co 3 false ["a"] []'
+    assert render_sms(sms, None, None) == 'signal.status.changed <script>alert(1)</script> & co 3 false ["a"] []'
 
 
 def test_plain_bodies_are_not_escaped():
     plain = spec(emailTemplate={"subject": "s", "body": "$data.title$"})
     request = order_for_event("sub_1", plain, EVENT)
-    assert request.email_template is not None and request.email_template.body == EVENT["data"]["title"]
+    assert request.email_template is not None
+    assert render_email(request.email_template, None, None).body == EVENT["data"]["title"]
 
 
 def test_the_order_names_the_subject_the_event_and_the_resource():

@@ -35,7 +35,7 @@ POLICY = {
 @pytest.fixture
 async def governed(client, issuer, services):
     """A resource with a real policy, a role and a delegation, and two events about CLIENT."""
-    resource = f"urn:herald:test:governed{uuid.uuid4().hex[:8]}"
+    resource = f"urn:test:governed{uuid.uuid4().hex[:8]}"
     admin = issuer.headers("admin", sub="system:herald-admin")
     assert (await client.put(f"/api/v1/admin/policies/{resource}", json=POLICY, headers=admin)).status_code == 200
     role = {"party": CLIENT, "holder": MANAGER, "role": "DAGL"}
@@ -168,3 +168,137 @@ async def test_admin_routes_need_the_admin_scope_and_valid_identities(client, is
     roles = await client.get("/api/v1/admin/roles", params={"holder": FIRM}, headers=admin)
     assert roles.json()["grants"] == [{"party": CLIENT, "role": "REGNA", "delegated": True}]
     assert (await client.get("/api/v1/admin/policies/urn:herald:test:none", headers=admin)).status_code == 404
+
+
+async def test_an_administrator_deletes_a_policy_and_publishing_is_refused_at_once(client, issuer, governed):
+    admin = issuer.headers("admin", sub="system:herald-admin")
+    deleted = await client.delete(f"/api/v1/admin/policies/{governed}", headers=admin)
+    assert deleted.status_code == 204
+    assert (await client.get(f"/api/v1/admin/policies/{governed}", headers=admin)).status_code == 404
+    again = await client.delete(f"/api/v1/admin/policies/{governed}", headers=admin)
+    assert again.status_code == 404 and again.headers["content-type"] == "application/problem+json"
+    refused = await client.post(
+        "/api/v1/events",
+        json=[{"specversion": "1.0", "id": "after-delete", "source": "urn:s", "type": "t", "resource": governed}],
+        headers={**issuer.headers("events.publish", sub=OWNER), "content-type": "application/cloudevents-batch+json"},
+    )
+    assert refused.status_code == 403
+
+
+# ---------------------------------------------------------------------------------- ingest
+
+
+@pytest.mark.parametrize(
+    ("topic_identity", "stored"),
+    [(PUBLISHER, True), (OWNER, False), (STRANGER, False), (None, False)],  # None: HERALD_EVENTGRID_PUBLISHER unset
+)
+async def test_ingest_publishes_as_the_topic_identity(client, issuer, governed, services, topic_identity, stored):
+    """Events from the Event Grid topic pass the same publish check as POST /api/v1/events, as the
+    identity the topic maps to."""
+    from dataclasses import replace
+
+    from shared.api.events_publish import STRUCTURED
+    from shared.events.ingest import EVENTGRID_QUEUE
+    from shared.messaging import OutgoingMessage
+
+    services.settings = replace(services.settings, eventgrid_publisher=topic_identity)
+    routed = event(governed, f"grid-{uuid.uuid4().hex[:8]}", subject=CLIENT, type="no.tax.assessed")
+    message = OutgoingMessage(body=json.dumps(routed).encode(), message_id=routed["id"], content_type=STRUCTURED)
+    await services.bus.send(EVENTGRID_QUEUE, [message])
+    assert await drain(services, (EVENTGRID_QUEUE,)) == 1  # refused or not, the message completes
+    assert (routed["id"] in await read_ids(client, issuer, governed, OWNER)) is stored
+
+
+@pytest.mark.parametrize(
+    "herald_resource", ["urn:herald:subscriptions", "urn:herald:notifications", f"urn:herald:notifications:{PUBLISHER}"]
+)
+async def test_herald_resources_refuse_every_outside_publisher(client, issuer, herald_resource):
+    """Herald's own namespace is Herald's to write, even when a policy lists the publisher."""
+    admin = issuer.headers("admin", sub="system:herald-admin")
+    policy = {"publishers": [PUBLISHER, "*"], "owners": [OWNER]}
+    assert (
+        await client.put(f"/api/v1/admin/policies/{herald_resource}", json=policy, headers=admin)
+    ).status_code == 200
+    try:
+        forged = event(herald_resource, f"forged-{uuid.uuid4().hex[:8]}", type="herald.subscription.disabled")
+        response = await publish(client, issuer.headers("events.publish", sub=PUBLISHER), [forged])
+        assert response.status_code == 403, response.text
+        assert response.json()["resources"] == [herald_resource]
+    finally:
+        closed = {"publishers": [], "owners": []}
+        await client.put(f"/api/v1/admin/policies/{herald_resource}", json=closed, headers=admin)
+
+
+# ------------------------------------------------------------------------ condition endpoints
+
+INTERNAL = [
+    "http://10.0.0.1/condition",
+    "https://169.254.169.254/metadata/instance",
+    "https://[64:ff9b::a9fe:a9fe]/condition",  # NAT64 form of 169.254.169.254
+    "http://example.org/condition",  # plain http to a name outside
+]
+
+
+@pytest.mark.parametrize("orderer", [PUBLISHER, OWNER, STRANGER])
+async def test_condition_endpoints_follow_the_webhook_endpoint_policy_for_everyone(client, issuer, receiver, orderer):
+    """Whoever orders, Herald GETs only what it would push to: the same refusals as endPoint."""
+    order = {
+        "notificationChannel": "Email",
+        "emailTemplate": {"subject": "s", "body": "b"},
+        "recipients": [{"emailAddress": "kari@example.com"}],
+    }
+    headers = issuer.headers("notifications.order", "events.subscribe", sub=orderer)
+    for url in INTERNAL:
+        ordered = await client.post(
+            "/api/v1/notifications/orders",
+            json={**order, "idempotencyId": uuid.uuid4().hex, "conditionEndpoint": url},
+            headers=headers,
+        )
+        assert ordered.status_code == 400, (url, ordered.text)
+        subscribed = await client.post(
+            "/api/v1/subscriptions", json={"endPoint": url, "resourceFilter": "urn:test:any"}, headers=headers
+        )
+        assert subscribed.status_code == 400, (url, subscribed.text)
+        [error] = ordered.json()["errors"]
+        assert subscribed.json()["detail"] == f"endPoint {error['detail']}"  # one policy, one reason
+    allowed = await client.post(
+        "/api/v1/notifications/orders",
+        json={**order, "idempotencyId": uuid.uuid4().hex, "conditionEndpoint": receiver.url("condition")},
+        headers=headers,
+    )
+    assert allowed.status_code == 202, allowed.text
+
+
+# ------------------------------------------------------------------------- orders' resourceId
+
+
+@pytest.mark.parametrize(
+    ("orderer", "resource", "status"),
+    [
+        (PUBLISHER, None, 202),  # the governed resource: its publisher may name it
+        (OWNER, None, 403),  # owning (reading every event) does not grant publishing
+        (MANAGER, None, 403),
+        (FIRM, None, 403),
+        (STRANGER, None, 403),
+        (STRANGER, f"urn:herald:notifications:{PUBLISHER}", 403),  # another party's status stream
+        (STRANGER, "urn:herald:subscriptions", 403),
+        (STRANGER, f"urn:herald:notifications:{STRANGER}", 202),  # its own status stream
+    ],
+)
+async def test_an_order_names_a_resource_only_where_its_orderer_may_publish(
+    client, issuer, governed, orderer, resource, status
+):
+    """An order's status events are published into its resourceId: the publish check decides."""
+    body = {
+        "idempotencyId": uuid.uuid4().hex,
+        "notificationChannel": "Email",
+        "emailTemplate": {"subject": "s", "body": "b"},
+        "recipients": [{"emailAddress": "kari@example.com"}],
+        "resourceId": resource or governed,
+    }
+    response = await client.post(
+        "/api/v1/notifications/orders", json=body, headers=issuer.headers("notifications.order", sub=orderer)
+    )
+    assert response.status_code == status, response.text
+    if status == 403:
+        assert response.json()["resource"] == body["resourceId"]

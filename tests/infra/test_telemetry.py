@@ -11,8 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from opentelemetry import metrics, trace
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry import trace
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -21,9 +20,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from shared import telemetry
 from tests.conftest import REPO
 from tests.support.events import event
+from tests.support.metrics import metric_points, metric_reader
 
 _exporter = InMemorySpanExporter()
-_reader = InMemoryMetricReader()
 
 
 @pytest.fixture(scope="module")
@@ -34,23 +33,10 @@ def sdk() -> Iterator[tuple[InMemorySpanExporter, InMemoryMetricReader | None]]:
         provider = TracerProvider()
         trace.set_tracer_provider(provider)
     provider.add_span_processor(SimpleSpanProcessor(_exporter))
-    reader: InMemoryMetricReader | None = None
-    if not isinstance(metrics.get_meter_provider(), MeterProvider):
-        metrics.set_meter_provider(MeterProvider(metric_readers=[_reader]))
-        reader = _reader
-    yield _exporter, reader
+    yield _exporter, metric_reader()
 
 
-def _points(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
-    data = reader.get_metrics_data()
-    found: dict[str, list[Any]] = {}
-    for resource_metrics in data.resource_metrics if data else []:
-        for scope in resource_metrics.scope_metrics:
-            if scope.scope.name != telemetry.METER_NAME:
-                continue
-            for metric in scope.metrics:
-                found.setdefault(metric.name, []).extend(metric.data.data_points)
-    return found
+_points = metric_points
 
 
 def test_configure_does_nothing_without_a_connection_string() -> None:

@@ -1,17 +1,30 @@
-"""ingest_event_grid: CloudEvents the custom topic routes to events-eventgrid, on the real Azurite queues."""
+"""ingest_event_grid: CloudEvents the custom topic routes to events-eventgrid, on the real Azurite queues;
+authorized as the topic's configured publisher identity, like POST /api/v1/events."""
 
 from __future__ import annotations
 
 import json
 import logging
+import uuid
+from dataclasses import replace
 
 import pytest
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from shared.api.events_publish import STRUCTURED
 from shared.events.ingest import EVENTGRID_QUEUE
+from shared.identity.authorization import ResourcePolicy
 from shared.messaging import OutgoingMessage
 from tests.support.events import event
+from tests.support.metrics import metric_points, metric_reader
 from tests.support.pipeline import drain
+
+GRID = "system:eventgrid-topic"  # the identity the topic publishes as (HERALD_EVENTGRID_PUBLISHER)
+
+
+@pytest.fixture(autouse=True)
+def topic_identity(services):
+    services.settings = replace(services.settings, eventgrid_publisher=GRID)
 
 
 async def route(services, *bodies: bytes) -> int:
@@ -47,3 +60,97 @@ async def test_invalid_events_are_dropped_with_their_problems_logged(client, iss
             "the body is not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)",
         ]
     )
+
+
+def refusal_reasons(caplog) -> list[str]:
+    return [record.reason for record in caplog.records if record.getMessage() == "event from Event Grid refused"]
+
+
+@pytest.fixture
+def meter() -> InMemoryMetricReader:
+    """The in-memory metric reader behind shared/telemetry.py's OpenTelemetry API calls."""
+    reader = metric_reader()
+    if reader is None:
+        pytest.skip("another test installed a MeterProvider first; cannot attach an in-memory reader")
+    return reader
+
+
+def refused_count(reader: InMemoryMetricReader, reason: str) -> int:
+    points = metric_points(reader).get("herald.ingest.refused", [])
+    return sum(int(p.value) for p in points if p.attributes.get("reason") == reason)
+
+
+async def test_an_event_for_a_resource_whose_policy_does_not_list_the_topic_is_refused(
+    client, issuer, services, caplog, meter
+):
+    """Anyone with EventGrid Data Sender on the topic must not write into a resource that did not
+    name the topic's identity as a publisher."""
+    resource = f"urn:test:ingest:{uuid.uuid4().hex[:10]}"
+    owner = "org:974761076"
+    await services.access.policies.put(resource, ResourcePolicy(publishers=["org:991825827"], owners=[owner]))
+    await services.access.authorizer.changed()
+    with caplog.at_level(logging.WARNING, logger="shared.events.ingest"):
+        handled = await route(services, json.dumps(event(resource, "forged-1", subject=owner)).encode())
+    assert handled == 1  # completed, never retried
+    read = await client.get(
+        "/api/v1/events", params={"resource": resource}, headers=issuer.headers("events.read", sub=owner)
+    )
+    assert read.json() == []
+    assert refusal_reasons(caplog) == [f"{GRID} may not publish events for {resource}"]
+    assert refused_count(meter, "forbidden") == 1
+
+
+async def test_the_topic_publishes_where_the_policy_lists_it(client, issuer, services):
+    resource = f"urn:test:ingest:{uuid.uuid4().hex[:10]}"
+    owner = "org:974761076"
+    await services.access.policies.put(resource, ResourcePolicy(publishers=[GRID], owners=[owner]))
+    await services.access.authorizer.changed()
+    sent = event(resource, "granted-1", subject=owner, time="2026-03-04T12:00:00+01:00")
+    assert await route(services, json.dumps(sent).encode()) == 1
+    read = await client.get(
+        "/api/v1/events", params={"resource": resource}, headers=issuer.headers("events.read", sub=owner)
+    )
+    assert read.json() == [sent]
+
+
+@pytest.mark.parametrize("herald_resource", ["urn:herald:subscriptions", "urn:herald:notifications", "URN:Herald:x"])
+async def test_herald_resources_are_never_written_from_event_grid(client, issuer, services, caplog, herald_resource):
+    """Even a policy that lets every identity publish (an administrator's slip, or an external PDP's
+    answer) does not open Herald's own namespace: a forged herald.subscription.disabled stays out."""
+    victim = "org:974761076"
+    if herald_resource != "urn:herald:subscriptions":  # the built-in policy there cannot be replaced
+        await services.access.policies.put(herald_resource, ResourcePolicy(publishers=["*"], owners=["*"]))
+        await services.access.authorizer.changed()
+    forged = event(
+        herald_resource,
+        f"forged-{uuid.uuid4().hex[:8]}",
+        subject=victim,
+        type="herald.subscription.disabled",
+        source="urn:herald:subscriptions",
+        data={"subscriptionId": "00000000-0000-0000-0000-000000000000", "reason": "forged"},
+    )
+    try:
+        with caplog.at_level(logging.WARNING, logger="shared.events.ingest"):
+            assert await route(services, json.dumps(forged).encode()) == 1
+        read = await client.get(
+            "/api/v1/events", params={"resource": herald_resource}, headers=issuer.headers("events.read", sub=victim)
+        )
+    finally:
+        # Back to granting nothing, as no policy does, for the other tests on this Azurite.
+        await services.access.policies.put(herald_resource, ResourcePolicy())
+        await services.access.authorizer.changed()
+    assert forged["id"] not in [e["id"] for e in read.json()]
+    assert refusal_reasons(caplog) == [f"{GRID} may not publish events for {herald_resource}"]
+
+
+async def test_without_a_configured_publisher_ingestion_refuses_everything(
+    client, issuer, services, resource, caplog, meter
+):
+    services.settings = replace(services.settings, eventgrid_publisher=None)
+    with caplog.at_level(logging.WARNING, logger="shared.events.ingest"):
+        assert await route(services, json.dumps(event(resource, "unconfigured-1")).encode()) == 1
+    read = await client.get("/api/v1/events", params={"resource": resource}, headers=issuer.headers("events.read"))
+    assert read.json() == []
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR and r.name == "shared.events.ingest"]
+    assert errors and "HERALD_EVENTGRID_PUBLISHER is not set" in errors[0].getMessage()
+    assert refused_count(meter, "unconfigured") == 1

@@ -25,13 +25,23 @@ def logged_errors(caplog: pytest.LogCaptureFixture) -> str:
     return "\n".join(record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR)
 
 
+def notifications_with(services, settings):
+    """Herald's notification services on the test's storage, with these notification settings."""
+    return build_notifications(
+        services.settings,
+        services.tables,
+        services.bus,
+        services.publisher,
+        settings=settings,
+        publishing=services.access.authorizer,
+    )
+
+
 async def test_the_sms_report_endpoint_refuses_the_reference_text_as_password(client, services, caplog):
     env = {"HERALD_SMS_REPORT_USERNAME": "gateway", "HERALD_SMS_REPORT_PASSWORD": f" {REFERENCE}"}
     with caplog.at_level(logging.ERROR):
         settings = load_notification_settings(env)
-    services.notifications = build_notifications(
-        services.settings, services.tables, services.bus, services.publisher, settings=settings
-    )
+    services.notifications = notifications_with(services, settings)
     report = {"reference": "r", "state": "DELIVRD"}
     response = await client.post(REPORTS, json=report, auth=httpx.BasicAuth("gateway", f" {REFERENCE}"))
     assert response.status_code == 401
@@ -67,7 +77,7 @@ async def test_notification_adapters_refuse_to_build_on_an_unresolved_reference(
     with caplog.at_level(logging.ERROR):
         settings = load_notification_settings(env)
     with pytest.raises(RuntimeError, match=setting.removeprefix("HERALD_").rsplit("_", 1)[-1]):
-        build_notifications(services.settings, services.tables, services.bus, services.publisher, settings=settings)
+        notifications_with(services, settings)
     assert setting in logged_errors(caplog)
     assert "kv-herald-prod" not in caplog.text
 

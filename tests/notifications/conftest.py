@@ -20,6 +20,7 @@ from shared.adapters.table_notifications import STATE_TABLE
 from shared.container import Services
 from shared.messaging import Bus, OutgoingMessage
 from shared.notifications.config import NotificationConfig, NotificationSettings
+from shared.notifications.limits import Limits
 from shared.notifications.model import Channel
 from shared.notifications.orders import EMAIL_QUEUE, ORDERS_QUEUE, SMS_QUEUE
 from shared.notifications.ports import FixedClock
@@ -125,7 +126,13 @@ class Harness:
 
 
 @pytest.fixture
-async def harness(services: Services) -> AsyncIterator[Harness]:
+def limits() -> Limits:
+    """The notification limits the harness applies; a test module overrides this fixture to lower them."""
+    return Limits()
+
+
+@pytest.fixture
+async def harness(services: Services, limits: Limits) -> AsyncIterator[Harness]:
     from shared.container import install_services
 
     clock = FixedClock(NOON)
@@ -133,7 +140,9 @@ async def harness(services: Services) -> AsyncIterator[Harness]:
     sink = LocalSink(reports.post, delay=0)
     bus = RecordingBus(services.bus)
     config = NotificationConfig(retry_delays=(timedelta(seconds=1), timedelta(seconds=1)))
-    settings = NotificationSettings(config=config, sms_report_username=REPORT_USER, sms_report_password=REPORT_PASSWORD)
+    settings = NotificationSettings(
+        config=config, limits=limits, sms_report_username=REPORT_USER, sms_report_password=REPORT_PASSWORD
+    )
     services.notifications = build_notifications(
         services.settings,
         services.tables,
@@ -144,6 +153,7 @@ async def harness(services: Services) -> AsyncIterator[Harness]:
         email=sink.email,
         sms=sink.sms,
         sink=sink,
+        publishing=services.access.authorizer,
     )
     install_services(services)
     # Tests share one Azurite: start without another test's email pause.
@@ -155,6 +165,15 @@ async def harness(services: Services) -> AsyncIterator[Harness]:
 @pytest.fixture
 def sender() -> str:
     return random_org()
+
+
+async def let_publish(services: Services, resource: str, *publishers: str) -> str:
+    """Gives ``resource`` a policy that lets ``publishers`` publish into it (and name it in orders)."""
+    from shared.identity.authorization import ResourcePolicy
+
+    await services.access.policies.put(resource, ResourcePolicy(publishers=list(publishers)))
+    await services.access.authorizer.changed()
+    return resource
 
 
 def order_body(**overrides: Any) -> dict[str, Any]:

@@ -200,6 +200,8 @@ async def test_local_sink_retries_a_report_its_subscriber_did_not_take():
     received: list[str] = []
 
     async def eventgrid(request: web.Request) -> web.Response:
+        if request.headers.get("x-functions-key") != "system-key":  # the webhook's eventgrid_extension key
+            return web.Response(status=401)
         received.append(request.query["functionName"])
         return web.Response(status=answers[len(received) - 1])
 
@@ -211,7 +213,7 @@ async def test_local_sink_retries_a_report_its_subscriber_did_not_take():
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
-        sink = LocalSink(http_poster(f"http://127.0.0.1:{port}/runtime/webhooks/eventgrid"), delay=0.01)
+        sink = LocalSink(http_poster(f"http://127.0.0.1:{port}/runtime/webhooks/eventgrid", "system-key"), delay=0.01)
         message = EmailMessage("n1", "noreply@herald.local", "kari@example.com", "Hi", "Hello", ContentType.PLAIN)
         result = await sink.email.send(message)
         assert result.outcome == "accepted"

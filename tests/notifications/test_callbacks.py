@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import httpx
 
+from shared.notifications.model import Channel
+from shared.notifications.orders import EMAIL_QUEUE, ORDERS_QUEUE
 from tests.notifications.conftest import REPORT_PASSWORD, REPORT_USER, post_order, status_of, statuses
+from tests.support.identities import random_org
 
 REPORTS = "/api/v1/notifications/sms/reports"
 
@@ -45,13 +48,28 @@ async def test_gateway_reports_move_sms_to_final_status(client, issuer, harness,
     assert unknown.status_code == 503 and unknown.headers["retry-after"] == "60"
 
 
-async def test_dev_outbox_lists_captured_messages(client, issuer, harness, sender):
-    order_id = (await post_order(client, issuer, sender)).json()["orderId"]
-    await harness.run(order_id)
-    for scope in ("admin", "notifications.order"):
-        response = await client.get("/api/v1/dev/outbox", headers=issuer.headers(scope))
-        assert response.status_code == 200
-        assert any(m["to"] == "kari@example.com" for m in response.json()["messages"])
+async def test_dev_outbox_shows_an_orderer_its_own_messages_and_an_administrator_all(client, issuer, harness, sender):
+    other = random_org()
+    mine = (await post_order(client, issuer, sender, recipients=[{"emailAddress": "mine@example.com"}])).json()
+    theirs = (await post_order(client, issuer, other, recipients=[{"emailAddress": "theirs@example.com"}])).json()
+    for order in (mine, theirs):
+        # Straight from what the order sent, not through the shared queues other tests leave messages in.
+        for queue, message in list(harness.bus.sent):
+            if queue == ORDERS_QUEUE and message.correlation_id == order["orderId"]:
+                await harness.feature.processor.start_order(message.body)
+        for queue, message in list(harness.bus.sent):
+            if queue == EMAIL_QUEUE and message.correlation_id == order["orderId"]:
+                await harness.feature.processor.send_batch(Channel.EMAIL, message.body)
+
+    async def outbox(headers: dict[str, str]) -> set[str]:
+        response = await client.get("/api/v1/dev/outbox", headers=headers)
+        assert response.status_code == 200, response.text
+        return {m["to"] for m in response.json()["messages"]}
+
+    assert await outbox(issuer.headers("notifications.order", sub=sender)) == {"mine@example.com"}
+    assert await outbox(issuer.headers("notifications.order", sub=other)) == {"theirs@example.com"}
+    assert {"mine@example.com", "theirs@example.com"} <= await outbox(issuer.headers("admin"))
+    assert await outbox(issuer.headers("notifications.order", sub=random_org())) == set()
     assert (await client.get("/api/v1/dev/outbox", headers=issuer.headers("events.read"))).status_code == 403
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pytest_httpserver import HTTPServer
 
-from tests.notifications.conftest import order_body, post_order, status_of, statuses
+from tests.notifications.conftest import let_publish, order_body, post_order, status_of, statuses
 from tests.support.identities import random_org
 
 H = "notifications.order"
@@ -182,6 +182,7 @@ async def test_reservation_organisations_and_roles(client, issuer, harness, send
         ],
     }
     await client.put("/api/v1/admin/contacts/organizations", json={"organizations": [organization]}, headers=admin)
+    await let_publish(harness.services, "urn:altinn:resource:skatt", sender)
     response = await post_order(
         client,
         issuer,
@@ -248,6 +249,7 @@ async def test_an_order_read_without_its_recipients_keeps_every_other_field_and_
     from shared.notifications.ports import Conflict
 
     recipients = [{"emailAddress": f"person{i}@example.com"} for i in range(3_000)]  # past one 64 KiB property
+    await let_publish(harness.services, "urn:altinn:resource:order-fields", sender)
     body = order_body(
         recipients=recipients,
         resourceId="urn:altinn:resource:order-fields",

@@ -20,7 +20,7 @@ import httpx
 
 from tests.reliability.processes import DevhostProcess, DiskAzurite, ReceiverProcess
 
-RESOURCES = ("urn:herald:reliability:alpha", "urn:herald:reliability:beta")
+RESOURCES = ("urn:reliability:herald:alpha", "urn:reliability:herald:beta")
 TYPES = ("no.case.opened", "no.case.closed", "no.other.thing")
 SOURCE = "urn:herald:reliability:publisher"
 VALIDATION = "platform.events.validatesubscription"

@@ -87,6 +87,7 @@ async def run_order(client, issuer, services, *, recipients: int, name: str) -> 
         email=early,
         sms=sink.sms,
         sink=sink,
+        publishing=services.access.authorizer,
     )
     install_services(services)
     with contextlib.suppress(ResourceNotFoundError):

@@ -43,6 +43,8 @@ def devhost_process(
         "HERALD_SECRET_KEY_PATH": str(settings.secret_key_path),
         "PYTHONPATH": str(REPO),
         "HERALD_LOCAL_EVENTGRID_URL": f"http://127.0.0.1:{port}/runtime/webhooks/eventgrid",
+        # Next links are built from the public URL, not the request's Host: name the port devhost serves on.
+        "HERALD_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
         "HERALD_LOCAL_SINK_REPORT_DELAY_SECONDS": "0.2",
         **(extra_env or {}),
     }

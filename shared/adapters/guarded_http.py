@@ -1,0 +1,60 @@
+"""The guarded connector: every connection Herald opens to a URL a caller gave it goes through here.
+
+Webhook deliveries and notification condition checks share it. Each connection resolves the host
+again (no DNS cache) and refuses internal addresses by ``EndpointPolicy``'s rule, so a name that
+passed the check when the caller gave it but now resolves inside (DNS rebinding) is refused; callers
+request with ``allow_redirects=False``, since a redirect could lead anywhere.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Mapping
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import ThreadedResolver
+
+from shared.subscriptions.endpoint_policy import forbidden_reason
+
+
+class GuardedResolver(AbstractResolver):
+    """Resolves as usual, then refuses internal addresses at connection time (DNS rebinding)."""
+
+    def __init__(self, *, allow_loopback: bool, inner: AbstractResolver | None = None) -> None:
+        self._inner = inner or ThreadedResolver()
+        self._allow_loopback = allow_loopback
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        for result in results:
+            reason = forbidden_reason(ipaddress.ip_address(result["host"]), allow_loopback=self._allow_loopback)
+            if reason is not None:
+                raise OSError(f"{host} resolves to {reason}; Herald does not connect there")
+        return results
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def guarded_session(
+    *,
+    allow_loopback: bool,
+    resolver: AbstractResolver | None = None,
+    connections: int = 100,
+    per_host: int = 0,
+    headers: Mapping[str, str] | None = None,
+    decompress: bool = True,
+) -> aiohttp.ClientSession:
+    """A client session whose every connection passes the address guard."""
+    # No DNS cache: every connection resolves again, and the guard sees every answer.
+    connector = aiohttp.TCPConnector(
+        limit=connections,
+        limit_per_host=per_host,
+        use_dns_cache=False,
+        resolver=GuardedResolver(allow_loopback=allow_loopback, inner=resolver),
+    )
+    return aiohttp.ClientSession(connector=connector, headers=dict(headers or {}), auto_decompress=decompress)
