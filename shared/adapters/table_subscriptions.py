@@ -129,7 +129,7 @@ class TableSubscriptionStore:
         alone (``get_by_key``) still fails, so its deliveries are retried and dead-lettered, not dropped."""
         try:
             return await self._opened(entity)
-        except InvalidTag:
+        except (InvalidTag, ValueError):  # ValueError: a mangled sealed value (prefix, base64)
             log.error("the sealed secret of subscription %s does not open; it is left out", entity.get("RowKey"))
             return None
 

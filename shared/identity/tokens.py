@@ -61,15 +61,17 @@ def accepted_algorithms(jwk: Mapping[str, Any]) -> frozenset[str]:
     Symmetric (``oct``) and unknown key types verify nothing: a public key set must never let a token
     be signed with a shared secret, and ``none`` is no key's algorithm.
     """
-    kty = jwk.get("kty")
+    kty, crv, declared = jwk.get("kty"), jwk.get("crv"), jwk.get("alg")
     if kty == "RSA":
         family = _RSA_ALGORITHMS
-    elif kty == "EC" and jwk.get("crv") in _EC_ALGORITHMS:
-        family = frozenset({_EC_ALGORITHMS[jwk["crv"]]})
+    elif kty == "EC" and isinstance(crv, str) and crv in _EC_ALGORITHMS:
+        family = frozenset({_EC_ALGORITHMS[crv]})
     else:
         family = frozenset()
-    declared = jwk.get("alg")
-    return family if declared is None else family & {declared}
+    if declared is None:
+        return family
+    # A member of the wrong JSON type makes the key verify nothing, never the whole set fail to load.
+    return family & {declared} if isinstance(declared, str) else frozenset()
 
 
 def _jwk_set(document: Mapping[str, Any]) -> dict[str | None, SigningKey]:

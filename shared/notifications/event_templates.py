@@ -45,7 +45,8 @@ from shared.notifications.templates import fill
 CONTEXT_ATTRIBUTES = frozenset(
     {"id", "source", "type", "subject", "time", "resource", "alternativesubject", "specversion", "datacontenttype"}
 )
-# An event keyword between dollar signs; the lookahead lets "$a$b$" name both a and b.
+# An event keyword between dollar signs. The lookahead also finds overlapping candidates (the b of
+# "$a$b$"), so no value a template might name is left behind; filling then replaces whole keywords.
 _KEYWORD = re.compile(r"\$(data\.[A-Za-z0-9_-]{1,64}|[a-z0-9]{1,20})(?=\$)")
 _PERSON = re.compile(r"^person:(\d{11})$")
 _ORG = re.compile(r"^org:(\d{9})$")

@@ -333,6 +333,10 @@ class OrderService:
             # A concurrent request with the same idempotency id got there first: its order counts, not this one.
             await self.limiter.give_back(creator, len(targets), now)
             return await self._scheduled(exists.existing, now), False
+        except BaseException:
+            # Not stored (storage failed, or the request was cancelled): nothing was ordered, so nothing counts.
+            await self.limiter.give_back(creator, len(targets), now)
+            raise
         return await self._scheduled(order, now), True
 
     async def _scheduled(self, order: Order, now: datetime) -> Order:

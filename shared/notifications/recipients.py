@@ -17,7 +17,8 @@ DEFAULT_REGION = "NO"
 
 
 def valid_email(value: str) -> bool:
-    return len(value) <= 254 and bool(_EMAIL.match(value))
+    # fullmatch: ``$`` alone also matches before a trailing newline, which must never reach a header.
+    return len(value) <= 254 and bool(_EMAIL.fullmatch(value))
 
 
 def e164(value: str | None, *, strict: bool = False) -> str | None:

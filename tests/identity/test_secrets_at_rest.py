@@ -135,6 +135,10 @@ async def test_a_sealed_secret_copied_to_another_subscription_does_not_open(
         assert a["id"] in ids and b["id"] not in ids
         matched = await services.subscription_store.matching([target["PartitionKey"]])
         assert {s.id for found in matched.values() for s in found} <= {a["id"]}
+        # A mangled value (not even a sealed one) is left out the same way.
+        await _write(services, {"PartitionKey": target["PartitionKey"], "RowKey": target["RowKey"], "secret": "v9.x"})
+        matched = await services.subscription_store.matching([target["PartitionKey"]])
+        assert {s.id for found in matched.values() for s in found} <= {a["id"]}
     finally:
         # Put B's own sealed secret back, so no later test meets the tampered row.
         await _write(

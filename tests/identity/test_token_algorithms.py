@@ -147,3 +147,14 @@ async def test_a_symmetric_key_in_the_key_set_verifies_nothing(tmp_path):
     keys = validator(tmp_path, oct_jwk)
     token = jwt.encode(claims(), secret, algorithm="HS256", headers={"kid": "shared"})
     assert "unknown key" in await refused(keys, token)
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [{"kty": "EC", "crv": ["P-256"]}, {"kty": "RSA", "alg": ["RS256"]}, {"kty": "EC", "crv": "P-256", "alg": 7}],
+)
+def test_a_key_with_members_of_the_wrong_type_verifies_nothing_and_breaks_no_other_key(odd):
+    from shared.identity.tokens import accepted_algorithms
+
+    assert accepted_algorithms(odd) == frozenset()
+    assert accepted_algorithms({"kty": "EC", "crv": "P-256"}) == frozenset({"ES256"})

@@ -46,3 +46,11 @@ def test_daytime_window_in_oslo():
     assert in_daytime(datetime(2026, 6, 1, 7, 0, tzinfo=UTC), config)  # 09:00 CEST
     assert not in_daytime(datetime(2026, 6, 1, 15, 0, tzinfo=UTC), config)  # 17:00 CEST
     assert next_daytime(datetime(2026, 6, 1, 16, 0, tzinfo=UTC), config) == datetime(2026, 6, 2, 7, 0, tzinfo=UTC)
+
+
+def test_an_email_address_with_a_trailing_line_break_is_not_an_address():
+    from shared.notifications.recipients import valid_email
+
+    assert valid_email("ola@example.no")
+    assert not valid_email("ola@example.no\n")
+    assert not valid_email("ola@example.no\r\nBcc: all@example.no")

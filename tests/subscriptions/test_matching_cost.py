@@ -87,7 +87,7 @@ async def test_storage_and_queue_operations_per_delivered_event_stay_far_below_o
     from shared.events.model import validate_event
     from shared.subscriptions.messages import OUTBOUND_QUEUE
     from tests.support.events import event
-    from tests.support.pipeline import drain
+    from tests.support.pipeline import clear, drain
 
     plain = TableServiceClient.from_connection_string(settings.storage_connection_string)
     subscribers = [subscription(resource, 50_000_000 + n, None) for n in range(600)]
@@ -103,6 +103,7 @@ async def test_storage_and_queue_operations_per_delivered_event_stay_far_below_o
     )
     container.install_services(instrumented)
     try:
+        await clear(instrumented, (INBOUND_QUEUE, OUTBOUND_QUEUE))
         counter.reset()
         await instrumented.publisher.publish([validate_event(event(resource, "fan-1"), received_at=datetime.now(UTC))])
         await drain(instrumented, (INBOUND_QUEUE, OUTBOUND_QUEUE))

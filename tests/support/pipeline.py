@@ -27,6 +27,13 @@ def _handlers() -> dict[str, object]:
     return handlers
 
 
+async def clear(services: Services, queues: tuple[str, ...]) -> None:
+    """Empty the named queues: the session's queues are shared, and a test that counts or times its
+    own messages must not also handle what earlier tests left behind."""
+    for queue in queues:
+        await services.bus.service.get_queue_client(queue).clear_messages()  # type: ignore[attr-defined]
+
+
 async def drain(services: Services, queues: tuple[str, ...], *, rounds: int = 20, idle_rounds: int = 2) -> int:
     """Run messages until every named queue stays empty for ``idle_rounds`` polls; returns messages handled."""
     handlers = _handlers()
