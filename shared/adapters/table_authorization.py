@@ -19,7 +19,7 @@ from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableServiceClient
 
 from shared.adapters.table_checkpoints import STATE_TABLE
-from shared.adapters.tables import escape_key, int64
+from shared.adapters.tables import delete_existing, escape_key, int64
 from shared.identity.authorization import ResourcePolicy, RoleGrant
 
 POLICIES_TABLE = "policies"
@@ -48,13 +48,7 @@ class TablePolicyStore:
         await self._table.upsert_entity(entity, mode=UpdateMode.REPLACE)
 
     async def delete(self, resource: str) -> bool:
-        """False when the resource has no policy: the SDK's delete succeeds on a missing entity, so look first."""
-        try:
-            await self._table.get_entity("policy", escape_key(resource), select=["resource"])
-        except ResourceNotFoundError:
-            return False
-        await self._table.delete_entity("policy", escape_key(resource))
-        return True
+        return await delete_existing(self._table, "policy", escape_key(resource))
 
 
 class TableRoleStore:

@@ -16,7 +16,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableServiceClient
 
-from shared.adapters.tables import escape_key, int64
+from shared.adapters.tables import delete_existing, escape_key, int64
 from shared.notifications.limits import Usage
 from shared.notifications.senders import SenderGrants
 
@@ -51,13 +51,7 @@ class TableSenderGrants:
         await self._table.upsert_entity(entity, mode=UpdateMode.REPLACE)
 
     async def delete(self, orderer: str) -> bool:
-        # delete_entity succeeds on a missing entity too: ask first, to answer 404 for nothing granted.
-        try:
-            await self._table.get_entity(escape_key(orderer), "grants", select=["RowKey"])
-        except ResourceNotFoundError:
-            return False
-        await self._table.delete_entity(escape_key(orderer), "grants")
-        return True
+        return await delete_existing(self._table, escape_key(orderer), "grants")
 
     async def list(self) -> dict[str, SenderGrants]:
         query = "RowKey eq 'grants'"

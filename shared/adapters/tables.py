@@ -6,9 +6,9 @@ import contextlib
 import re
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import EdmType, EntityProperty
-from azure.data.tables.aio import TableServiceClient
+from azure.data.tables.aio import TableClient, TableServiceClient
 
 from shared.config import Settings
 
@@ -18,6 +18,17 @@ _FORBIDDEN_IN_KEY = re.compile(r"[/\\#?%\x00-\x1f\x7f-\x9f]")
 
 def escape_key(value: str) -> str:
     return _FORBIDDEN_IN_KEY.sub(lambda match: f"%{ord(match.group()):02X}", value)
+
+
+async def delete_existing(table: TableClient, partition_key: str, row_key: str) -> bool:
+    """Deletes an entity; False when there was none. The SDK's delete succeeds on a missing entity
+    too, so an API that answers 404 for nothing to delete has to look first."""
+    try:
+        await table.get_entity(partition_key, row_key, select=["RowKey"])
+    except ResourceNotFoundError:
+        return False
+    await table.delete_entity(partition_key, row_key)
+    return True
 
 
 def int64(value: int) -> EntityProperty:

@@ -112,8 +112,14 @@ class EventNotifier:
                     delivery.retried(delivery.attempt, delivery.first_attempt_at or attempt.at)
                 )
         if deferred:
+            # Each deferral is a send of its own (a day limit defers to the same midnight again).
+            deferred_at = self._clock.now()
             await self._bus.send(
-                NOTIFY_QUEUE, [delivery_message(batch, deliver_at=at) for at, batch in sorted(deferred.items())]
+                NOTIFY_QUEUE,
+                [
+                    delivery_message(batch, deliver_at=at, occasion=deferred_at)
+                    for at, batch in sorted(deferred.items())
+                ],
             )
         if results:
             await self._delivery_log.record([attempt for _, _, attempt in results])

@@ -4,9 +4,9 @@ One policy for every such URL: webhook endpoints and notification condition endp
 
 An endpoint is refused when its host is, or resolves to, a loopback, private, link-local,
 carrier-grade NAT, multicast, reserved, site-local or cloud-metadata address, or an IPv6 address that
-carries such an IPv4 address (IPv4-mapped, NAT64, 6to4 and Teredo forms). The check runs when a caller names the URL (a subscription or an order is
-created) and again at every connection
-(the guarded connector's resolver, ``shared/adapters/guarded_http.py``, applies the same rule), so a
+carries such an IPv4 address (IPv4-mapped, NAT64, 6to4 and Teredo forms). The check runs when a
+caller names the URL (a subscription or an order is created) and again at every connection (the
+guarded connector's resolver, ``shared/adapters/guarded_http.py``, applies the same rule), so a
 name that later resolves to an internal address (DNS rebinding) is refused too, and redirects are
 never followed. Local mode allows plain http to loopback only.
 """
@@ -84,12 +84,8 @@ def _unmapped(address: IPAddress) -> IPAddress:
 
 
 def _literal_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return _unmapped(ipaddress.ip_address(host.strip("[]"))).is_loopback
-    except ValueError:
-        return False
+    literal = _literal_address(host)
+    return literal is not None and _unmapped(literal).is_loopback
 
 
 class Resolver(Protocol):
@@ -114,9 +110,9 @@ class EndpointPolicy:
     def allows_loopback(self) -> bool:
         return self._local
 
-    def check_form(self, url: str, *, field: str = "endPoint") -> None:
+    def check_form(self, url: str, *, field: str = "endPoint") -> IPAddress | None:
         """The checks that need no DNS: the scheme, and a literal address host (connectors do not
-        resolve those, so the connection-time guard never sees them)."""
+        resolve those, so the connection-time guard never sees them). Returns that literal address."""
         parts = urlsplit(url)
         host = parts.hostname or ""
         # Plain http only to a literal loopback host in local mode; a name is not resolved for it.
@@ -129,12 +125,12 @@ class EndpointPolicy:
         literal = _literal_address(host)
         if literal is not None:
             self._refuse_internal(field, host, [literal])
+        return literal
 
     async def check(self, url: str, *, field: str = "endPoint") -> None:
         """The full check when a caller names the URL: the form, then every address its host resolves to."""
-        self.check_form(url, field=field)
-        host = urlsplit(url).hostname or ""
-        if _literal_address(host) is None:
+        if self.check_form(url, field=field) is None:
+            host = urlsplit(url).hostname or ""
             self._refuse_internal(field, host, await self._addresses(field, host))
 
     def _refuse_internal(self, field: str, host: str, addresses: list[IPAddress]) -> None:
