@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 
-.PHONY: run test setup lint typecheck unit bench bench-quick clean soak smoke
+.PHONY: run test setup lint typecheck unit bench bench-quick clean soak smoke openapi
 
 run: setup
 	$(PY) -m devhost start
@@ -42,6 +42,10 @@ soak: setup
 
 typecheck: setup
 	$(BIN)/mypy function_app.py functions shared devhost smoke
+
+# The committed OpenAPI document (docs/api.md); tests/contract fails when it differs from the served one.
+openapi: $(VENV)/.installed
+	$(PY) -m shared.api.openapi docs/openapi.json
 
 # Benchmarks (bench/, docs/performance.md): each scenario beside the raw limit of this machine, in one run.
 # They assert nothing; they write bench/results/latest.json and latest.md.

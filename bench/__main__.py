@@ -19,9 +19,9 @@ from pathlib import Path
 from bench.env import STATE, Result, close_pool, machine
 from bench.report import markdown
 
-SCENARIOS = ("ingest", "matching", "delivery", "isolation", "notifications", "cost", "query")
+SCENARIOS = ("ingest", "matching", "delivery", "isolation", "slowdown", "notifications", "cost", "query")
 # Scenarios that run on one set of processes (bench.env.webhook_rig), kept while they run back to back.
-POOLED = {"delivery", "isolation"}
+POOLED = {"delivery", "isolation", "slowdown"}
 RESULTS = Path(__file__).resolve().parent / "results"
 
 

@@ -196,6 +196,12 @@ class ReceiverProcess:
         with urllib.request.urlopen(request, timeout=10):
             pass
 
+    def slow_down(self, seconds: float) -> None:
+        """``/slow/<n>`` answers after ``seconds`` from now on."""
+        request = urllib.request.Request(f"{self.url}/slowdown?seconds={seconds}", data=b"", method="POST")
+        with urllib.request.urlopen(request, timeout=10):
+            pass
+
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.process.pid)
 

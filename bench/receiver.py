@@ -1,6 +1,8 @@
 """Webhook receivers for the delivery scenarios, in a process of their own (``python -m bench.receiver``).
 
-``POST /hook/<n>`` answers 204 at once; ``POST /hang/<n>`` never answers (the sender's timeout ends it).
+``POST /hook/<n>`` answers 204 at once; ``POST /hang/<n>`` never answers (the sender's timeout ends it);
+``POST /slow/<n>`` answers after the delay last set with ``POST /slowdown?seconds=<s>`` (0 at first),
+an endpoint that starts healthy and then turns slow.
 Each receipt is counted once per ``webhook-id`` (redeliveries are counted as duplicates) per path; an event whose data holds ``"t": <unix seconds>`` (its publish time)
 adds a publish-to-receipt latency. ``GET /stats`` returns the counts and latencies, ``POST /reset`` clears them.
 """
@@ -26,6 +28,7 @@ class Receipts:
     def reset(self) -> None:
         self.counts: Counter[str] = Counter()
         self.latencies: list[float] = []
+        self.path_latencies: dict[str, list[float]] = {}
         self.first: dict[str, float] = {}
         self.last: dict[str, float] = {}
         self.validations = 0
@@ -35,6 +38,7 @@ class Receipts:
 
 async def main(port: int) -> None:
     receipts = Receipts()
+    slowdown = [0.0]
 
     async def hook(request: web.Request) -> web.StreamResponse:
         body = await request.read()
@@ -55,6 +59,15 @@ async def main(port: int) -> None:
         found = _T.search(body)
         if found and float(found.group(1)) > 0:
             receipts.latencies.append(now - float(found.group(1)))
+            receipts.path_latencies.setdefault(path, []).append(now - float(found.group(1)))
+        return web.Response(status=204)
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(slowdown[0])
+        return await hook(request)
+
+    async def set_slowdown(request: web.Request) -> web.StreamResponse:
+        slowdown[0] = float(request.query.get("seconds", "0"))
         return web.Response(status=204)
 
     async def hang(request: web.Request) -> web.StreamResponse:
@@ -72,6 +85,7 @@ async def main(port: int) -> None:
             "counts": dict(receipts.counts),
             "total": sum(receipts.counts.values()),
             "latencies": receipts.latencies,
+            "path_latencies": receipts.path_latencies,
             "first": receipts.first,
             "last": receipts.last,
             "validations": receipts.validations,
@@ -86,6 +100,8 @@ async def main(port: int) -> None:
     app = web.Application(client_max_size=8 * 1024 * 1024)
     app.router.add_post("/hook/{n}", hook)
     app.router.add_post("/hang/{n}", hang)
+    app.router.add_post("/slow/{n}", slow)
+    app.router.add_post("/slowdown", set_slowdown)
     app.router.add_route("OPTIONS", "/{kind}/{n}", options)
     app.router.add_get("/stats", stats)
     app.router.add_post("/reset", reset)

@@ -28,12 +28,31 @@ WEBHOOK_PATH = "/runtime/webhooks/eventgrid"
 VALIDATION_EVENT = "Microsoft.EventGrid.SubscriptionValidationEvent"
 
 
+# The attributes each schema requires: an event with ``specversion`` is a CloudEvent, any other
+# object must be an Event Grid-schema event. Event Grid delivers nothing else.
+_REQUIRED = {
+    "Event Grid": ("id", "subject", "eventType", "eventTime"),
+    "CloudEvents": ("specversion", "id", "source", "type"),
+}
+
+
 def _events_of(body: bytes) -> list[Mapping[str, Any]]:
     document = json.loads(body.decode("utf-8")) if body else []
     events = document if isinstance(document, list) else [document]
-    if not all(isinstance(event, dict) for event in events):
+    if not events or not all(isinstance(event, dict) for event in events):
         raise ValueError("expected a JSON array of event objects")
     return events
+
+
+def _schema_problem(events: list[Mapping[str, Any]]) -> str | None:
+    """Why an event is in neither schema, or None. The function judges the rest (its data, and
+    whether the schema is the one it takes), as in Azure, where the host hands it every event."""
+    for index, event in enumerate(events):
+        schema = "CloudEvents" if "specversion" in event else "Event Grid"
+        missing = [name for name in _REQUIRED[schema] if not isinstance(event.get(name), str) or not event[name]]
+        if missing:
+            return f"event {index} is not a valid {schema} event: {', '.join(missing)} must be non-empty strings"
+    return None
 
 
 class EventGridWebhook:
@@ -68,6 +87,9 @@ class EventGridWebhook:
             return self._validate(events)
         if event_type_header != "Notification":
             return problem(400, "Bad request", "header aeg-event-type must be SubscriptionValidation or Notification")
+        if (schema_problem := _schema_problem(events)) is not None:
+            # 400: Event Grid neither retries it nor needs to; it dead-letters the delivery.
+            return problem(400, "Invalid payload", schema_problem)
         for event in events:
             result = await self._invoker.invoke(
                 spec, event_grid_input(spec.name, event), log_fields={"event_id": event.get("id", "")}

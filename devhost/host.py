@@ -36,7 +36,7 @@ from devhost.invocation import Invoker
 from devhost.issuer import DEFAULT_ISSUER, ensure_issuer_keys
 from devhost.queue_properties import QUEUES_FILE, QueueProperties, load_queue_properties
 from devhost.servicebus import ListenerOptions, ServiceBusListener, ensure_queues
-from devhost.settings import load_local_settings
+from devhost.settings import DEFAULT_PORT, follow_port, load_local_settings
 from devhost.state import EVENTGRID_KEY_NAME, ensure_system_key
 from devhost.timers import TimerRunner
 from shared.adapters.storage_queue_bus import dead_letter_queue_name
@@ -509,7 +509,10 @@ def run_start(config: StartConfig) -> int:
         eventgrid_key = ensure_system_key(EVENTGRID_KEY_NAME, state_dir)
         # The webhook takes no other key, so the app's local sink gets this one, whatever was set.
         os.environ[SINK_KEY_SETTING] = eventgrid_key
-        port = config.port if config.port is not None else _env_int(os.environ, "HERALD_DEVHOST_PORT", 7071)
+        port = config.port if config.port is not None else _env_int(os.environ, "HERALD_DEVHOST_PORT", DEFAULT_PORT)
+        if port:  # 0 (any free port) is known only once bound: the settings keep their values
+            followed = follow_port(port, loaded)
+            log.debug("devhost: %s follow port %d", ", ".join(followed) or "no settings", port)
         app = load_app(config.app_ref)
         issuer = os.environ.get("HERALD_AUTH_ISSUER") or DEFAULT_ISSUER
         options = DevHostOptions.from_env(

@@ -5,11 +5,12 @@ routed (Functions route templates under ``routePrefix``) to an HTTP-triggered fu
 ``azure.functions.HttpRequest`` carrying the full original URL, so ``AsgiMiddleware`` hands the
 ASGI app the real path and the untouched query string.
 
-Before any body is read, as in the Functions host: a ``Content-Length`` over the request body limit
-(``FUNCTIONS_REQUEST_BODY_SIZE_LIMIT``, default 100 MB) is a 413, and a webhook call without its
-system key a 401. A chunked body is counted as it arrives and refused with 413 once it passes the
-limit; a body that stops arriving is a 408 after ``request_body_timeout``. These refusals close the
-connection, so the rest of a refused body is never read.
+Before any body is read, as in the Functions host: a header whose bytes are not UTF-8 is a 400, a
+``Content-Length`` over the request body limit (``FUNCTIONS_REQUEST_BODY_SIZE_LIMIT``, default
+100 MB) is a 413, and a webhook call without its system key a 401. A chunked body is counted as it
+arrives and refused with 413 once it passes the limit; a body that stops arriving is a 408 after
+``request_body_timeout``. These refusals close the connection, so the rest of a refused body is
+never read.
 """
 
 from __future__ import annotations
@@ -91,12 +92,31 @@ def build_routes(index: FunctionIndex, route_prefix: str) -> list[HttpRoute]:
     return sorted(routes, key=lambda route: route.precedence)
 
 
+class HeaderNotUtf8(Exception):
+    """A request header value whose bytes are neither ASCII nor UTF-8: the host's Kestrel refuses the request."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
 def _joined_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
-    """The host folds repeated request headers into one comma-separated value (cookies with ``; ``)."""
+    """The header values as the host hands them to the worker: text, repeated headers folded into one
+    comma-separated value (cookies with ``; ``).
+
+    The host's Kestrel decodes request header bytes as ASCII or else strict UTF-8 (no
+    ``RequestHeaderEncodingSelector`` is set) and refuses the request when they are neither, so
+    ``Blåbær`` sent as UTF-8 arrives as ``Blåbær`` and sent as Latin-1 is a 400 before any function
+    runs. ``AsgiMiddleware`` then encodes each value as UTF-8 into the ASGI scope: the app sees the
+    bytes the client sent.
+    """
     headers: dict[str, str] = {}
     for key_bytes, value_bytes in raw:
         key = key_bytes.decode("latin-1").lower()
-        value = value_bytes.decode("latin-1")
+        try:
+            value = value_bytes.decode("utf-8")
+        except UnicodeDecodeError:
+            raise HeaderNotUtf8(key) from None
         if key in headers:
             headers[key] += ("; " if key == "cookie" else ", ") + value
         else:
@@ -157,7 +177,11 @@ class DevHostHttpApp:
 
     async def _respond(self, scope: Scope, receive: Receive) -> Response | None:
         """The response to one request, or None when the client went away before sending its body."""
-        headers = _joined_headers(scope.get("headers", []))
+        try:
+            headers = _joined_headers(scope.get("headers", []))
+        except HeaderNotUtf8 as error:
+            detail = f"the {error.name} header is neither ASCII nor UTF-8, which the Functions host refuses"
+            return _closing(problem(400, "Bad Request", detail))
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self._max_body:
             return _closing(_too_large(self._max_body))

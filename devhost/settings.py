@@ -62,3 +62,31 @@ def _as_setting(value: object) -> str:
     if value is None:
         return ""
     return str(value)
+
+
+DEFAULT_PORT = 7071
+# Settings whose defaults name devhost's own address, as templates on its port. The issuer
+# (HERALD_AUTH_ISSUER) is not among them: it is a name tokens carry, and `devhost token`, which
+# does not know the port, must issue the same one.
+PORT_SETTINGS = {
+    "HERALD_PUBLIC_BASE_URL": "http://127.0.0.1:{port}",
+    "HERALD_LOCAL_EVENTGRID_URL": "http://127.0.0.1:{port}/runtime/webhooks/eventgrid",
+}
+
+
+def follow_port(port: int, loaded: LoadedSettings, environ: MutableMapping[str, str] | None = None) -> list[str]:
+    """Points the settings that embed devhost's address at ``port``, unless the user chose them: set
+    in the environment before devhost started, or in ``local.settings.json`` with a value other than
+    the default (a copied sample still names 7071, and is no choice). Returns the names it set."""
+    env = os.environ if environ is None else environ
+    from_own_file = loaded.path is not None and loaded.path.name == SETTINGS_FILES[0]
+    followed: list[str] = []
+    for name, template in PORT_SETTINGS.items():
+        chosen_in_file = from_own_file and name in loaded.applied
+        if name in env and name not in loaded.applied:
+            continue  # set in the environment
+        if chosen_in_file and env[name] != template.format(port=DEFAULT_PORT):
+            continue
+        env[name] = template.format(port=port)
+        followed.append(name)
+    return followed

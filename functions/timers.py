@@ -19,6 +19,11 @@ async def outbox_sweep(timer: func.TimerRequest) -> None:
     swept = await sweep_outbox(herald.outbox_sweeper, herald.checkpoints, datetime.now(UTC))
     if swept:
         log.warning("outbox sweep re-dispatched rows", extra={"entries": swept})
+    # Notification status events wait in their own outbox (the notifications table), with the same grace.
+    grace = timedelta(seconds=herald.settings.outbox_grace_seconds)
+    owed = await herald.notifications.processor.publish_owed(grace)
+    if owed:
+        log.warning("outbox sweep published owed notification status events", extra={"entries": owed})
 
 
 @bp.function_name("event_retention")

@@ -227,6 +227,7 @@ var storageTables = [
   'roles'
   'sendergrants'
   'notificationusage'
+  'publishlimits'
 ]
 
 @description('Event Grid subscriptions on the Communication Services system topic: one per Event Grid-triggered function for delivery reports.')

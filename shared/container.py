@@ -19,6 +19,7 @@ from shared.adapters.table_contacts import CONTACTS_TABLE
 from shared.adapters.table_event_log import EVENTS_TABLE, RESOURCES_TABLE, TableEventLog
 from shared.adapters.table_notifications import TABLES as NOTIFICATION_TABLES
 from shared.adapters.table_order_governance import TABLES as ORDER_GOVERNANCE_TABLES
+from shared.adapters.table_publish_limits import PUBLISH_LIMITS_TABLE, TablePublishBuckets
 from shared.adapters.table_subscriptions import (
     DEAD_LETTERS_TABLE,
     INDEX_TABLE,
@@ -34,7 +35,7 @@ from shared.events.dispatch import Dispatcher, InboundStage, OutboxSweeper
 from shared.events.publishing import EventPublisher
 from shared.events.reading import EventReader
 from shared.identity.authorization import Access, Authorizer, DecisionPoint, LocalDecisionPoint
-from shared.identity.rate_limit import TokenBuckets
+from shared.identity.rate_limit import LeasedTokenBuckets
 from shared.identity.secret_box import EnvelopeSecretBox, LocalSecretBox, SecretBox
 from shared.identity.tokens import JwksFileKeys, OpenIdKeys, SigningKeys, TokenValidator
 from shared.messaging import Bus
@@ -61,6 +62,7 @@ TABLES: tuple[str, ...] = (
 )
 TABLES += (*NOTIFICATION_TABLES, CONTACTS_TABLE)  # notifications (shared/adapters/table_notifications.py)
 TABLES += ORDER_GOVERNANCE_TABLES  # sender grants and notification counters
+TABLES += (PUBLISH_LIMITS_TABLE,)  # publishers' rate limits, shared by every instance
 
 
 @dataclass
@@ -85,7 +87,7 @@ class Services:
     delivery_log: TableDeliveryLog
     dead_letters: TableDeadLetterStore
     access: Access
-    publish_limiter: TokenBuckets
+    publish_limiter: LeasedTokenBuckets
     notifications: Notifications
 
     async def close(self) -> None:
@@ -223,7 +225,9 @@ def build_services(
         dead_letters=dead_letters,
         notifications=build_notifications(config, tables, bus, publisher, publishing=authorizer),
         access=Access(policies=policies, roles=roles, authorizer=authorizer),
-        publish_limiter=TokenBuckets(rate_per_second=config.publish_rate_per_second, burst=config.publish_burst),
+        publish_limiter=LeasedTokenBuckets(
+            TablePublishBuckets(tables), rate_per_second=config.publish_rate_per_second, burst=config.publish_burst
+        ),
     )
 
 

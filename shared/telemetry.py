@@ -68,6 +68,11 @@ _notifications = _meter.create_counter(
 _ingest_refused = _meter.create_counter(
     "herald.ingest.refused", unit="{event}", description="Events from Event Grid Herald refused, by reason."
 )
+_reports_refused = _meter.create_counter(
+    "herald.reports.refused",
+    unit="{event}",
+    description="Delivery-report events Herald could not read (wrong schema, data not an object), by reason.",
+)
 
 
 def _parse_authentication_string(value: str) -> dict[str, str]:
@@ -139,6 +144,11 @@ def record_notification_status(channel: str, status: str) -> None:
 def record_ingest_refused(reason: str) -> None:
     """An event from Event Grid was refused (``reason``: invalid, unconfigured, forbidden or conflict)."""
     _ingest_refused.add(1, {"reason": reason})
+
+
+def record_report_refused(channel: str, reason: str) -> None:
+    """A delivery-report event was refused and parked (``reason``: e.g. CLOUDEVENTS_SCHEMA, DATA_NOT_AN_OBJECT)."""
+    _reports_refused.add(1, {"channel": channel, "reason": reason})
 
 
 def inject_trace_context() -> dict[str, str]:

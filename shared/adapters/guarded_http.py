@@ -3,20 +3,24 @@
 Webhook deliveries and notification condition checks share it. Each connection resolves the host
 again (no DNS cache) and refuses internal addresses by ``EndpointPolicy``'s rule, so a name that
 passed the check when the caller gave it but now resolves inside (DNS rebinding) is refused; callers
-request with ``allow_redirects=False``, since a redirect could lead anywhere.
+request with ``allow_redirects=False``, since a redirect could lead anywhere. A host that is an address
+is never resolved, so the guard checks it as each request starts (a subscription stored before a rule
+was added, or under local mode, must not reach what the rule now forbids). A refusal raises
+``AddressRefused`` (an ``OSError``), which names the reason.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from types import SimpleNamespace
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
-from shared.subscriptions.endpoint_policy import forbidden_reason
+from shared.subscriptions.endpoint_policy import refuse_internal
 
 
 class GuardedResolver(AbstractResolver):
@@ -30,10 +34,9 @@ class GuardedResolver(AbstractResolver):
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         results = await self._inner.resolve(host, port, family)
-        for result in results:
-            reason = forbidden_reason(ipaddress.ip_address(result["host"]), allow_loopback=self._allow_loopback)
-            if reason is not None:
-                raise OSError(f"{host} resolves to {reason}; Herald does not connect there")
+        refuse_internal(
+            host, [ipaddress.ip_address(result["host"]) for result in results], allow_loopback=self._allow_loopback
+        )
         return results
 
     async def close(self) -> None:
@@ -57,4 +60,29 @@ def guarded_session(
         use_dns_cache=False,
         resolver=GuardedResolver(allow_loopback=allow_loopback, inner=resolver),
     )
-    return aiohttp.ClientSession(connector=connector, headers=dict(headers or {}), auto_decompress=decompress)
+    literal_hosts = aiohttp.TraceConfig()
+    literal_hosts.on_request_start.append(_literal_host_guard(allow_loopback))
+    return aiohttp.ClientSession(
+        connector=connector,
+        headers=dict(headers or {}),
+        auto_decompress=decompress,
+        trace_configs=[literal_hosts],
+    )
+
+
+def _literal_host_guard(
+    allow_loopback: bool,
+) -> Callable[[aiohttp.ClientSession, SimpleNamespace, aiohttp.TraceRequestStartParams], Awaitable[None]]:
+    """An ``on_request_start`` hook: the guard for a host that is an address, which no resolver sees."""
+
+    async def check(
+        _session: aiohttp.ClientSession, _context: SimpleNamespace, params: aiohttp.TraceRequestStartParams
+    ) -> None:
+        host = params.url.host or ""
+        try:
+            address = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            return  # a name: the resolver checks what it resolves to
+        refuse_internal(host, [address], allow_loopback=allow_loopback, literal=True)
+
+    return check

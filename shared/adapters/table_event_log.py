@@ -3,7 +3,7 @@
 One partition per resource holds, in key order:
 
 - ``e<seq>``   log rows: the events of one append, packed in binary properties,
-- ``k<hash>``  one idempotency key per event: (source, id) -> content hash and row sequence,
+- ``k<hash>``  one idempotency key per event: (source, id) -> content hash, time and row sequence,
 - ``o<seq>``   outbox entries: rows committed but not yet handed to the inbound queue,
 - ``~seq``     the resource's sequence counter.
 
@@ -45,7 +45,7 @@ from shared.events.log import (
     LogRow,
     PendingDispatch,
 )
-from shared.events.model import ValidatedEvent
+from shared.events.model import ValidatedEvent, is_republish, stored_identity
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +205,8 @@ class TableEventLog:
 
         remaining = unique
         checked_keys = False
+        # (content hash, time) of the stored event per key: what a follower is compared with.
+        stored: dict[str, tuple[str, str]] = {}
         for attempt in range(_MAX_CONFLICT_RETRIES):
             if not remaining:
                 break
@@ -213,11 +215,9 @@ class TableEventLog:
             except _KeyTaken as taken:
                 # A key exists already: resolve every event of the batch against stored keys at once,
                 # so replaying a large batch costs one round of reads, not one failed commit per event.
-                if not checked_keys:
-                    remaining = await self._resolve_existing(resource, remaining)
-                    checked_keys = True
-                else:
-                    remaining = await self._resolve_existing(resource, remaining, only={taken.key_hash})
+                only = None if not checked_keys else {taken.key_hash}
+                remaining = await self._resolve_existing(resource, remaining, stored, only=only)
+                checked_keys = True
                 continue
             except _CounterMoved:
                 await asyncio.sleep(random.uniform(0, 0.005 * (attempt + 1)))
@@ -232,6 +232,7 @@ class TableEventLog:
                     )
             row_of = self._row_assignment(remaining, seqs)
             for item, seq in zip(remaining, row_of, strict=True):
+                stored[item.event.key_hash] = (item.event.content_hash, item.event.stored_time)
                 item.future.set_result(AppendResult(AppendOutcome.STORED, seq))
             break
         else:
@@ -239,10 +240,11 @@ class TableEventLog:
 
         for item, leader in followers:
             result = await asyncio.shield(leader.future)
-            if result.outcome is AppendOutcome.CONFLICT or item.event.content_hash != leader.event.content_hash:
-                item.future.set_result(AppendResult(AppendOutcome.CONFLICT, result.seq))
-            else:
+            kept = stored.get(item.event.key_hash)
+            if kept is not None and is_republish(item.event, *kept):
                 item.future.set_result(AppendResult(AppendOutcome.DUPLICATE, result.seq))
+            else:
+                item.future.set_result(AppendResult(AppendOutcome.CONFLICT, result.seq))
 
     @staticmethod
     def _rows_for(items: Sequence[_Pending]) -> list[list[_Pending]]:
@@ -290,6 +292,7 @@ class TableEventLog:
                             "PartitionKey": partition_key,
                             "RowKey": key_row_key(item.event.key_hash),
                             "h": item.event.content_hash,
+                            "tm": item.event.stored_time,
                             "s": int64(seq),
                         },
                     )
@@ -341,30 +344,62 @@ class TableEventLog:
         return seqs, outbox_id
 
     async def _resolve_existing(
-        self, resource: str, items: list[_Pending], only: set[str] | None = None
+        self,
+        resource: str,
+        items: list[_Pending],
+        stored: dict[str, tuple[str, str]],
+        *,
+        only: set[str] | None = None,
     ) -> list[_Pending]:
+        """Answer the items whose key is stored (duplicate or conflict), note what is stored, return the rest."""
         partition_key = escape_key(resource)
         candidates = [item for item in items if only is None or item.event.key_hash in only]
 
         async def lookup(item: _Pending) -> tuple[_Pending, dict[str, Any] | None]:
             try:
                 entity = await self._events.get_entity(
-                    partition_key, key_row_key(item.event.key_hash), select=["h", "s"]
+                    partition_key, key_row_key(item.event.key_hash), select=["h", "tm", "s"]
                 )
             except ResourceNotFoundError:
                 return item, None
             return item, dict(entity)
 
-        found = await asyncio.gather(*(lookup(item) for item in candidates))
-        resolved: set[int] = set()
+        found = [(item, entity) for item, entity in await asyncio.gather(*map(lookup, candidates)) if entity]
+        keys = {item.event.key_hash: entity for item, entity in found}
+        stored.update({key: (entity["h"], entity["tm"]) for key, entity in keys.items() if entity.get("tm")})
+        legacy = {key: int(_value(entity["s"])) for key, entity in keys.items() if key not in stored}
+        if legacy:
+            stored.update(await self._legacy_identities(partition_key, legacy))
         for item, entity in found:
-            if entity is None:
-                continue
-            seq = int(entity["s"].value if hasattr(entity["s"], "value") else entity["s"])
-            outcome = AppendOutcome.DUPLICATE if entity["h"] == item.event.content_hash else AppendOutcome.CONFLICT
-            item.future.set_result(AppendResult(outcome, seq))
-            resolved.add(id(item))
+            kept = stored.get(item.event.key_hash)
+            duplicate = kept is not None and is_republish(item.event, *kept)
+            outcome = AppendOutcome.DUPLICATE if duplicate else AppendOutcome.CONFLICT
+            item.future.set_result(AppendResult(outcome, int(_value(entity["s"]))))
+        resolved = {id(item) for item, _ in found}
         return [item for item in items if id(item) not in resolved]
+
+    async def _legacy_identities(self, partition_key: str, seq_of: dict[str, int]) -> dict[str, tuple[str, str]]:
+        """Keys written before they carried the stored time: content hash and time from the events' log rows.
+
+        The ``h`` of such a key hashed ``time`` too when the publisher gave it, so it cannot be compared;
+        these keys go with their rows at retention. A key whose row retention removed meanwhile stays
+        unresolved, and the event is answered as a conflict: never stored twice.
+        """
+
+        async def row(seq: int) -> dict[str, Any] | None:
+            try:
+                return dict(await self._events.get_entity(partition_key, row_key(seq)))
+            except ResourceNotFoundError:
+                return None
+
+        identities: dict[str, tuple[str, str]] = {}
+        for entity in await asyncio.gather(*map(row, sorted(set(seq_of.values())))):
+            row_keys: str = (entity or {}).get("ks") or ""
+            for index, body in enumerate(_unpack(entity) if entity else []):
+                key = row_keys[index * 32 : (index + 1) * 32]
+                if key in seq_of:
+                    identities[key] = stored_identity(body)
+        return identities
 
     async def _counter(self, resource: str) -> tuple[int, str | None]:
         cached = self._counters.get(resource)

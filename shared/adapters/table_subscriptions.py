@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -26,7 +27,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import (
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
 from azure.data.tables import TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableServiceClient
 from cryptography.exceptions import InvalidTag
@@ -36,7 +43,7 @@ from shared.adapters.tables import escape_key, int64
 from shared.identity.secret_box import SecretBox
 from shared.notifications.event_templates import NotificationSpec
 from shared.subscriptions.model import Filters, Secrets, Status, Subscription
-from shared.subscriptions.ports import Attempt, DeadLetter
+from shared.subscriptions.ports import Attempt, DeadLetter, Settled
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +52,8 @@ OWNERS_TABLE = "subscriptionowners"
 DEAD_LETTERS_TABLE = "deadletters"
 DELIVERY_TABLE_PREFIX = "deliveries"
 DELIVERY_SHARDS = 16
+_SECRET_FIELDS = ("secret", "previousSecret", "upcomingSecret")  # sealed at rest
+_OUTAGE_PATIENCE_SECONDS = 30.0  # how long the delivery log waits for storage it cannot reach
 
 
 def _to_entity(subscription: Subscription) -> dict[str, Any]:
@@ -64,6 +73,7 @@ def _to_entity(subscription: Subscription) -> dict[str, Any]:
         "secret": subscription.secrets.current,
         "previousSecret": subscription.secrets.previous,
         "previousExpires": subscription.secrets.previous_expires,
+        "upcomingSecret": subscription.secrets.upcoming,
         "failingSince": subscription.failing_since,
         "disabledReason": subscription.disabled_reason,
         "allowedRate": subscription.allowed_rate,
@@ -86,7 +96,9 @@ def _from_entity(entity: Mapping[str, Any]) -> Subscription:
         ),
         status=Status(entity["status"]),
         created=entity["created"],
-        secrets=Secrets(entity["secret"], entity.get("previousSecret"), entity.get("previousExpires")),
+        secrets=Secrets(
+            entity["secret"], entity.get("previousSecret"), entity.get("previousExpires"), entity.get("upcomingSecret")
+        ),
         failing_since=entity.get("failingSince"),
         disabled_reason=entity.get("disabledReason"),
         allowed_rate=entity.get("allowedRate"),
@@ -109,7 +121,7 @@ class TableSubscriptionStore:
     async def _sealed(self, subscription: Subscription) -> dict[str, Any]:
         entity = _to_entity(subscription)
         if self._box is not None:
-            for field in ("secret", "previousSecret"):
+            for field in _SECRET_FIELDS:
                 if entity.get(field):
                     # Bound to the subscription: a sealed value copied to another row does not open.
                     entity[field] = await self._box.seal(entity[field], bound_to=subscription.id)
@@ -118,7 +130,7 @@ class TableSubscriptionStore:
     async def _opened(self, entity: Mapping[str, Any]) -> Subscription:
         if self._box is not None:
             entity = dict(entity)
-            for field in ("secret", "previousSecret"):
+            for field in _SECRET_FIELDS:
                 if entity.get(field):
                     entity[field] = await self._box.open(entity[field], bound_to=entity["RowKey"])
         return _from_entity(entity)
@@ -285,6 +297,8 @@ def _day_table(day: datetime) -> str:
 
 
 _EPOCH_LIMIT = 10**13
+# Marker rows of settled deliveries sort after every attempt's RowKey (``<subscription id>|…``).
+_SETTLED_PREFIX = "~settled|"
 
 
 class TableDeliveryLog:
@@ -302,12 +316,14 @@ class TableDeliveryLog:
             self._created.add(name)
         return self._service.get_table_client(name)
 
-    async def record(self, attempts: Sequence[Attempt]) -> None:
+    async def record(self, attempts: Sequence[Attempt], settled: Settled | None = None) -> None:
         """One message's attempts go to one shard (a deterministic one), so they take a transaction
-        per 100 attempts; reads, which are rare, look in every shard."""
-        if not attempts:
+        per 100 attempts; reads, which are rare, look in every shard. What the message has settled
+        is a marker row in the same shard, in the transaction of the last attempts: once it is
+        there, so are they."""
+        if not attempts and settled is None:
             return
-        shard = _shard(attempts[0].delivery_id + str(attempts[0].attempt))
+        shard = _shard(settled.message_id if settled else attempts[0].delivery_id + str(attempts[0].attempt))
         groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for attempt in attempts:
             groups[_day_table(attempt.at)].append(
@@ -324,13 +340,50 @@ class TableDeliveryLog:
                     "response": (attempt.response_excerpt or "")[:1024] or None,
                 }
             )
+        marked: str | None = None
+        if settled is not None:
+            marked = _day_table(settled.at)
+            ids = ",".join(settled.delivery_ids)
+            chunk = hashlib.sha256(ids.encode()).hexdigest()[:16]
+            groups[marked].append(
+                {"PartitionKey": shard, "RowKey": f"{_settled_key(settled.message_id)}{chunk}", "m": ids}
+            )
 
         async def write(table_name: str, entities: list[dict[str, Any]]) -> None:
-            table = await self._table(table_name)
-            for start in range(0, len(entities), 100):
-                await submit_transaction(table, [("upsert", entity) for entity in entities[start : start + 100]])
+            # The attempts record pushes already made: lost, the message comes back and pushes them
+            # again. So storage out of reach (a restart, a failover) is waited out for a while; the
+            # upserts are idempotent, so a transaction cut off mid-answer is simply written again.
+            deadline = time.monotonic() + _OUTAGE_PATIENCE_SECONDS
+            pause = 0.2
+            while True:
+                try:
+                    table = await self._table(table_name)
+                    for start in range(0, len(entities), 100):
+                        await submit_transaction(table, [("upsert", e) for e in entities[start : start + 100]])
+                    return
+                except (ServiceRequestError, ServiceResponseError):
+                    if time.monotonic() + pause > deadline:
+                        raise
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, 1.0)
 
-        await asyncio.gather(*(write(table, entities) for table, entities in groups.items()))
+        # The marker's table last: a marker never stands for attempts that were not written.
+        await asyncio.gather(*(write(table, entities) for table, entities in groups.items() if table != marked))
+        if marked is not None:
+            await write(marked, groups[marked])
+
+    async def settled(self, message_id: str, now: datetime) -> set[str]:
+        """A message redelivered after midnight may have been settled the day before: both days are read."""
+        query = "PartitionKey eq @pk and RowKey ge @start and RowKey lt @end"
+        prefix = _settled_key(message_id)
+        parameters = {"pk": _shard(message_id), "start": prefix, "end": prefix + "~"}
+        found: set[str] = set()
+        for day in sorted({_day_table(now - timedelta(days=1)), _day_table(now)}):
+            table = self._service.get_table_client(day)
+            with contextlib.suppress(ResourceNotFoundError):  # no day table yet: nothing recorded that day
+                async for entity in table.query_entities(query, parameters=parameters, select=["m"]):
+                    found.update(filter(None, (entity.get("m") or "").split(",")))
+        return found
 
     async def attempts(self, subscription_id: str, limit: int, before: str | None) -> tuple[list[Attempt], str | None]:
         """Newest first across the day tables; ``before`` is ``<day>/<last RowKey seen>``."""
@@ -381,6 +434,10 @@ class TableDeliveryLog:
 def _attempt_key(attempt: Attempt) -> str:
     inverted = _EPOCH_LIMIT - int(attempt.at.timestamp() * 1000)
     return f"{attempt.subscription_id}|{inverted:013d}|{attempt.delivery_id}|{attempt.attempt:03d}"
+
+
+def _settled_key(message_id: str) -> str:
+    return f"{_SETTLED_PREFIX}{escape_key(message_id)}|"
 
 
 def _attempt(subscription_id: str, entity: Mapping[str, Any]) -> Attempt:

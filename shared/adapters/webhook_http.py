@@ -11,6 +11,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver
 
 from shared.adapters.guarded_http import guarded_session
+from shared.subscriptions.endpoint_policy import AddressRefused
 from shared.subscriptions.ports import WebhookResponse
 
 USER_AGENT = "Herald-Webhooks/1.0"
@@ -48,6 +49,7 @@ class AiohttpWebhookClient:
         self, method: str, url: str, body: bytes | None, headers: Mapping[str, str], timeout: float
     ) -> WebhookResponse:
         started = time.perf_counter()
+        refused: str | None = None
         try:
             async with self._client().request(
                 method,
@@ -66,10 +68,14 @@ class AiohttpWebhookClient:
                 )
         except TimeoutError:
             error = f"no answer within {timeout:g} s"
+        except AddressRefused as refusal:  # a host that is an address, refused as the request started
+            refused = str(refusal)
+            error = f"cannot connect: {refused}"[:300]
         except aiohttp.ClientConnectorError as failure:
             # Name the cause (for instance the address guard's refusal), not aiohttp's wrapper.
             cause = failure.os_error
             reason = cause.args[0] if cause.args and isinstance(cause.args[0], str) else str(cause) or str(failure)
+            refused = reason if isinstance(cause, AddressRefused) else None
             error = f"cannot connect: {reason}"[:300]
         except aiohttp.ClientError as failure:
             error = f"{type(failure).__name__}: {failure}"[:300]
@@ -78,7 +84,12 @@ class AiohttpWebhookClient:
         except asyncio.CancelledError:
             raise
         return WebhookResponse(
-            status=None, headers={}, latency_ms=int((time.perf_counter() - started) * 1000), excerpt="", error=error
+            status=None,
+            headers={},
+            latency_ms=int((time.perf_counter() - started) * 1000),
+            excerpt="",
+            error=error,
+            refused=refused,
         )
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> WebhookResponse:

@@ -9,7 +9,9 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.api.auth import require_scope
+from shared.api.openapi import problems
 from shared.api.problems import Problem
+from shared.api.responses import DelegationView, HeldRoles, PolicyView, RoleView, SenderGrantsList, SenderGrantsView
 from shared.events.model import MAX_RESOURCE_LENGTH, URN_PATTERN
 from shared.identity.authorization import Access, ResourcePolicy, RoleGrant
 from shared.identity.parties import InvalidIdentity, parse_party
@@ -72,7 +74,7 @@ async def _access(request: Request) -> Access:
     return access
 
 
-@router.put("/api/v1/admin/policies/{resource:path}", summary="Put a resource's policy")
+@router.put("/api/v1/admin/policies/{resource:path}", summary="Put a resource's policy", response_model=PolicyView)
 async def put_policy(
     request: Request,
     resource: ResourceUrn,
@@ -85,7 +87,12 @@ async def put_policy(
     return JSONResponse({"resource": resource, **policy.model_dump(mode="json")})
 
 
-@router.get("/api/v1/admin/policies/{resource:path}", summary="Get a resource's policy")
+@router.get(
+    "/api/v1/admin/policies/{resource:path}",
+    summary="Get a resource's policy",
+    response_model=PolicyView,
+    responses=problems(404),
+)
 async def get_policy(
     request: Request, resource: ResourceUrn, principal: Principal = Depends(administrator)
 ) -> JSONResponse:
@@ -95,7 +102,12 @@ async def get_policy(
     return JSONResponse({"resource": resource, **policy.model_dump(mode="json")})
 
 
-@router.delete("/api/v1/admin/policies/{resource:path}", status_code=204, summary="Delete a resource's policy")
+@router.delete(
+    "/api/v1/admin/policies/{resource:path}",
+    status_code=204,
+    summary="Delete a resource's policy",
+    responses=problems(404),
+)
 async def delete_policy(
     request: Request, resource: ResourceUrn, principal: Principal = Depends(administrator)
 ) -> Response:
@@ -106,7 +118,7 @@ async def delete_policy(
     return Response(status_code=204)
 
 
-@router.post("/api/v1/admin/roles", status_code=201, summary="Grant a role for a party")
+@router.post("/api/v1/admin/roles", status_code=201, summary="Grant a role for a party", response_model=RoleView)
 async def grant_role(
     request: Request, body: Annotated[RoleRequest, Body()], principal: Principal = Depends(administrator)
 ) -> JSONResponse:
@@ -134,7 +146,7 @@ async def revoke_role(
     return Response(status_code=204)
 
 
-@router.get("/api/v1/admin/roles", summary="The roles and delegations a holder has")
+@router.get("/api/v1/admin/roles", summary="The roles and delegations a holder has", response_model=HeldRoles)
 async def list_roles(
     request: Request, holder: Annotated[str, Query(max_length=200)], principal: Principal = Depends(administrator)
 ) -> JSONResponse:
@@ -148,7 +160,12 @@ async def list_roles(
     )
 
 
-@router.post("/api/v1/admin/delegations", status_code=201, summary="Delegate roles from a party to another")
+@router.post(
+    "/api/v1/admin/delegations",
+    status_code=201,
+    summary="Delegate roles from a party to another",
+    response_model=DelegationView,
+)
 async def delegate(
     request: Request, body: Annotated[DelegationRequest, Body()], principal: Principal = Depends(administrator)
 ) -> JSONResponse:
@@ -226,13 +243,18 @@ def _orderer(value: str) -> str:
         raise Problem(400, "Bad Request", str(error), kind="invalid-identity") from error
 
 
-@router.get("/api/v1/admin/senders", summary="Every orderer's granted senders")
+@router.get("/api/v1/admin/senders", summary="Every orderer's granted senders", response_model=SenderGrantsList)
 async def list_sender_grants(request: Request, principal: Principal = Depends(administrator)) -> JSONResponse:
     found = await (await _sender_grants(request)).list()
     return JSONResponse({"grants": [_grants_json(orderer, grants) for orderer, grants in sorted(found.items())]})
 
 
-@router.get("/api/v1/admin/senders/{orderer}", summary="The senders an orderer may use")
+@router.get(
+    "/api/v1/admin/senders/{orderer}",
+    summary="The senders an orderer may use",
+    response_model=SenderGrantsView,
+    responses=problems(404),
+)
 async def get_sender_grants(
     request: Request, orderer: Orderer, principal: Principal = Depends(administrator)
 ) -> JSONResponse:
@@ -243,7 +265,11 @@ async def get_sender_grants(
     return JSONResponse(_grants_json(orderer, grants))
 
 
-@router.put("/api/v1/admin/senders/{orderer}", summary="Grant an orderer senders (replaces its grants)")
+@router.put(
+    "/api/v1/admin/senders/{orderer}",
+    summary="Grant an orderer senders (replaces its grants)",
+    response_model=SenderGrantsView,
+)
 async def put_sender_grants(
     request: Request,
     orderer: Orderer,
@@ -255,7 +281,12 @@ async def put_sender_grants(
     return JSONResponse(_grants_json(orderer, body.grants()))
 
 
-@router.delete("/api/v1/admin/senders/{orderer}", status_code=204, summary="Withdraw an orderer's senders")
+@router.delete(
+    "/api/v1/admin/senders/{orderer}",
+    status_code=204,
+    summary="Withdraw an orderer's senders",
+    responses=problems(404),
+)
 async def delete_sender_grants(
     request: Request, orderer: Orderer, principal: Principal = Depends(administrator)
 ) -> Response:

@@ -19,6 +19,7 @@ from shared.api import (
     sms_reports,
     subscriptions,
 )
+from shared.api.openapi import HeraldAPI, operation_id
 from shared.api.problems import install_problem_handlers
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ def create_api(
         if on_shutdown is not None:
             await on_shutdown()
 
-    api = FastAPI(
+    api = HeraldAPI(
         lifespan=lifespan,
         title="Herald",
         version="1.0.0",
@@ -48,6 +49,7 @@ def create_api(
         openapi_url="/api/v1/openapi.json",
         docs_url="/api/v1/docs",
         redoc_url=None,
+        generate_unique_id_function=operation_id,
     )
     api.state.services = services
     install_problem_handlers(api)

@@ -8,7 +8,9 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.api.auth import require_scope
+from shared.api.openapi import problems
 from shared.api.problems import Problem
+from shared.api.responses import OrganizationView, PersonView, Stored
 from shared.identity.tokens import Principal
 from shared.notifications.ports import Organization, Person, Role, RoleHolder
 
@@ -62,7 +64,9 @@ async def _contacts(request: Request) -> Any:
     return services.notifications.contacts
 
 
-@router.put("/api/v1/admin/contacts/persons", summary="Load persons into the contact registry (upsert)")
+@router.put(
+    "/api/v1/admin/contacts/persons", summary="Load persons into the contact registry (upsert)", response_model=Stored
+)
 async def put_persons(
     body: PersonsIn, request: Request, principal: Principal = Depends(require_scope("admin"))
 ) -> dict[str, int]:
@@ -72,7 +76,11 @@ async def put_persons(
     return {"stored": await (await _contacts(request)).put_persons(persons)}
 
 
-@router.put("/api/v1/admin/contacts/organizations", summary="Load organisations into the contact registry (upsert)")
+@router.put(
+    "/api/v1/admin/contacts/organizations",
+    summary="Load organisations into the contact registry (upsert)",
+    response_model=Stored,
+)
 async def put_organizations(
     body: OrganizationsIn, request: Request, principal: Principal = Depends(require_scope("admin"))
 ) -> dict[str, int]:
@@ -99,7 +107,11 @@ async def put_organizations(
     return {"stored": await (await _contacts(request)).put_organizations(organizations)}
 
 
-@router.get("/api/v1/admin/contacts/persons/{nin}", summary="One person of the contact registry")
+@router.get(
+    "/api/v1/admin/contacts/persons/{nin}",
+    summary="One person of the contact registry",
+    responses={200: {"model": PersonView}, **problems(404)},
+)
 async def get_person(nin: str, request: Request, principal: Principal = Depends(require_scope("admin"))) -> Any:
     from shared.adapters.table_contacts import person_to_json
 
@@ -109,7 +121,11 @@ async def get_person(nin: str, request: Request, principal: Principal = Depends(
     return person_to_json(found[nin])
 
 
-@router.get("/api/v1/admin/contacts/organizations/{number}", summary="One organisation of the contact registry")
+@router.get(
+    "/api/v1/admin/contacts/organizations/{number}",
+    summary="One organisation of the contact registry",
+    responses={200: {"model": OrganizationView}, **problems(404)},
+)
 async def get_organization(
     number: str, request: Request, principal: Principal = Depends(require_scope("admin"))
 ) -> Any:

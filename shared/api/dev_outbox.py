@@ -11,7 +11,9 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared.api.auth import require_scope
+from shared.api.openapi import problems
 from shared.api.problems import Problem
+from shared.api.responses import Outbox
 from shared.identity.tokens import Principal
 
 router = APIRouter(tags=["development"])
@@ -39,7 +41,11 @@ async def admin_or_orders(
 admin_or_orders.required_scope = "admin|notifications.order"  # type: ignore[attr-defined]
 
 
-@router.get("/api/v1/dev/outbox", summary="Messages the local email/SMS sink captured (local mode only)")
+@router.get(
+    "/api/v1/dev/outbox",
+    summary="Messages the local email/SMS sink captured (local mode only)",
+    responses={200: {"model": Outbox}, **problems(404)},
+)
 async def dev_outbox(request: Request, principal: Principal = Depends(admin_or_orders)) -> Any:
     services = await request.app.state.services()
     sink = services.notifications.sink if services.settings.local else None

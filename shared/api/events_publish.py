@@ -5,16 +5,16 @@ from __future__ import annotations
 import base64
 import math
 import re
+import zlib
 from datetime import UTC, datetime
 from typing import Any
 
-from cloudevents.core.bindings.http import HTTPMessage, from_binary
-from cloudevents.core.formats.json import JSONFormat
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from shared.api.auth import require_scope
+from shared.api.openapi import problems, publish_headers, publish_request_body
 from shared.api.problems import Problem
 from shared.events.model import (
     MAX_EVENT_BYTES,
@@ -23,7 +23,6 @@ from shared.events.model import (
     MalformedJSON,
     ValidatedEvent,
     decode_json,
-    format_time,
     validate_event,
 )
 from shared.identity.authorization import Authorizer
@@ -45,19 +44,95 @@ class PublishAccepted(BaseModel):
     duplicates: int
 
 
+# Request content codings Herald decodes (RFC 9110 §8.4.1), by their zlib window: gzip, and deflate as
+# RFC 9110 defines it, the zlib format (RFC 1950); a bare RFC 1951 stream is not deflate here.
+_CODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+ACCEPTED_CODINGS = "gzip, deflate"
+
+
 async def read_body(request: Request, limit: int) -> bytes:
-    """Reads at most ``limit`` bytes; a larger body is refused without being buffered whole."""
+    """The body, decoded from its ``Content-Encoding``, at most ``limit`` bytes before and after decoding.
+
+    A larger body is refused without being buffered whole, and decompression stops as soon as its
+    output passes the limit, so a small compressed body never inflates past it in memory.
+    """
+    coding = _content_coding(request)
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large_request(limit)
+    inflater = _Inflater(coding, limit) if coding else None
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
             raise _too_large_request(limit)
-        chunks.append(chunk)
+        chunks.append(inflater.feed(chunk) if inflater else chunk)
+    if inflater:
+        inflater.finish()
     return b"".join(chunks)
+
+
+def _content_coding(request: Request) -> str | None:
+    codings = [
+        coding.strip().lower()
+        for value in request.headers.getlist("content-encoding")
+        for coding in value.split(",")
+        if coding.strip() and coding.strip().lower() != "identity"
+    ]
+    if len(codings) == 1 and codings[0] in _CODINGS:
+        return codings[0]
+    if not codings:
+        return None
+    raise Problem(
+        415,
+        "Unsupported Media Type",
+        f"Content-Encoding {', '.join(codings)} is not supported: send the body with one of {ACCEPTED_CODINGS}, "
+        "or without Content-Encoding",
+        kind="unsupported-content-encoding",
+        headers={"Accept-Encoding": ACCEPTED_CODINGS},
+    )
+
+
+class _Inflater:
+    """Decompresses a body as it arrives, never producing more than ``limit`` bytes in all."""
+
+    def __init__(self, coding: str, limit: int) -> None:
+        self._coding = coding
+        self._limit = limit
+        self._size = 0
+        self._stream = zlib.decompressobj(_CODINGS[coding])
+
+    def feed(self, data: bytes) -> bytes:
+        pieces: list[bytes] = []
+        while data:
+            if self._stream.eof:
+                if self._coding == "deflate":
+                    raise self._undecodable("data follows the end of the stream")
+                # Another gzip member (RFC 1952 §2.2): members concatenate.
+                self._stream = zlib.decompressobj(_CODINGS[self._coding])
+            try:
+                piece = self._stream.decompress(data, self._limit - self._size + 1)
+            except zlib.error as error:
+                raise self._undecodable(str(error)) from error
+            self._size += len(piece)
+            if self._size > self._limit:
+                raise _too_large_request(self._limit)
+            pieces.append(piece)
+            data = self._stream.unused_data if self._stream.eof else self._stream.unconsumed_tail
+        return b"".join(pieces)
+
+    def finish(self) -> None:
+        if not self._stream.eof:
+            raise self._undecodable("the body ends before the compressed stream does")
+
+    def _undecodable(self, reason: str) -> Problem:
+        return Problem(
+            400,
+            "Bad Request",
+            f"the body is not valid {self._coding} (Content-Encoding): {reason}",
+            kind="malformed-body",
+        )
 
 
 def _too_large_request(limit: int) -> Problem:
@@ -73,60 +148,104 @@ def parse_json(body: bytes) -> Any:
         raise Problem(400, "Bad Request", str(error), kind="malformed-body") from error
 
 
-class _StrictJSONFormat(JSONFormat):
-    """Binary mode: a body declared as JSON must be JSON (the SDK would keep it as text)."""
+# Binary-mode data Herald keeps as a JSON string (`data`), as structured mode carries it: text
+# (RFC 2046 text/*, RFC 7303 XML) in UTF-8. JSON types are parsed; everything else is `data_base64`.
+_TEXT_TYPE = re.compile(r"^(text/[a-z0-9!#$&^_.+-]+|application/([a-z0-9!#$&^_.+-]*\+)?xml)$")
+_UTF8_CHARSETS = {None, "utf-8", "us-ascii"}
+# CloudEvents HTTP binding §3.1.3.2: a value may be an RFC 9110 quoted-string, then is percent-decoded once.
+_QUOTED_STRING = re.compile(rb'^"((?:[^"\\]|\\.)*)"$', re.DOTALL)
+_QUOTED_PAIR = re.compile(rb"\\(.)", re.DOTALL)
+_PERCENT_ESCAPE = re.compile(rb"%([0-9A-Fa-f]{2})")
 
-    def read_data(self, body: bytes, datacontenttype: str | None) -> dict[str, Any] | str | bytes | None:
-        if not body:
-            return None
-        media = (datacontenttype or "").split(";")[0].strip().lower()
-        if _JSON_TYPE.match(media):
-            parsed: dict[str, Any] = parse_json(body)
-            return parsed
-        return body
+
+def _header_problem(header: str, detail: str) -> Problem:
+    return Problem(
+        400,
+        "Bad Request",
+        f"the {header} header is not valid: {detail}",
+        kind="invalid-events",
+        extensions={
+            "errors": [{"index": 0, "attribute": header.removeprefix("ce-"), "header": header, "detail": detail}]
+        },
+    )
+
+
+def _header_text(header: str, raw: bytes) -> str:
+    """A header value's bytes as text: the ASGI scope holds them as sent (see docs/architecture.md)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise _header_problem(header, "its bytes are not UTF-8; percent-encode the value's UTF-8 bytes") from error
+
+
+def _attribute_value(header: str, raw: bytes) -> str:
+    """A ``ce-`` header's attribute value: quoted-string unescaped, then one round of percent-decoding."""
+    value = raw.strip(b" \t")
+    if value.startswith(b'"'):
+        quoted = _QUOTED_STRING.match(value)
+        if quoted is None:
+            raise _header_problem(header, "a double-quoted value must end with its closing quote")
+        value = _QUOTED_PAIR.sub(rb"\1", quoted.group(1))
+    decoded = _PERCENT_ESCAPE.sub(lambda escape: bytes([int(escape.group(1), 16)]), value)
+    try:
+        return decoded.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise _header_problem(header, "its percent-decoded bytes are not UTF-8") from error
+
+
+def _media_type(content_type: str) -> tuple[str, str | None]:
+    """The media type (lowercase) and its charset parameter, if any (lowercase, unquoted)."""
+    media, *parameters = content_type.split(";")
+    charset = None
+    for parameter in parameters:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset":
+            charset = value.strip().strip('"').lower()
+    return media.strip().lower(), charset
+
+
+def _binary_data(body: bytes, content_type: str | None) -> dict[str, Any]:
+    """The event's ``data`` (JSON, or UTF-8 text) or ``data_base64`` (any other bytes), as structured mode has it."""
+    if not body:
+        return {}
+    media, charset = _media_type(content_type or "")
+    if _JSON_TYPE.match(media):
+        return {"data": parse_json(body)}
+    if _TEXT_TYPE.match(media) and charset in _UTF8_CHARSETS:
+        try:
+            return {"data": body.decode("ascii" if charset == "us-ascii" else "utf-8")}
+        except UnicodeDecodeError as error:
+            raise Problem(
+                400,
+                "Bad Request",
+                f"the body is not {charset or 'UTF-8'} text, as its Content-Type {content_type} says",
+                kind="malformed-body",
+            ) from error
+    return {"data_base64": base64.b64encode(body).decode("ascii")}
 
 
 def _binary_event(request: Request, body: bytes) -> dict[str, Any]:
-    headers = {
-        name: value
-        for name, value in request.headers.items()
-        if name.lower().startswith("ce-") or name.lower() == "content-type"
-    }
-    for name in headers:
-        if name.lower() == "ce-datacontenttype":
+    """The structured-mode event of a binary-mode request (CloudEvents HTTP binding §3.1)."""
+    document: dict[str, Any] = {}
+    content_type: str | None = None
+    for raw_name, raw_value in request.scope["headers"]:
+        header = raw_name.decode("latin-1").lower()
+        if header == "content-type":
+            content_type = _header_text(header, raw_value)
+        elif header == "ce-datacontenttype":
             raise Problem(
                 400,
                 "Bad Request",
                 "binary mode carries the data content type in Content-Type, not ce-datacontenttype",
                 kind="invalid-events",
             )
-    captured: dict[str, Any] = {}
-
-    def capture(attributes: dict[str, Any], data: dict[str, Any] | str | bytes | None) -> Any:
-        # The SDK decodes the ce- headers and the body; Herald validates them itself to name every problem.
-        captured.update(attributes=attributes, data=data)
-        return None
-
-    try:
-        from_binary(HTTPMessage(headers=headers, body=body), _StrictJSONFormat(), capture)
-    except ValueError as error:
-        raise Problem(
-            400,
-            "Bad Request",
-            "a ce- header is not valid",
-            kind="invalid-events",
-            extensions={"errors": [{"index": 0, "attribute": "(headers)", "detail": str(error)}]},
-        ) from error
-    attributes: dict[str, Any] = captured["attributes"]
-    data = captured["data"]
-    document: dict[str, Any] = dict(attributes)
-    if isinstance(document.get("time"), datetime):
-        document["time"] = format_time(document["time"])
-    if isinstance(data, bytes):
-        document["data_base64"] = base64.b64encode(data).decode("ascii")
-    elif data is not None:
-        document["data"] = data
-    return document
+        elif header.startswith("ce-"):
+            if header[3:] in document:
+                raise _header_problem(header, "it appears more than once")
+            document[header[3:]] = _attribute_value(header, raw_value)
+    if content_type is not None:
+        document["datacontenttype"] = content_type
+    return document | _binary_data(body, content_type)
 
 
 def _documents(request: Request, body: bytes) -> list[Any]:
@@ -210,21 +329,27 @@ async def _authorize(authorizer: Authorizer, publisher: str, events: list[Valida
         "Structured mode (`application/cloudevents+json`), batch mode (`application/cloudevents-batch+json`, "
         f"up to {MAX_BATCH_EVENTS} events and 4 MiB) or binary mode (`ce-*` headers). Each event needs the "
         f"`resource` extension (a URN) and is at most {MAX_EVENT_BYTES} bytes. Publishing the same "
-        "(source, id) again is accepted once; the same key with other content is a 409."
+        "(source, id) again is accepted once; the same key with other content is a 409. The body may be "
+        f"compressed: Content-Encoding {ACCEPTED_CODINGS}."
     ),
     responses={
-        400: {"description": "Invalid events"},
-        409: {"description": "Key reused"},
-        413: {"description": "Too large"},
+        **problems(413, 429, 503),
+        400: {"description": "Invalid events: `errors` names each event (`index`) and attribute; nothing was stored"},
+        403: {"description": "The token lacks events.publish, or the publisher may not publish to a resource"},
+        409: {"description": "A (source, id) was published before with other content; the others were accepted"},
+        415: {
+            "description": "Neither structured, batch nor binary mode; or a Content-Encoding Herald does not decode",
+            "headers": {
+                "Accept-Encoding": {
+                    "description": "The codings Herald decodes, when the Content-Encoding was the problem",
+                    "schema": {"type": "string"},
+                }
+            },
+        },
     },
     openapi_extra={
-        "requestBody": {
-            "content": {
-                STRUCTURED: {"schema": {"type": "object"}},
-                BATCH: {"schema": {"type": "array", "items": {"type": "object"}}},
-            },
-            "required": True,
-        }
+        "parameters": publish_headers(ACCEPTED_CODINGS),
+        "requestBody": publish_request_body(STRUCTURED, BATCH),
     },
 )
 async def publish_events(
@@ -235,7 +360,7 @@ async def publish_events(
     services = await request.app.state.services()
     await _authorize(services.access.authorizer, principal.subject, events)
     try:
-        wait = services.publish_limiter.take(principal.subject, len(events))
+        wait = await services.publish_limiter.take(principal.subject, len(events))
     except BeyondBurst as beyond:
         # Waiting never helps: the request itself is too large for the publisher's limit.
         raise Problem(

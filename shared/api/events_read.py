@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from shared.api.auth import require_scope
+from shared.api.openapi import CLOUD_EVENT_BATCH, NEXT_LINK, problems
 from shared.api.problems import Problem
 from shared.events.cursor import CursorExpired, CursorInvalid, decode_cursor, encode_cursor
 from shared.events.model import MAX_RESOURCE_LENGTH
@@ -34,7 +35,15 @@ NonEmpty = Annotated[str, Query(min_length=1, max_length=MAX_RESOURCE_LENGTH)]
         "following it to poll for new ones. An expired or foreign cursor is a 400."
     ),
     response_class=Response,
-    responses={200: {"content": {BATCH_MEDIA_TYPE: {"schema": {"type": "array", "items": {"type": "object"}}}}}},
+    responses={
+        200: {
+            "description": "The page's events, oldest first (possibly none)",
+            "content": {BATCH_MEDIA_TYPE: {"schema": {"$ref": CLOUD_EVENT_BATCH}}},
+            "headers": {"Link": {**NEXT_LINK["Link"], "required": True}},
+        },
+        **problems(503),
+        400: {"description": "Invalid parameters, or an expired or foreign cursor"},
+    },
 )
 async def read_events(
     request: Request,

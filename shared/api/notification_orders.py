@@ -13,7 +13,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.api.auth import require_scope
+from shared.api.openapi import LOCATION, problems
 from shared.api.problems import Problem
+from shared.api.responses import OrderAccepted, OrderStatusReport, OrderView
 from shared.events.model import format_time
 from shared.identity.tokens import Principal
 from shared.notifications.event_templates import EmailTemplateIn, SmsTemplateIn
@@ -199,9 +201,16 @@ def _not_found(order_id: str) -> Problem:
         "Creates an order (202) or, for an `idempotencyId` the caller used before, returns that order (200). "
         "The answer names the order and the recipient lookup: who is reserved and who has no contact point."
     ),
+    response_model=OrderAccepted,
+    response_description="The order was created",
     responses={
-        200: {"description": "The order created earlier with this idempotencyId"},
-        400: {},
+        202: {"headers": LOCATION},
+        200: {
+            "model": OrderAccepted,
+            "description": "The order created earlier with this idempotencyId",
+            "headers": LOCATION,
+        },
+        **problems(503),
         403: {"description": "A resourceId or sender the orderer may not use"},
         413: {"description": "The order alone makes more notifications than a day allows"},
         429: {"description": "Over the orderer's notifications a minute or a day: see Retry-After"},
@@ -223,7 +232,11 @@ async def create_order(
     )
 
 
-@router.get("/api/v1/notifications/orders/{order_id}", summary="An order as stored")
+@router.get(
+    "/api/v1/notifications/orders/{order_id}",
+    summary="An order as stored",
+    responses={200: {"model": OrderView}, **problems(404)},
+)
 async def get_order(order_id: str, request: Request, principal: Principal = Depends(require_scope(SCOPE))) -> Any:
     feature = await notifications_of(request)
     try:
@@ -236,6 +249,7 @@ async def get_order(order_id: str, request: Request, principal: Principal = Depe
 @router.get(
     "/api/v1/notifications/orders/{order_id}/status",
     summary="Order status, each notification's status and counts per channel",
+    responses={200: {"model": OrderStatusReport}, **problems(404)},
 )
 async def get_order_status(
     order_id: str, request: Request, principal: Principal = Depends(require_scope(SCOPE))
@@ -251,7 +265,7 @@ async def get_order_status(
 @router.post(
     "/api/v1/notifications/orders/{order_id}/cancel",
     summary="Cancel an order that has not started processing",
-    responses={409: {"description": "Processing has started"}},
+    responses={200: {"model": OrderView}, **problems(404), 409: {"description": "Processing has started"}},
 )
 async def cancel_order(order_id: str, request: Request, principal: Principal = Depends(require_scope(SCOPE))) -> Any:
     feature = await notifications_of(request)

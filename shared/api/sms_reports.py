@@ -16,7 +16,9 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
 from shared.adapters.link_sms import parse_reports
+from shared.api.openapi import problems
 from shared.api.problems import Problem
+from shared.api.responses import ReportOutcomes
 from shared.notifications.processing import ReportNotMatched
 
 router = APIRouter(tags=["notifications"])
@@ -55,7 +57,11 @@ require_gateway.basic_auth = True  # type: ignore[attr-defined]  # read by the r
 @router.post(
     "/api/v1/notifications/sms/reports",
     summary="SMS delivery reports from the gateway (basic auth; JSON or PSWin-style XML)",
-    responses={401: {}, 503: {"description": "A report is not matched yet: retry"}},
+    responses={
+        200: {"model": ReportOutcomes, "description": "Every report was matched"},
+        **problems(400, 413),
+        503: {"description": "A report is not matched yet: retry after Retry-After"},
+    },
 )
 async def sms_reports(request: Request, gateway: str = Depends(require_gateway)) -> Any:
     body = await request.body()

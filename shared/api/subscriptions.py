@@ -13,12 +13,25 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from shared.api.auth import require_scope
 from shared.api.notification_orders import refused_problem
+from shared.api.openapi import LOCATION, NEXT_LINK, problems
 from shared.api.problems import Problem
+from shared.api.responses import (
+    DeadLetterPage,
+    DeliveryPage,
+    Replayed,
+    SubscriptionPage,
+    SubscriptionView,
+)
 from shared.identity.tokens import Principal
 from shared.notifications.orders import SenderForbidden
 from shared.subscriptions.endpoint_policy import EndpointRefused
 from shared.subscriptions.model import Subscription, SubscriptionRequest, public_view
-from shared.subscriptions.service import SubscriptionForbidden, SubscriptionNotFound, SubscriptionService
+from shared.subscriptions.service import (
+    RotatedRecently,
+    SubscriptionForbidden,
+    SubscriptionNotFound,
+    SubscriptionService,
+)
 
 if TYPE_CHECKING:
     from shared.container import Services
@@ -73,7 +86,15 @@ def _next_link(request: Request, name: str, token: str | None) -> dict[str, str]
         "With `notification` instead of `endPoint` (and the scope `notifications.order` too), each matching event "
         "becomes an email/SMS order to the event's subject; such a subscription is `active` at once and has no secret."
     ),
-    responses={200: {"description": "An identical subscription exists"}, 400: {"description": "Invalid request"}},
+    response_model=SubscriptionView,
+    response_description="The new subscription, with its secret",
+    responses={
+        201: {"headers": LOCATION},
+        200: {"model": SubscriptionView, "description": "An identical subscription exists", "headers": LOCATION},
+        **problems(503),
+        400: {"description": "Invalid request, or an endpoint Herald may not call"},
+        403: {"description": "The token lacks a scope, or the consumer may not subscribe with these filters"},
+    },
 )
 async def create_subscription(
     request: Request, body: Annotated[SubscriptionRequest, Body()], principal: Principal = Depends(subscriber)
@@ -106,7 +127,12 @@ async def create_subscription(
     )
 
 
-@router.get("/api/v1/subscriptions", summary="List your subscriptions")
+@router.get(
+    "/api/v1/subscriptions",
+    summary="List your subscriptions",
+    response_model=SubscriptionPage,
+    responses={200: {"headers": NEXT_LINK}},
+)
 async def list_subscriptions(
     request: Request,
     after: Annotated[str | None, Query(max_length=200)] = None,
@@ -119,7 +145,12 @@ async def list_subscriptions(
     return JSONResponse(body, headers=_next_link(request, "after", token))
 
 
-@router.get("/api/v1/subscriptions/{subscription_id}", summary="Get a subscription")
+@router.get(
+    "/api/v1/subscriptions/{subscription_id}",
+    summary="Get a subscription",
+    response_model=SubscriptionView,
+    responses=problems(404),
+)
 async def get_subscription(
     request: Request, subscription_id: SubscriptionId, principal: Principal = Depends(subscriber)
 ) -> JSONResponse:
@@ -130,7 +161,12 @@ async def get_subscription(
     return JSONResponse(public_view(subscription))
 
 
-@router.delete("/api/v1/subscriptions/{subscription_id}", status_code=204, summary="Delete a subscription")
+@router.delete(
+    "/api/v1/subscriptions/{subscription_id}",
+    status_code=204,
+    summary="Delete a subscription",
+    responses=problems(404),
+)
 async def delete_subscription(
     request: Request, subscription_id: SubscriptionId, principal: Principal = Depends(subscriber)
 ) -> Response:
@@ -141,7 +177,12 @@ async def delete_subscription(
     return Response(status_code=204)
 
 
-@router.post("/api/v1/subscriptions/{subscription_id}/enable", summary="Validate and enable a disabled subscription")
+@router.post(
+    "/api/v1/subscriptions/{subscription_id}/enable",
+    summary="Validate and enable a disabled subscription",
+    response_model=SubscriptionView,
+    responses=problems(404),
+)
 async def enable_subscription(
     request: Request, subscription_id: SubscriptionId, principal: Principal = Depends(subscriber)
 ) -> JSONResponse:
@@ -155,7 +196,12 @@ async def enable_subscription(
 @router.post(
     "/api/v1/subscriptions/{subscription_id}/rotate-secret",
     summary="Rotate the signing secret",
-    description="Returns the new secret once; deliveries carry signatures with both secrets for 24 hours.",
+    response_model=SubscriptionView,
+    responses=problems(404, 429),
+    description=(
+        "Returns the new secret once; deliveries carry signatures with both secrets for 24 hours, from the "
+        "first push after the answer. Rotations are at least 30 seconds apart."
+    ),
 )
 async def rotate_secret(
     request: Request, subscription_id: SubscriptionId, principal: Principal = Depends(subscriber)
@@ -164,11 +210,19 @@ async def rotate_secret(
         subscription, secret = await (await _service(request)).rotate_secret(principal.subject, subscription_id)
     except SubscriptionNotFound as error:
         raise _not_found(subscription_id) from error
+    except RotatedRecently as error:
+        raise Problem(
+            429, "Too Many Requests", f"{error}; nothing changed", kind="rotated-recently",
+            headers={"Retry-After": str(error.retry_after_seconds)},
+        ) from error  # fmt: skip
     return JSONResponse(public_view(subscription, secret=secret))
 
 
 @router.get(
-    "/api/v1/subscriptions/{subscription_id}/deadletters", summary="Deliveries that exhausted the retry schedule"
+    "/api/v1/subscriptions/{subscription_id}/deadletters",
+    summary="Deliveries that exhausted the retry schedule",
+    response_model=DeadLetterPage,
+    responses={200: {"headers": NEXT_LINK}, **problems(404)},
 )
 async def dead_letters(
     request: Request,
@@ -187,6 +241,8 @@ async def dead_letters(
     "/api/v1/subscriptions/{subscription_id}/replay",
     status_code=202,
     summary="Queue dead letters again",
+    response_model=Replayed,
+    responses=problems(404),
     description="All dead letters, or those dead-lettered since `since`, are delivered again with a fresh retry schedule.",
 )
 async def replay(
@@ -203,7 +259,10 @@ async def replay(
 
 
 @router.get(
-    "/api/v1/subscriptions/{subscription_id}/deliveries", summary="Delivery attempts of the last 14 days, newest first"
+    "/api/v1/subscriptions/{subscription_id}/deliveries",
+    summary="Delivery attempts of the last 14 days, newest first",
+    response_model=DeliveryPage,
+    responses={200: {"headers": NEXT_LINK}, **problems(404)},
 )
 async def deliveries(
     request: Request,

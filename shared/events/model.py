@@ -3,6 +3,12 @@
 Validation runs at the edge and reports every problem of every event at once, so a publisher can
 fix a whole batch from one response. A validated event keeps its structured-mode JSON: that exact
 byte string is what Herald stores, returns to readers and pushes to webhooks.
+
+Herald adds ``time`` (the receive time) when the publisher leaves it out, so what a reader gets back
+differs from what was sent in exactly that attribute. Idempotency therefore compares ``time`` apart
+from the rest: publishing an event again is a duplicate when everything but ``time`` is the same and
+``time`` is absent (a plain retry) or names the stored instant (a relay republishing what it read);
+any other difference, a different explicit ``time`` included, is a conflict.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ _EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
 URN_PATTERN = re.compile(r"^urn:[a-z0-9][a-z0-9-]{0,30}[a-z0-9]:[A-Za-z0-9()+,\-.:=@;$_!*'%/~&]+$", re.IGNORECASE)
 _MEDIA_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*(\s*;.*)?$")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
-_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+_RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2})[Tt](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 REQUIRED_STRINGS = ("id", "source", "type")
@@ -90,12 +96,48 @@ class ValidatedEvent:
     body: bytes
     # Identifies the event for idempotency: (source, id).
     key_hash: str
-    # Identifies what the publisher sent, so a replay with other content is told apart (409).
+    # Identifies what the publisher sent apart from ``time``, so a replay with other content is told apart (409).
     content_hash: str
+    # The instant of the stored ``time`` (see ``instant``): the publisher's, or the receive time Herald added.
+    stored_time: str
+    # Whether the publisher gave ``time``; a republish without it matches any stored time.
+    time_given: bool
 
 
 def event_key_hash(source: str, event_id: str) -> str:
     return hashlib.sha256(f"{source}\x00{event_id}".encode()).hexdigest()[:32]
+
+
+def content_hash(document: Mapping[str, Any]) -> str:
+    """What idempotency compares besides ``time``: every other attribute and the data, in one spelling."""
+    content = {name: value for name, value in document.items() if name != "time"}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:32]
+
+
+def instant(time: str) -> str:
+    """The instant an RFC 3339 timestamp names, in one spelling: UTC, ``Z``, no trailing fractional zeros.
+
+    So ``2026-01-02T03:04:05+01:00`` and ``2026-01-02T02:04:05.000Z`` compare equal, and digits
+    beyond microseconds still count. Raises ValueError for anything that is not RFC 3339.
+    """
+    match = _RFC3339.match(time)
+    if match is None:
+        raise ValueError(f"{time!r} is not an RFC 3339 timestamp")
+    date, clock, fraction, offset = match.groups()
+    moment = datetime.fromisoformat(f"{date}T{clock}{'+00:00' if offset in 'Zz' else offset}")
+    digits = (fraction or "").rstrip("0")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S") + (f".{digits}" if digits else "") + "Z"
+
+
+def is_republish(event: ValidatedEvent, stored_hash: str, stored_time: str) -> bool:
+    """Whether ``event`` repeats the stored event of its (source, id): a duplicate rather than a conflict."""
+    return event.content_hash == stored_hash and (not event.time_given or event.stored_time == stored_time)
+
+
+def stored_identity(body: bytes) -> tuple[str, str]:
+    """The content hash and time instant of a stored event (its structured JSON), as ``is_republish`` takes them."""
+    document = json.loads(body)
+    return content_hash(document), instant(document["time"])
 
 
 def _is_uri_reference(value: str) -> bool:
@@ -165,14 +207,14 @@ def validate_event(document: Any, *, received_at: datetime) -> ValidatedEvent:
 
     optional = {name: _check_string(name, document.get(name), problems, required=False) for name in OPTIONAL_STRINGS}
 
+    given_time: str | None = None
     if (time := document.get("time")) is not None:
-        if not isinstance(time, str) or not _RFC3339.match(time):
+        try:
+            if not isinstance(time, str):
+                raise ValueError
+            given_time = instant(time)
+        except ValueError:
             problems.append(AttributeProblem("time", "must be an RFC 3339 timestamp"))
-        else:
-            try:
-                datetime.fromisoformat(time.replace("z", "Z").replace("t", "T"))
-            except ValueError:
-                problems.append(AttributeProblem("time", "must be an RFC 3339 timestamp"))
 
     content_type = document.get("datacontenttype")
     if content_type is not None and (not isinstance(content_type, str) or not _MEDIA_TYPE.match(content_type)):
@@ -191,7 +233,7 @@ def validate_event(document: Any, *, received_at: datetime) -> ValidatedEvent:
             if not isinstance(encoded, str):
                 raise binascii.Error
             base64.b64decode(encoded, validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or text that is not ASCII
             problems.append(AttributeProblem("data_base64", "must be base64"))
 
     known = {"specversion", "data", "data_base64", "time", "datacontenttype", "dataschema", "resource"}
@@ -211,9 +253,8 @@ def validate_event(document: Any, *, received_at: datetime) -> ValidatedEvent:
         raise EventInvalid(problems, event_id)
 
     assert values["id"] and values["source"] and values["type"] and resource
-    content_hash = hashlib.sha256(json.dumps(document, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     stored: dict[str, Any] = dict(document)
-    if stored.get("time") is None:
+    if given_time is None:
         stored["time"] = format_time(received_at)
     try:
         body = json.dumps(stored, ensure_ascii=False, separators=(",", ":")).encode()
@@ -232,7 +273,9 @@ def validate_event(document: Any, *, received_at: datetime) -> ValidatedEvent:
         alternativesubject=optional["alternativesubject"],
         body=body,
         key_hash=event_key_hash(values["source"], values["id"]),
-        content_hash=content_hash[:32],
+        content_hash=content_hash(document),
+        stored_time=given_time or instant(stored["time"]),
+        time_given=given_time is not None,
     )
 
 

@@ -11,7 +11,6 @@ from shared.events.model import EventInvalid, EventTooLarge, ValidatedEvent, for
 from shared.events.publishing import EventPublisher
 from shared.notifications.ports import Clock, StatusChange
 from shared.notifications.status import event_type
-from shared.telemetry import record_notification_status
 
 log = logging.getLogger(__name__)
 
@@ -61,16 +60,18 @@ class HubStatusEvents:
         self._clock = clock
         self._default_resource = default_resource
 
-    async def publish(self, changes: Sequence[StatusChange]) -> None:
-        if not changes:
+    def event(self, change: StatusChange) -> dict[str, Any]:
+        return status_event(change, self._default_resource)
+
+    async def publish(self, events: Sequence[dict[str, Any]]) -> None:
+        if not events:
             return
         received = self._clock.now()
-        events: list[ValidatedEvent] = []
-        for change in changes:
-            record_notification_status(change.notification.channel.value, change.notification.status.value)
+        valid: list[ValidatedEvent] = []
+        for event in events:
             try:
-                events.append(validate_event(status_event(change, self._default_resource), received_at=received))
+                valid.append(validate_event(event, received_at=received))
             except (EventInvalid, EventTooLarge):
-                log.exception("status event is not valid", extra={"notification_id": change.notification.id})
-        if events:
-            await self._publisher.publish(events)
+                log.exception("status event is not valid", extra={"event_id": event.get("id")})
+        if valid:
+            await self._publisher.publish(valid)

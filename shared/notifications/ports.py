@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from shared.notifications.model import Channel, ContentType, Notification, Order, Status
 
@@ -156,6 +156,35 @@ class OrderStore(Protocol):
 Decide = Callable[[Notification], Notification | None]
 
 
+@dataclass(frozen=True)
+class Announce:
+    """Asks ``NotificationStore.change`` to record the status events a change owes: ``event`` is the
+    CloudEvent of a notification whose status moved, ``at`` when the change is made."""
+
+    event: Callable[[Notification], dict[str, Any]]
+    at: datetime
+
+
+@dataclass(frozen=True)
+class OwedEvents:
+    """An outbox entry: status events stored with their change, in its transaction, and owed to the hub
+    until the entry is cleared."""
+
+    order_id: str
+    key: str
+    stored_at: datetime
+    events: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class Changed:
+    """What ``NotificationStore.change`` stored."""
+
+    notifications: list[Notification]  # every notification changed, with its new version
+    moved: list[Notification] = field(default_factory=list)  # those whose status moved
+    owed: list[OwedEvents] = field(default_factory=list)  # the moved ones' events, when announced
+
+
 class NotificationStore(Protocol):
     async def insert(self, notifications: Sequence[Notification]) -> None:
         """Inserts notifications of one order; ones that exist already are left as they are."""
@@ -164,15 +193,31 @@ class NotificationStore(Protocol):
     async def of_order(self, order_id: str) -> list[Notification]: ...
 
     async def change(
-        self, order_id: str, ids: Sequence[str], decide: Decide, *, known: Sequence[Notification] = ()
-    ) -> list[Notification]:
+        self,
+        order_id: str,
+        ids: Sequence[str],
+        decide: Decide,
+        *,
+        known: Sequence[Notification] = (),
+        announce: Announce | None = None,
+    ) -> Changed:
         """Applies ``decide`` to each notification (None = leave it) under optimistic concurrency.
 
         Returns the notifications as changed, with their new versions. ``known`` are versions the
         caller holds (from an earlier change): they are tried without reading, and read again only
         if another writer got there first. ``decide`` may run more than once for one notification
-        when another writer got there first.
+        when another writer got there first. With ``announce``, the events of the notifications whose
+        status moved are stored in the same transactions as their changes (``Changed.owed``), so a
+        crash before they are published leaves them to ``owed``.
         """
+        ...
+
+    async def owed(self, stored_before: datetime, limit: int) -> list[OwedEvents]:
+        """Outbox entries stored before ``stored_before``: their publisher died before clearing them."""
+        ...
+
+    async def clear_owed(self, owed: Sequence[OwedEvents]) -> None:
+        """The entries' events are published: forget them."""
         ...
 
     async def index_reference(
@@ -294,4 +339,10 @@ class StatusChange:
 
 
 class StatusEvents(Protocol):
-    async def publish(self, changes: Sequence[StatusChange]) -> None: ...
+    def event(self, change: StatusChange) -> dict[str, Any]:
+        """The CloudEvent announcing the change; the same change always gives the same event."""
+        ...
+
+    async def publish(self, events: Sequence[dict[str, Any]]) -> None:
+        """Publishes into the hub; an event published before is a duplicate there, not a second event."""
+        ...

@@ -2,7 +2,9 @@
 
 Every handler is safe to run twice for one message: order starts are claimed with a
 concurrency token, notifications are created with deterministic ids, a send batch only claims
-notifications whose attempt counter matches the message's, and status only moves forward.
+notifications whose attempt counter matches the message's, and status only moves forward. A status
+change stores the status events it owes in the same transaction (an outbox entry), so an event is
+never lost between the store write and the publish: the outbox sweep publishes what a crash left.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from shared.notifications.config import NotificationConfig
 from shared.notifications.model import Channel, Notification, Order, OrderStatus, SendingTimePolicy, Status
 from shared.notifications.orders import EMAIL_QUEUE, ORDERS_QUEUE, SMS_QUEUE, StartOrder, start_message
 from shared.notifications.ports import (
+    Announce,
+    Changed,
     Clock,
     ConditionChecker,
     Conflict,
@@ -31,6 +35,7 @@ from shared.notifications.ports import (
     EmailSender,
     NotificationStore,
     OrderStore,
+    OwedEvents,
     RecipientAuthorizer,
     SendPause,
     SendResult,
@@ -43,6 +48,7 @@ from shared.notifications.recipients import resolve
 from shared.notifications.status import can_move, is_final
 from shared.notifications.templates import MAX_SMS_SEGMENTS, render_email, render_sms, sms_length
 from shared.notifications.timing import expiry, in_daytime, next_daytime
+from shared.telemetry import record_notification_status
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +216,11 @@ class Processor:
         await self.notifications.insert(created)
         stored = {n.id: n for n in await self.notifications.of_order(order.id)}
         failed_now = [stored[n.id] for n in created if n.id in stored and stored[n.id].status is not Status.NEW]
-        await self.events.publish([StatusChange(order, n) for n in failed_now])
+        # Created failed (reserved, no contact point): a crash before they are published leaves the order
+        # Processing and scheduled, so the due timer starts it again and this publishes them again.
+        for n in failed_now:
+            record_notification_status(n.channel.value, n.status.value)
+        await self.events.publish([self.events.event(StatusChange(order, n)) for n in failed_now])
 
         pending = [stored[n.id] for n in created if n.id in stored and stored[n.id].status is Status.NEW]
         for channel in Channel:
@@ -272,14 +282,15 @@ class Processor:
                 leased.append(n)
             return None
 
-        claimed = await self.notifications.change(order.id, batch.ids, claim)
+        claimed = await self._announced(
+            await self.notifications.change(order.id, batch.ids, claim, announce=self._announce(order))
+        )
         if leased:
             # Claimed by a run that may still be sending: look again when its lease is over.
             due = max(n.status_time for n in leased) + SEND_LEASE
             await self.bus.send(queue, [batch.message(channel, due, f":lease{int(due.timestamp())}")])
         if not claimed:
             return
-        await self.events.publish([StatusChange(order, n) for n in claimed if n.attempt == 1])
 
         throttled: list[datetime] = []
         slots = asyncio.Semaphore(SEND_CONCURRENCY)
@@ -340,8 +351,11 @@ class Processor:
                 status, fields = final[n.id]
                 return moved(n, status, now, **fields)
 
-            changed = await self.notifications.change(order.id, list(final), settle, known=claimed)
-            await self.events.publish([StatusChange(order, n) for n in changed])
+            await self._announced(
+                await self.notifications.change(
+                    order.id, list(final), settle, known=claimed, announce=self._announce(order)
+                )
+            )
         if failed:
             # Counted apart from claims, so 429 pauses never use up a notification's retries.
             def count(n: Notification) -> Notification | None:
@@ -404,6 +418,7 @@ class Processor:
                 return "parked"
             raise ReportNotMatched(f"no {channel.value} notification with reference {reference} (yet)")
         creator, order_id, nid = found
+        order = await self._order_for_report(creator, order_id)
         sending: list[Notification] = []
 
         def apply(n: Notification) -> Notification | None:
@@ -412,17 +427,46 @@ class Processor:
                 return None
             return moved(n, status, now, description=description)
 
-        changed = await self.notifications.change(order_id, [nid], apply)
+        changed = await self._announced(
+            await self.notifications.change(order_id, [nid], apply, announce=self._announce(order))
+        )
         if sending:
             raise ReportNotMatched(
                 f"{channel.value} notification {nid} is still being sent; report {reference} is early"
             )
-        if not changed:
-            return "unchanged"
-        order = await self._order_for_report(creator, order_id)
-        if order is not None:
-            await self.events.publish([StatusChange(order, n) for n in changed])
-        return "applied"
+        return "applied" if changed else "unchanged"
+
+    # --------------------------------------------------------------------------------- status events
+
+    def _announce(self, order: Order | None) -> Announce | None:
+        """Asks the store to keep, with each change, the status events it owes (an outbox entry)."""
+        if order is None:
+            return None
+        return Announce(lambda n: self.events.event(StatusChange(order, n)), self.clock.now())
+
+    async def _announced(self, changed: Changed) -> list[Notification]:
+        """Publishes the status events a change owes, then clears their outbox entries. They are durable
+        already: if publishing fails, or the process dies first, the outbox sweep publishes them."""
+        for n in changed.moved:
+            record_notification_status(n.channel.value, n.status.value)
+        try:
+            await self._publish_owed(changed.owed)
+        except Exception:
+            log.exception("status events not published; left to the outbox sweep")
+        return changed.notifications
+
+    async def _publish_owed(self, owed: Sequence[OwedEvents]) -> None:
+        if owed:
+            await self.events.publish([event for entry in owed for event in entry.events])
+            await self.notifications.clear_owed(owed)
+
+    async def publish_owed(self, grace: timedelta, limit: int = 500) -> int:
+        """The outbox sweep's notification step: publishes the status events of changes stored more than
+        ``grace`` ago and never cleared (their process died, or the hub failed). A re-published event is a
+        duplicate in the hub, so one published just before the crash is not stored twice."""
+        owed = await self.notifications.owed(self.clock.now() - grace, limit)
+        await self._publish_owed(owed)
+        return len(owed)
 
     async def _order_for_report(self, creator: str, order_id: str) -> Order | None:
         """The order a report's status event names. An order's reports arrive together and the fields the
@@ -461,11 +505,12 @@ class Processor:
             due = [n.id for n in notifications if not n.final and n.expiry is not None and n.expiry <= now]
             if due:
                 changed = await self.notifications.change(
-                    order_id, due, lambda n: moved(n, Status.FAILED_TTL, now, description="no final status in time")
+                    order_id,
+                    due,
+                    lambda n: moved(n, Status.FAILED_TTL, now, description="no final status in time"),
+                    announce=self._announce(order),
                 )
-                expired += len(changed)
-                if order is not None:
-                    await self.events.publish([StatusChange(order, n) for n in changed])
+                expired += len(await self._announced(changed))
             later = [n.expiry for n in notifications if not n.final and n.expiry is not None and n.expiry > now]
             if later:
                 await self.orders.watch_expiry(creator, order_id, min(later))

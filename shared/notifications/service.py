@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,9 @@ from shared.notifications.ports import DeadReportStore, EmailSender, SmsSender
 from shared.notifications.processing import Processor
 from shared.notifications.senders import SenderGrantStore
 from shared.notifications.status import email_report_status, gateway_report_status, sms_report_status
+from shared.telemetry import record_report_refused
+
+log = logging.getLogger(__name__)
 
 
 def field(data: Mapping[str, Any], name: str) -> Any:
@@ -42,6 +46,14 @@ class Notifications:
     sender_grants: SenderGrantStore  # what each orderer may send as (the admin API manages them)
     contacts: Any = None  # the table registry when contacts are loaded through the admin API
     sink: Any = None  # the local sink in local mode
+
+    async def refuse_report(self, channel: Channel, event_id: str, payload: str, reason: str) -> str:
+        """Parks a delivery-report event Herald cannot read (under its event id), logged and counted:
+        a redelivery would be the same event, so the trigger returns and Event Grid stops retrying."""
+        log.warning("delivery report refused", extra={"channel": channel.value, "event_id": event_id, "reason": reason})
+        record_report_refused(channel.value, reason)
+        await self.dead_reports.park(channel, f"event:{event_id}", payload, self.processor.clock.now(), reason)
+        return "refused"
 
     async def email_delivery_report(self, data: Mapping[str, Any]) -> str:
         message_id = field(data, "messageId")

@@ -55,10 +55,20 @@ def parse_retry_after(value: str | None, now: datetime) -> timedelta | None:
     return max(moment - now, timedelta(0))
 
 
+# Delivery-log outcomes that say more than the verdict: both are dead at once.
+REFUSED = "refused"  # the connection guard refused the endpoint's address: no retry can reach it
+EXPIRED = "expired"  # deferred (open circuit, probation, a slow endpoint) past the horizon: never tried again
+
+
 @dataclass(frozen=True)
 class Decision:
     verdict: Verdict
     next_attempt_at: datetime | None = None
+    outcome: str = ""  # the delivery log's outcome when it is not the verdict's own name
+
+    @property
+    def logged_as(self) -> str:
+        return self.outcome or self.verdict.value
 
 
 def decide(
@@ -69,8 +79,12 @@ def decide(
     first_attempt_at: datetime,
     now: datetime,
     policy: RetryPolicy,
+    refused: bool = False,
 ) -> Decision:
-    """The outcome rules of the CloudEvents webhook spec and Event Grid."""
+    """The outcome rules of the CloudEvents webhook spec and Event Grid. ``refused``: the connection
+    guard would not connect to the address the endpoint resolved to; retrying cannot change that."""
+    if refused:
+        return Decision(Verdict.DEAD, outcome=REFUSED)
     if status is not None and 200 <= status < 300:
         return Decision(Verdict.DELIVERED)
     if status == 410:
@@ -83,6 +97,15 @@ def decide(
     due = now + delay
     if due - first_attempt_at > policy.horizon:
         return Decision(Verdict.DEAD)
+    return Decision(Verdict.RETRY, due)
+
+
+def defer(*, due: datetime, first_attempt_at: datetime, policy: RetryPolicy) -> Decision:
+    """A delivery that cannot be attempted now (its endpoint's circuit is open, it is on probation,
+    busy, slow, or at its granted rate) goes again at ``due`` without counting an attempt, unless
+    that is past its horizon: then it is dead now, without another attempt."""
+    if due - first_attempt_at > policy.horizon:
+        return Decision(Verdict.DEAD, outcome=EXPIRED)
     return Decision(Verdict.RETRY, due)
 
 

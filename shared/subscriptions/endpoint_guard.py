@@ -1,24 +1,43 @@
 """Per-endpoint protection so a slow or broken endpoint never delays the healthy ones.
 
 For each endpoint (its URL without the query) a process keeps:
-- a concurrency cap that grows with proven health (slow start: two requests in flight for an
-  endpoint not yet heard from, one more per success, up to the maximum) and drops to ONE after
-  a failure (probation), so a hanging endpoint holds at most two worker slots, even before its
-  first timeout;
+- a concurrency cap that grows with proven health: two requests in flight for an endpoint not yet
+  heard from, one more per prompt answer to a request that was out while more wanted to go, up to
+  the maximum. Traffic that never needed the cap does not raise it, so the cap is what the endpoint
+  has actually been trusted with at once;
+- a latency bound: an endpoint is slow when an answer, or a request still out, has taken longer
+  than the patience. A slow endpoint's cap is at most its share, a quarter of the process's
+  handlers. An outbound message holds its handler until each of its requests is answered, so a
+  request still unanswered after the patience may go on waiting only while its endpoint holds no
+  more than its share of such requests, and all endpoints together no more than half the
+  handlers; any other is cut (and retried as after a timeout). So however large an endpoint's cap
+  had grown before it turned slow, after the patience it holds at most its share of handlers, and
+  slow endpoints together at most half;
+- probation: after a failure the cap is ONE, so a hanging endpoint holds at most two worker slots
+  (its slow-start cap) before its first timeout, and one after it;
 - a circuit breaker: after consecutive failures it opens and deliveries are deferred to the retry
   queue without an attempt, then one trial request half-opens it;
 - the request rate the endpoint granted in the CloudEvents abuse-protection handshake.
-A delivery that cannot go now is deferred (a delayed message), never waited for.
+A delivery that cannot go now is deferred (a delayed message); none waits longer than the patience.
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 _PROBATION_SECONDS = 2.0  # how soon a failing endpoint's next delivery is tried
+PATIENCE_SECONDS = 2.0  # an endpoint slower than this to answer is slow
+HANDLERS = 16  # host.json extensions.serviceBus.maxConcurrentCalls, the Functions default
+_SLOW_SHARE = 4  # a slow endpoint may hold one handler in this many
+_SLOW_BUDGET = 2  # slow endpoints together may hold one handler in this many
+_LATENCY_WEIGHT = 0.5  # of the newest answer in the endpoint's latency average
+_SLOT_WAIT_ANSWERS = 4  # a delivery waits for a busy endpoint's slot about this many of its answers
+_MIN_SLOT_WAIT_SECONDS = 0.5
 
 
 def endpoint_of(url: str) -> str:
@@ -29,13 +48,23 @@ def endpoint_of(url: str) -> str:
 
 @dataclass
 class _State:
-    in_flight: int = 0
-    consecutive_successes: int = 0
+    cap: int = 2
+    # Requests in flight: ticket -> when admitted. Those out while the cap turned one away (it limited
+    # the endpoint) raise the cap when answered promptly.
+    requests: dict[int, float] = field(default_factory=dict)
+    limited: set[int] = field(default_factory=set)
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)  # each woken by a release, in turn
+    latency: float = 0.0  # seconds, a moving average of the answers (timeouts included)
     consecutive_failures: int = 0
     open_until: float = 0.0
     opened: int = 0
     tokens: float = 0.0
     refilled_at: float = field(default_factory=time.monotonic)
+
+    def expected_latency(self, now: float) -> float:
+        """What the next answer will likely take: the average, or longer while a request is still out."""
+        oldest = min(self.requests.values(), default=now)
+        return max(self.latency, now - oldest)
 
 
 @dataclass(frozen=True)
@@ -43,8 +72,10 @@ class Admission:
     admitted: bool
     retry_in: float = 0.0
     reason: str = ""
-    # At its in-flight cap while healthy: worth waiting for a request in flight to finish.
+    # At its in-flight cap while prompt: a slot frees soon, worth waiting ``wait`` seconds for.
     busy: bool = False
+    wait: float = 0.0
+    ticket: int = 0  # hand it back to ``release``
 
 
 class EndpointGuard:
@@ -52,17 +83,24 @@ class EndpointGuard:
         self,
         *,
         max_in_flight: int = 64,
+        handlers: int = HANDLERS,
+        patience_seconds: float = PATIENCE_SECONDS,
         failure_threshold: int = 5,
         open_seconds: float = 30.0,
         max_open_seconds: float = 600.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._max_in_flight = max_in_flight
+        self._share = max(1, handlers // _SLOW_SHARE)
+        self._budget = max(1, handlers // _SLOW_BUDGET)
+        self._held: set[int] = set()  # tickets of requests waited for past the patience
+        self.patience = patience_seconds
         self._threshold = failure_threshold
         self._open_seconds = open_seconds
         self._max_open_seconds = max_open_seconds
         self._clock = clock
         self._states: dict[str, _State] = {}
+        self._tickets = itertools.count(1)
 
     def _state(self, endpoint: str) -> _State:
         state = self._states.get(endpoint)
@@ -76,11 +114,22 @@ class EndpointGuard:
         state = self._state(endpoint_of(url))
         if state.open_until > now:
             return Admission(False, state.open_until - now, "circuit open")
-        cap = 1 if state.consecutive_failures else min(self._max_in_flight, 2 + state.consecutive_successes)
-        if state.in_flight >= cap:
+        expected = state.expected_latency(now)
+        slow = expected > self.patience
+        cap = state.cap if not slow else min(state.cap, self._share)
+        if state.consecutive_failures:
+            cap = 1
+        if len(state.requests) >= cap:
             if state.consecutive_failures:
                 return Admission(False, _PROBATION_SECONDS, "endpoint on probation")
-            return Admission(False, 0.5, "endpoint busy", busy=True)
+            if slow:
+                # Its requests free a slot about one answer from now.
+                return Admission(False, max(_PROBATION_SECONDS, expected), "endpoint slow")
+            state.limited.update(state.requests)
+            # A few of its answers' time: a prompt endpoint frees a slot well within it, one that has
+            # just turned slow holds the waiting handler briefly, and never beyond the patience.
+            wait = min(self.patience, max(_MIN_SLOT_WAIT_SECONDS, _SLOT_WAIT_ANSWERS * state.latency))
+            return Admission(False, 0.5, "endpoint busy", busy=True, wait=wait)
         if allowed_rate_per_minute is not None:
             rate = allowed_rate_per_minute / 60.0
             state.tokens = min(
@@ -90,8 +139,9 @@ class EndpointGuard:
             if state.tokens < 1.0:
                 return Admission(False, max((1.0 - state.tokens) / rate, 0.1), "rate granted by the endpoint")
             state.tokens -= 1.0
-        state.in_flight += 1
-        return Admission(True)
+        ticket = next(self._tickets)
+        state.requests[ticket] = now
+        return Admission(True, ticket=ticket)
 
     def retry_in(self, url: str) -> float:
         """Seconds until a deferred delivery is worth trying again: the rest of an open circuit, else
@@ -99,16 +149,57 @@ class EndpointGuard:
         remaining = self._state(endpoint_of(url)).open_until - self._clock()
         return remaining if remaining > 0 else _PROBATION_SECONDS
 
-    def release(self, url: str, *, success: bool) -> None:
+    def may_hold(self, url: str, ticket: int) -> bool:
+        """Whether an admitted request still unanswered after the patience may go on holding its
+        handler: within its endpoint's share and the budget of all slow requests. Asked once per
+        request, at the patience; a yes holds until ``release``."""
         state = self._state(endpoint_of(url))
-        state.in_flight = max(0, state.in_flight - 1)
+        held_here = sum(1 for other in state.requests if other in self._held)
+        if held_here >= self._share or len(self._held) >= self._budget:
+            return False
+        self._held.add(ticket)
+        return True
+
+    def released(self, url: str) -> asyncio.Future[None]:
+        """Done when a request to the endpoint gives its slot back to this waiter (waiters are woken one
+        per slot, in turn): what a delivery turned away as busy waits for (with a timeout; cancel it
+        then)."""
+        state = self._state(endpoint_of(url))
+        state.waiters = [waiter for waiter in state.waiters if not waiter.done()]
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        state.waiters.append(waiter)
+        return waiter
+
+    def release(self, url: str, ticket: int, *, success: bool | None, latency_seconds: float = 0.0) -> None:
+        """Give back an admitted request's slot. ``success`` None: nothing reached the endpoint (its
+        address was refused, the event was gone), so its health is not judged by it."""
+        state = self._state(endpoint_of(url))
+        while state.waiters:  # one slot: wake one waiter, the one waiting longest
+            waiter = state.waiters.pop(0)
+            if not waiter.done():
+                waiter.set_result(None)
+                break
+        state.requests.pop(ticket, None)
+        self._held.discard(ticket)
+        limited = ticket in state.limited
+        state.limited.discard(ticket)
+        if success is None:
+            return
+        state.latency = (
+            latency_seconds
+            if not state.latency
+            else _LATENCY_WEIGHT * latency_seconds + (1 - _LATENCY_WEIGHT) * state.latency
+        )
         if success:
-            state.consecutive_successes += 1
             state.consecutive_failures = 0
             state.opened = 0
             state.open_until = 0.0
+            if latency_seconds > self.patience:
+                state.cap = max(1, min(state.cap, self._share))
+            elif limited:
+                state.cap = min(self._max_in_flight, state.cap + 1)
             return
-        state.consecutive_successes = 0
+        state.cap = 2
         state.consecutive_failures += 1
         if state.consecutive_failures >= self._threshold:
             # Each re-open after a failed trial waits longer, up to the maximum.

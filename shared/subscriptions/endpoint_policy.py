@@ -42,6 +42,20 @@ class EndpointRefused(ValueError):
         self.reason = reason
 
 
+class AddressRefused(OSError):
+    """The connection guard's refusal: the host is, or resolved to, an address Herald must not reach.
+    Nothing was sent, and a retry would meet the same rule; the message says why."""
+
+
+def refuse_internal(host: str, addresses: list[IPAddress], *, allow_loopback: bool, literal: bool = False) -> None:
+    """The connection-time rule: raise ``AddressRefused`` when any address of the host is forbidden."""
+    for address in addresses:
+        reason = forbidden_reason(address, allow_loopback=allow_loopback)
+        if reason is not None:
+            verb = "is" if literal else "resolves to"
+            raise AddressRefused(f"{host} {verb} {reason}; Herald does not connect there")
+
+
 def _tunnelled_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
     """The IPv4 addresses a 6to4 (``2002::/16``) or Teredo (``2001::/32``) address leads to: a relay
     delivers its packets there, so it reaches whatever they are."""

@@ -15,7 +15,7 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
@@ -211,19 +211,41 @@ def identity_hash(consumer: str, endpoint: str, filters: Filters) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:40]
 
 
+# How long the outbound worker signs with a subscription it read, before reading it again.
+SUBSCRIPTION_CACHE_SECONDS = 5.0
+
+
 @dataclass(frozen=True)
 class Secrets:
-    """The signing secret, and during a rotation the previous one until it expires."""
+    """The signing secret; during a rotation the previous one until it expires; and the upcoming one.
+
+    The upcoming secret is made a rotation ahead and signs every push, though nobody has seen it: a
+    rotation makes it current and shows it. So a worker still holding the subscription as it was
+    read before the rotation (the outbound cache) already signs with the secret the receiver just
+    got. Subscriptions stored before secrets were made ahead have none until their first rotation.
+    """
 
     current: str
     previous: str | None = None
     previous_expires: datetime | None = None
+    upcoming: str | None = None
+
+    @classmethod
+    def new(cls) -> Secrets:
+        return cls(new_secret(), upcoming=new_secret())
 
     def signing(self, now: datetime) -> list[str]:
         keys = [self.current]
         if self.previous and self.previous_expires and now < self.previous_expires:
             keys.append(self.previous)
+        if self.upcoming:
+            keys.append(self.upcoming)
         return keys
+
+    def rotated(self, now: datetime, overlap: timedelta) -> Secrets:
+        """The upcoming secret becomes current, the current one signs on for ``overlap``, and a new one
+        is made ahead."""
+        return Secrets(self.upcoming or new_secret(), self.current, now + overlap, new_secret())
 
 
 @dataclass(frozen=True)

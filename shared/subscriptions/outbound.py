@@ -3,6 +3,8 @@
 All deliveries of a message run concurrently; each is guarded per endpoint (see
 ``endpoint_guard``). Results are written in bulk: the attempts in a few delivery-log
 transactions, retries as delayed messages grouped by due time, dead letters per subscription.
+With the attempts, each settle marks its deliveries settled for the message they came in, so a
+message delivered again after a crash or a lost lock pushes only what was not settled.
 """
 
 from __future__ import annotations
@@ -20,24 +22,34 @@ from typing import Any
 from shared.events.log import EventLog
 from shared.identity.authorization import Action, Authorizer, event_request
 from shared.messaging import Bus
-from shared.subscriptions.delivery import Decision, RetryPolicy, Verdict, decide, delivery_id, push_headers
+from shared.subscriptions.delivery import (
+    REFUSED,
+    Decision,
+    RetryPolicy,
+    Verdict,
+    decide,
+    defer,
+    delivery_id,
+    push_headers,
+)
 from shared.subscriptions.endpoint_guard import EndpointGuard
 from shared.subscriptions.messages import RETRY_QUEUE, Delivery, delivery_message
-from shared.subscriptions.model import Status, Subscription
+from shared.subscriptions.model import SUBSCRIPTION_CACHE_SECONDS, Status, Subscription
 from shared.subscriptions.ports import (
     Attempt,
     Clock,
     DeadLetter,
     DeadLetterStore,
     DeliveryLog,
+    Settled,
     SubscriptionStore,
     WebhookClient,
+    WebhookResponse,
 )
 from shared.subscriptions.state import SubscriptionHealth
 
 log = logging.getLogger(__name__)
 
-_SUBSCRIPTION_CACHE_SECONDS = 5.0
 _RANGE_READ_FROM = 3  # ids of one partition in a message from which one range query beats point reads
 _SETTLE_WAVE_SECONDS = 0.2  # endpoints finishing within this of each other are settled together
 
@@ -106,7 +118,16 @@ class OutboundWorker:
         self._rows = _RowCache()
         self._subscriptions: dict[tuple[str, str], tuple[float, Subscription | None]] = {}
 
-    async def handle(self, deliveries: Sequence[Delivery]) -> None:
+    async def handle(
+        self, deliveries: Sequence[Delivery], *, message_id: str | None = None, redelivered: bool = False
+    ) -> None:
+        """Push the deliveries of one queue message. With its ``message_id``, each settle records which
+        deliveries it handed on; a ``redelivered`` message (its worker died, or its lock was lost)
+        pushes only the others, so a crash re-sends what was in flight, not the whole message."""
+        if message_id is not None and redelivered:
+            deliveries = await self._not_yet_settled(message_id, deliveries)
+            if not deliveries:
+                return
         events = await self._events(deliveries)
         subscriptions = await self._subscriptions_for(deliveries)
         by_endpoint: dict[str, list[tuple[Delivery, Subscription]]] = defaultdict(list)
@@ -131,9 +152,22 @@ class OutboundWorker:
                 asyncio.create_task(self._deliver_to(endpoint, group, events, attributes))
                 for endpoint, group in by_endpoint.items()
             ],
+            message_id,
         )
 
-    async def _settle_in_waves(self, ready: list[_Result], groups: list[asyncio.Task[list[_Result]]]) -> None:
+    async def _not_yet_settled(self, message_id: str, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        settled = await self._delivery_log.settled(message_id, self._clock.now())
+        pending = [d for d in deliveries if _delivery_id(d) not in settled]
+        if len(pending) < len(deliveries):
+            log.info(
+                "outbound message seen before: skipping deliveries already settled",
+                extra={"message_id": message_id, "skipped": len(deliveries) - len(pending)},
+            )
+        return pending
+
+    async def _settle_in_waves(
+        self, ready: list[_Result], groups: list[asyncio.Task[list[_Result]]], message_id: str | None
+    ) -> None:
         """Settle each endpoint's results soon after they are known, not when the slowest endpoint of
         the message is done: a hanging endpoint must not hold the healthy ones' retries, deferrals,
         log entries and health. Groups finishing close together share one settle (and its writes)."""
@@ -147,10 +181,10 @@ class OutboundWorker:
                     done |= more
                 for task in done:
                     results.extend(task.result())
-                await self._settle(results)
+                await self._settle(results, message_id)
                 results = []
             if results:
-                await self._settle(results)
+                await self._settle(results, message_id)
         finally:
             for task in pending:
                 task.cancel()
@@ -183,41 +217,102 @@ class OutboundWorker:
         events: dict[tuple[str, int], Sequence[bytes]],
         attributes: _Attributes,
     ) -> list[_Result]:
-        """One endpoint's deliveries of this message: as many at once as the guard admits; when the
-        endpoint is healthy but at its cap, wait for this message's own requests; otherwise (circuit
-        open, probation, granted rate) defer the rest to the retry queue. Once an attempt of this
-        message to the endpoint has failed, the rest is deferred too: a message waits at most one
-        timeout for a broken endpoint, however many of its deliveries go there."""
+        """One endpoint's deliveries of this message: as many at once as the guard admits. When the
+        endpoint is prompt but at its cap, wait for a slot as long as the guard says (a few of its
+        answers, never beyond its patience); otherwise (slow, circuit open, probation, granted rate,
+        or no slot in that time) defer the rest to the retry queue. Once an attempt of this message to the endpoint has failed, the rest is
+        deferred too. So a message waits at most one timeout for a broken endpoint and one answer for
+        a slow one, however many of its deliveries go there, and the guard's cap bounds how many
+        messages wait on one endpoint at once."""
+        loop = asyncio.get_running_loop()
         results: list[_Result] = []
         pending = list(group)
         running: set[asyncio.Task[_Result]] = set()
         failed = False
-        while pending or running:
-            while pending:
-                if failed:
-                    due = self._clock.now() + timedelta(seconds=self._guard.retry_in(endpoint))
-                    results.extend(_Result(d, s, deferred_until=due) for d, s in pending)
-                    pending = []
+        give_up: float | None = None  # while the endpoint answers nothing: when to defer instead
+        try:
+            while pending or running:
+                slot: asyncio.Future[None] | None = None
+                while pending:
+                    if failed:
+                        results.extend(self._deferred(pending, self._guard.retry_in(endpoint), attributes))
+                        pending = []
+                        break
+                    delivery, subscription = pending[0]
+                    admission = self._guard.admit(endpoint, subscription.allowed_rate)
+                    if admission.admitted:
+                        give_up = None
+                        pending.pop(0)
+                        running.add(
+                            asyncio.create_task(
+                                self._attempt(delivery, subscription, events, attributes, admission.ticket)
+                            )
+                        )
+                    elif admission.busy and (give_up is None or loop.time() < give_up):
+                        give_up = give_up or loop.time() + admission.wait
+                        slot = self._guard.released(endpoint)
+                        break
+                    else:
+                        results.extend(self._deferred(pending, admission.retry_in, attributes))
+                        pending = []
+                if slot is None and not running:
                     break
-                delivery, subscription = pending[0]
-                admission = self._guard.admit(endpoint, subscription.allowed_rate)
-                if admission.admitted:
-                    pending.pop(0)
-                    running.add(asyncio.create_task(self._attempt(delivery, subscription, events, attributes)))
-                elif admission.busy and running:
-                    break
-                else:
-                    due = self._clock.now() + timedelta(seconds=admission.retry_in)
-                    results.extend(_Result(d, s, deferred_until=due) for d, s in pending)
-                    pending = []
-            if running:
-                done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
+                # Until a request (this message's or another's) gives its slot back: the endpoint is
+                # answering, so waiting on goes on. If it answers nothing within the wait, the rest is
+                # deferred (by then the guard may call it slow).
+                waited: set[asyncio.Future[Any]] = {*running, slot} if slot is not None else set(running)
+                try:
+                    done, _ = await asyncio.wait(
+                        waited,
+                        # Only a wait for a slot gives up; this message's own requests are waited for.
+                        timeout=None if slot is None or give_up is None else max(0.0, give_up - loop.time()),
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                finally:
+                    if slot is not None:
+                        slot.cancel()  # a wake it got anyway is used by the admission that follows
+                if done:
+                    give_up = None
+                for task in [t for t in running if t in done]:
+                    running.discard(task)
                     result = task.result()
                     failed = failed or (
-                        result.decision is not None and result.decision.verdict is not Verdict.DELIVERED
+                        result.decision is not None
+                        and result.decision.verdict is not Verdict.DELIVERED
+                        and result.decision.outcome != REFUSED  # the address, not the endpoint's health
                     )
                     results.append(result)
+        finally:
+            for task in running:  # cancelled (the host stops): no request outlives its handler
+                task.cancel()
+        return results
+
+    def _deferred(
+        self, pending: Sequence[tuple[Delivery, Subscription]], seconds: float, attributes: _Attributes
+    ) -> list[_Result]:
+        """Deliveries that were not attempted now: queued again without counting an attempt, or, past
+        their horizon, dead without another attempt."""
+        now = self._clock.now()
+        due = now + timedelta(seconds=seconds)
+        results: list[_Result] = []
+        for delivery, subscription in pending:
+            decision = defer(due=due, first_attempt_at=delivery.first_attempt_at or now, policy=self._policy)
+            if decision.verdict is Verdict.RETRY:
+                results.append(_Result(delivery, subscription, deferred_until=due))
+                continue
+            made = replace(delivery, attempt=delivery.attempt - 1)  # the attempts actually made
+            attempt = Attempt(
+                subscription_id=subscription.id,
+                delivery_id=delivery_id(subscription.id, delivery.resource, delivery.seq, delivery.index),
+                event_id=_event_id(attributes[_position(delivery)]),
+                attempt=made.attempt,
+                at=now,
+                status_code=None,
+                latency_ms=0,
+                outcome=decision.logged_as,
+                error="not attempted again: the endpoint could not take it before the retry horizon ended",
+            )
+            results.append(_Result(made, subscription, attempt, decision))
         return results
 
     # ------------------------------------------------------------------------------ loading
@@ -248,7 +343,7 @@ class OutboundWorker:
         for delivery in deliveries:
             key = (delivery.subscription_key, delivery.subscription_id)
             cached = self._subscriptions.get(key)
-            if cached is not None and now - cached[0] < _SUBSCRIPTION_CACHE_SECONDS:
+            if cached is not None and now - cached[0] < SUBSCRIPTION_CACHE_SECONDS:
                 result[key] = cached[1]
             else:
                 missing[delivery.subscription_key].add(delivery.subscription_id)
@@ -276,17 +371,38 @@ class OutboundWorker:
         subscription: Subscription,
         events: dict[tuple[str, int], Sequence[bytes]],
         attributes: _Attributes,
+        ticket: int,
     ) -> _Result:
         row = events.get((delivery.resource, delivery.seq))
         if row is None or delivery.index >= len(row):
-            self._guard.release(subscription.endpoint, success=True)
+            self._guard.release(subscription.endpoint, ticket, success=None)
             log.warning("event removed by retention before delivery", extra={"subscription": delivery.subscription_id})
             return _Result(delivery, None)
         now = self._clock.now()
         body = row[delivery.index]
         message_id = delivery_id(subscription.id, delivery.resource, delivery.seq, delivery.index)
         headers = push_headers(message_id, body, subscription.secrets.signing(now), self._origin, now)
-        response = await self._client.post(subscription.endpoint, body, headers, self._timeout)
+        post = asyncio.ensure_future(self._client.post(subscription.endpoint, body, headers, self._timeout))
+        try:
+            done, _ = await asyncio.wait({post}, timeout=self._guard.patience)
+            if done or self._guard.may_hold(subscription.endpoint, ticket):
+                response = await post
+            else:
+                # Slow, and its endpoint already holds its share of handlers: this handler is freed
+                # for the other endpoints; the delivery is retried as after a timeout.
+                post.cancel()
+                response = WebhookResponse(
+                    status=None,
+                    headers={},
+                    latency_ms=round(self._guard.patience * 1000),
+                    excerpt="",
+                    error=f"no answer within {self._guard.patience:g} s while the endpoint held its share of "
+                    "the handlers; the request was cut",
+                )
+        except BaseException:
+            post.cancel()
+            self._guard.release(subscription.endpoint, ticket, success=None)  # cancelled: nothing to judge
+            raise
         first = delivery.first_attempt_at or now
         decision = decide(
             status=response.status,
@@ -295,8 +411,15 @@ class OutboundWorker:
             first_attempt_at=first,
             now=self._clock.now(),
             policy=self._policy,
+            refused=response.refused is not None,
         )
-        self._guard.release(subscription.endpoint, success=decision.verdict is Verdict.DELIVERED)
+        self._guard.release(
+            subscription.endpoint,
+            ticket,
+            # A refused address says nothing about how the endpoint answers.
+            success=None if response.refused is not None else decision.verdict is Verdict.DELIVERED,
+            latency_seconds=response.latency_ms / 1000,
+        )
         attempt = Attempt(
             subscription_id=subscription.id,
             delivery_id=message_id,
@@ -305,7 +428,7 @@ class OutboundWorker:
             at=now,
             status_code=response.status,
             latency_ms=response.latency_ms,
-            outcome=decision.verdict.value,
+            outcome=decision.logged_as,
             error=response.error,
             response_excerpt=response.excerpt or None,
         )
@@ -313,7 +436,7 @@ class OutboundWorker:
 
     # ------------------------------------------------------------------------------- settling
 
-    async def _settle(self, results: Sequence[_Result]) -> None:
+    async def _settle(self, results: Sequence[_Result], message_id: str | None) -> None:
         from shared.telemetry import record_dead_letter, record_delivery
 
         attempts = [r.attempt for r in results if r.attempt is not None]
@@ -366,8 +489,14 @@ class OutboundWorker:
                 )
         if dead:
             await self._dead_letters.add(dead)
-        if attempts:
-            await self._delivery_log.record(attempts)
+        # Marked settled last, with the attempts: a marked delivery's retry is queued and its dead letter kept.
+        settled = (
+            Settled(message_id, settled_at, [_delivery_id(r.delivery) for r in results])
+            if message_id is not None and results
+            else None
+        )
+        if attempts or settled:
+            await self._delivery_log.record(attempts, settled)
         await self._health.observe(
             [
                 (r.subscription, r.decision.verdict)
@@ -382,6 +511,10 @@ _Attributes = dict[tuple[str, int, int], Mapping[str, Any]]
 
 def _position(delivery: Delivery) -> tuple[str, int, int]:
     return (delivery.resource, delivery.seq, delivery.index)
+
+
+def _delivery_id(delivery: Delivery) -> str:
+    return delivery_id(delivery.subscription_id, delivery.resource, delivery.seq, delivery.index)
 
 
 def _attributes_of(

@@ -71,8 +71,24 @@ class DeadLetter:
     last_error: str | None
 
 
+@dataclass(frozen=True)
+class Settled:
+    """The deliveries of one queue message that a settle has handed on (attempted, refused, queued
+    again or dropped), by delivery id: a redelivered message skips them instead of pushing again."""
+
+    message_id: str
+    at: datetime
+    delivery_ids: Sequence[str]
+
+
 class DeliveryLog(Protocol):
-    async def record(self, attempts: Sequence[Attempt]) -> None: ...
+    async def record(self, attempts: Sequence[Attempt], settled: Settled | None = None) -> None:
+        """The attempts, and what the message has settled, recorded with the last of them."""
+        ...
+
+    async def settled(self, message_id: str, now: datetime) -> set[str]:
+        """The delivery ids settled so far for this message (looked up only when it is redelivered)."""
+        ...
 
     async def attempts(
         self, subscription_id: str, limit: int, before: str | None
@@ -102,6 +118,8 @@ class WebhookResponse:
     latency_ms: int
     excerpt: str
     error: str | None = None
+    # Why the connection guard would not connect to the address the endpoint resolved to (no request left).
+    refused: str | None = None
 
 
 class WebhookClient(Protocol):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import math
 import uuid
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -22,6 +24,7 @@ from shared.subscriptions.messages import (
     validation_message,
 )
 from shared.subscriptions.model import (
+    SUBSCRIPTION_CACHE_SECONDS,
     Secrets,
     Status,
     Subscription,
@@ -36,10 +39,21 @@ log = logging.getLogger(__name__)
 
 VALIDATION_EVENT_TYPE = "platform.events.validatesubscription"
 SECRET_OVERLAP = timedelta(hours=24)
+# A worker may sign with a subscription it read before a rotation, for a few seconds: with the secret
+# that rotation shows, never with the one a second rotation would. So rotations are this far apart.
+ROTATION_SPACING = timedelta(seconds=6 * SUBSCRIPTION_CACHE_SECONDS)
 
 
 class SubscriptionNotFound(Exception):
     pass
+
+
+class RotatedRecently(Exception):
+    """The secret was rotated less than ``ROTATION_SPACING`` ago."""
+
+    def __init__(self, wait: timedelta) -> None:
+        self.retry_after_seconds = math.ceil(wait.total_seconds())
+        super().__init__(f"the secret was rotated moments ago; rotate again in {self.retry_after_seconds} s")
 
 
 class SubscriptionForbidden(Exception):
@@ -98,7 +112,7 @@ class SubscriptionService:
         if request.notification is not None:
             return await self._create_notification(consumer, request)
         assert request.end_point is not None  # the request model requires endPoint or notification
-        secret = new_secret()
+        secrets = Secrets.new()
         candidate = Subscription(
             id=f"sub_{uuid.uuid4().hex}",
             consumer=consumer,
@@ -106,13 +120,14 @@ class SubscriptionService:
             filters=filters,
             status=Status.PENDING,
             created=self._clock.now(),
-            secrets=Secrets(secret),
+            secrets=secrets,
         )
         subscription, created = await self._store.create(candidate, identity_hash(consumer, request.end_point, filters))
         if created or subscription.status is Status.PENDING:
             # As the anchor does, an identical create of a pending subscription asks for validation again.
             await self._bus.send(VALIDATION_QUEUE, [validation_message(subscription.index_key, subscription.id)])
-        return subscription, (secret if created and subscription.secrets.current == secret else None), created
+        shown = secrets.current if created and subscription.secrets.current == secrets.current else None
+        return subscription, shown, created
 
     async def _create_notification(
         self, consumer: str, request: SubscriptionRequest
@@ -165,17 +180,31 @@ class SubscriptionService:
         return updated
 
     async def rotate_secret(self, consumer: str, subscription_id: str) -> tuple[Subscription, str]:
+        """The upcoming secret becomes current and is shown; every push already carries its signature,
+        whatever copy of the subscription a worker holds (see ``Secrets``)."""
         subscription = await self.get(consumer, subscription_id)
-        secret = new_secret()
+        if subscription.secrets.upcoming is None:
+            # Stored before secrets were made ahead: make one now, and rotate to it once every copy a
+            # worker read before this write has expired. Once per such subscription, a slower answer.
+            def ahead(current: Subscription) -> Subscription | None:
+                if current.secrets.upcoming is not None:
+                    return None
+                return replace(current, secrets=replace(current.secrets, upcoming=new_secret()))
+
+            await self._store.update(subscription.index_key, subscription.id, ahead)
+            await asyncio.sleep(SUBSCRIPTION_CACHE_SECONDS + 0.5)
         now = self._clock.now()
 
         def mutate(current: Subscription) -> Subscription | None:
-            return replace(current, secrets=Secrets(secret, current.secrets.current, now + SECRET_OVERLAP))
+            expires = current.secrets.previous_expires
+            if expires is not None and (wait := expires - SECRET_OVERLAP + ROTATION_SPACING - now) > timedelta(0):
+                raise RotatedRecently(wait)
+            return replace(current, secrets=current.secrets.rotated(now, SECRET_OVERLAP))
 
         updated = await self._store.update(subscription.index_key, subscription.id, mutate)
         if updated is None:
             raise SubscriptionNotFound(subscription_id)
-        return updated, secret
+        return updated, updated.secrets.current
 
     async def replay(self, consumer: str, subscription_id: str, since: datetime | None) -> int:
         """Queue the subscription's dead letters again as first attempts; returns how many."""

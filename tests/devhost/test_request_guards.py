@@ -290,3 +290,21 @@ async def test_a_body_that_stops_arriving_is_answered_408(hosts: Hosts) -> None:
 def test_the_limit_follows_the_hosts_setting() -> None:
     assert DevHostOptions.from_env({}).max_request_body_size == 104_857_600
     assert DevHostOptions.from_env({"FUNCTIONS_REQUEST_BODY_SIZE_LIMIT": "2048"}).max_request_body_size == 2048
+
+
+# ----------------------------------------------------------------------------- header bytes
+
+
+async def test_header_bytes_reach_the_app_as_the_client_sent_them_when_they_are_utf8(hosts: Hosts) -> None:
+    """The host's Kestrel decodes header bytes as UTF-8 and AsgiMiddleware encodes them as UTF-8 again:
+    the ASGI scope holds the client's bytes (Starlette shows them decoded as Latin-1)."""
+    host = await hosts.start()
+    async with httpx.AsyncClient(base_url=host.url) as client:
+        sent = await client.post("/api/v1/echo", headers=[("x-custom", "Blåbær sak".encode())], content=b"{}")
+        latin1 = await client.post("/api/v1/echo", headers=[("x-custom", "Blåbær".encode("latin-1"))], content=b"{}")
+    assert sent.status_code == 201
+    assert sent.json()["x_custom"].encode("latin-1") == "Blåbær sak".encode()
+    # Neither ASCII nor UTF-8: Kestrel refuses the request before any function runs.
+    assert latin1.status_code == 400 and "x-custom" in latin1.json()["detail"]
+    assert latin1.headers["content-type"] == "application/problem+json"
+    assert len(hosts.recorder.of("http")) == 1

@@ -4,12 +4,15 @@ publishers are rate-limited."""
 from __future__ import annotations
 
 import socket
+import time
+import uuid
 
 import pytest
 from aiohttp.abc import AbstractResolver
 
+from shared.adapters.table_publish_limits import TablePublishBuckets
 from shared.adapters.webhook_http import AiohttpWebhookClient
-from shared.identity.rate_limit import TokenBuckets
+from shared.identity.rate_limit import LeasedTokenBuckets
 from shared.subscriptions.endpoint_policy import EndpointPolicy, EndpointRefused
 from tests.support.events import event, publish
 
@@ -112,24 +115,24 @@ async def test_subscription_api_refuses_ssrf_targets(client, issuer, resource):
         assert response.json()["type"] == "urn:herald:problem:endpoint-refused"
 
 
-def test_token_buckets_refill_at_the_rate():
-    now = [0.0]
-    buckets = TokenBuckets(rate_per_second=10, burst=20, clock=lambda: now[0])
-    assert buckets.take("a", 20) is None
-    wait = buckets.take("a", 5)
+async def test_token_buckets_refill_at_the_rate(services):
+    now = [time.time()]
+    store = TablePublishBuckets(services.tables)
+    buckets = LeasedTokenBuckets(store, rate_per_second=10, burst=20, clock=lambda: now[0])
+    a, b = (f"system:rate-{uuid.uuid4().hex[:12]}" for _ in range(2))
+    assert await buckets.take(a, 20) is None
+    wait = await buckets.take(a, 5)
     assert wait == pytest.approx(0.5)
-    assert buckets.take("b", 1) is None  # buckets are per publisher
+    assert await buckets.take(b, 1) is None  # buckets are per publisher
     now[0] += 0.5
-    assert buckets.take("a", 5) is None
+    assert await buckets.take(a, 5) is None
 
 
 async def test_a_publisher_over_its_rate_gets_429_with_retry_after(client, issuer, resource, services):
-    from shared.identity.rate_limit import TokenBuckets as Buckets
-
     original = services.publish_limiter
-    services.publish_limiter = Buckets(rate_per_second=1, burst=5)
+    services.publish_limiter = LeasedTokenBuckets(TablePublishBuckets(services.tables), rate_per_second=1, burst=5)
     try:
-        headers = issuer.headers("events.publish")
+        headers = issuer.headers("events.publish", sub=f"system:rate-{uuid.uuid4().hex[:12]}")
         assert (await publish(client, headers, [event(resource, f"r{i}") for i in range(5)])).status_code == 202
         limited = await publish(client, headers, [event(resource, "one-too-many")])
         assert limited.status_code == 429

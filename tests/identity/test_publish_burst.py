@@ -4,28 +4,38 @@ told it is too large (413), never a 500."""
 
 from __future__ import annotations
 
+import time
+import uuid
+
 import pytest
 
-from shared.identity.rate_limit import BeyondBurst, TokenBuckets
+from shared.adapters.table_publish_limits import TablePublishBuckets
+from shared.identity.rate_limit import BeyondBurst, LeasedTokenBuckets
 from tests.support.events import event, publish
 
 
 @pytest.fixture
 def clock():
-    return [0.0]
+    return [time.time()]
+
+
+@pytest.fixture
+def headers(issuer):
+    """A publisher of its own: its bucket is shared through the session's Azurite."""
+    return issuer.headers("events.publish", sub=f"system:burst-{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture
 def small_bucket(services, clock):
     """The publish limiter with HERALD_PUBLISH_BURST=5 at 1 event a second, on a clock the test moves."""
     original = services.publish_limiter
-    services.publish_limiter = TokenBuckets(rate_per_second=1, burst=5, clock=lambda: clock[0])
+    store = TablePublishBuckets(services.tables)
+    services.publish_limiter = LeasedTokenBuckets(store, rate_per_second=1, burst=5, clock=lambda: clock[0])
     yield services.publish_limiter
     services.publish_limiter = original
 
 
-async def test_a_batch_larger_than_the_burst_is_413_and_says_the_limit(client, issuer, resource, small_bucket):
-    headers = issuer.headers("events.publish")
+async def test_a_batch_larger_than_the_burst_is_413_and_says_the_limit(client, issuer, headers, resource, small_bucket):
     response = await publish(client, headers, [event(resource, f"big-{i}") for i in range(6)])
     assert response.status_code == 413, response.text
     assert response.headers["content-type"] == "application/problem+json"
@@ -40,8 +50,7 @@ async def test_a_batch_larger_than_the_burst_is_413_and_says_the_limit(client, i
     assert full.status_code == 202, full.text
 
 
-async def test_a_batch_that_fits_later_is_429_with_retry_after(client, issuer, resource, small_bucket, clock):
-    headers = issuer.headers("events.publish")
+async def test_a_batch_that_fits_later_is_429_with_retry_after(client, headers, resource, small_bucket, clock):
     assert (await publish(client, headers, [event(resource, f"a-{i}") for i in range(3)])).status_code == 202
     batch = [event(resource, f"b-{i}") for i in range(5)]
     limited = await publish(client, headers, batch)
@@ -52,9 +61,10 @@ async def test_a_batch_that_fits_later_is_429_with_retry_after(client, issuer, r
     assert (await publish(client, headers, batch)).status_code == 202
 
 
-def test_taking_more_than_the_burst_raises_rather_than_waiting_forever():
-    buckets = TokenBuckets(rate_per_second=10, burst=20)
+async def test_taking_more_than_the_burst_raises_rather_than_waiting_forever(services):
+    buckets = LeasedTokenBuckets(TablePublishBuckets(services.tables), rate_per_second=10, burst=20)
+    key = f"system:burst-{uuid.uuid4().hex[:12]}"
     with pytest.raises(BeyondBurst) as raised:
-        buckets.take("a", 21)
+        await buckets.take(key, 21)
     assert raised.value.most == 20
-    assert buckets.take("a", 20) is None  # the refused take left the bucket full
+    assert await buckets.take(key, 20) is None  # the refused take left the bucket full

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import base64
+import gzip
+import hashlib
 import json
+import zlib
 
 import httpx
+import pytest
+from azure.data.tables import UpdateMode
+from cloudevents.core.bindings.http import to_binary
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
 
-from tests.support.events import STRUCTURED, event, publish
+from tests.support.events import BATCH, STRUCTURED, binary_headers, event, publish
 from tests.support.tokens import TestIssuer
 
 
@@ -74,7 +82,7 @@ async def test_binary_mode_with_json_and_binary_data(client, issuer, resource):
     assert first["subject"] == "org:991825827"
     assert first["data"] == {"status": "closed"}
     assert first["datacontenttype"] == "application/json"
-    assert first["time"] == "2026-03-04T05:06:07.000000Z"
+    assert first["time"] == "2026-03-04T05:06:07Z"  # as sent, as structured mode keeps it
     assert base64.b64decode(second["data_base64"]) == b"\x00\x01\xff"
 
 
@@ -170,3 +178,159 @@ def _far_future():
     from datetime import UTC, datetime
 
     return datetime(2100, 1, 1, tzinfo=UTC)
+
+
+async def read_resource(client: httpx.AsyncClient, issuer: TestIssuer, resource: str) -> list[dict]:
+    response = await client.get(
+        "/api/v1/events", params={"resource": resource, "size": 1000}, headers=issuer.headers("events.read")
+    )
+    assert response.status_code == 200
+    return response.json()
+
+
+async def test_republishing_an_event_as_read_back_is_a_duplicate(client, issuer, resource):
+    headers = issuer.headers("events.publish")
+    sent = event(resource, "relay-1", data={"a": 1})  # no time: Herald adds the receive time
+    assert (await publish(client, headers, [sent])).json()["stored"] == 1
+    [read_back] = await read_resource(client, issuer, resource)
+
+    relayed = await publish(client, headers, [read_back])  # a relay publishing what it read
+    assert relayed.status_code == 202, relayed.text
+    assert relayed.json() == {"accepted": ["relay-1"], "stored": 0, "duplicates": 1}
+    assert (await publish(client, headers, [sent])).json()["duplicates"] == 1  # the publisher's plain retry
+    same_instant = read_back["time"].replace("Z", "+00:00")
+    assert (await publish(client, headers, [{**read_back, "time": same_instant}])).json()["duplicates"] == 1
+
+    other_time = await publish(client, headers, [{**read_back, "time": "2020-01-01T00:00:00Z"}])
+    other_data = await publish(client, headers, [{**read_back, "data": {"a": 2}}])
+    assert other_time.status_code == other_data.status_code == 409
+    assert await read_resource(client, issuer, resource) == [read_back]
+
+
+async def test_an_explicit_time_is_part_of_the_event(client, issuer, resource):
+    headers = issuer.headers("events.publish")
+    sent = event(resource, "timed-1", time="2026-01-02T03:04:05+01:00")
+    assert (await publish(client, headers, [sent])).json()["stored"] == 1
+    without_time = {k: v for k, v in sent.items() if k != "time"}
+    same_instant = {**sent, "time": "2026-01-02T02:04:05.000000Z"}
+    for again in (sent, without_time, same_instant):
+        assert (await publish(client, headers, [again])).json() == {
+            "accepted": ["timed-1"],
+            "stored": 0,
+            "duplicates": 1,
+        }
+    later = await publish(client, headers, [{**sent, "time": "2026-01-02T03:04:06+01:00"}])
+    assert later.status_code == 409
+    assert [e["time"] for e in await read_resource(client, issuer, resource)] == ["2026-01-02T03:04:05+01:00"]
+
+
+async def test_republish_rule_inside_one_batch(client, issuer, resource):
+    headers = issuer.headers("events.publish")
+    timed = event(resource, "in-batch", time="2026-05-06T07:08:09Z")
+    untimed = event(resource, "in-batch")
+    retried = await publish(client, headers, [timed, untimed])  # the second is a retry without time
+    assert retried.json() == {"accepted": ["in-batch", "in-batch"], "stored": 1, "duplicates": 1}
+    moved = await publish(
+        client, headers, [event(resource, "other"), {**timed, "id": "other", "time": "2020-01-01T00:00:00Z"}]
+    )
+    assert moved.status_code == 409
+    assert moved.json()["conflicts"] == [{"index": 1, "id": "other", "source": "urn:herald:test:publisher"}]
+
+
+async def test_keys_stored_before_the_time_rule_still_tell_duplicates_from_conflicts(
+    client, issuer, resource, services
+):
+    """Key rows written before they carried the stored time hashed the publisher's time with the rest."""
+    from shared.adapters.table_event_log import EVENTS_TABLE, key_row_key
+    from shared.adapters.tables import escape_key
+    from shared.events.model import event_key_hash
+
+    headers = issuer.headers("events.publish")
+    timed = event(resource, "old-timed", time="2026-01-02T03:04:05Z", data={"a": 1})
+    untimed = event(resource, "old-untimed", data={"a": 1})
+    assert (await publish(client, headers, [timed, untimed])).json()["stored"] == 2
+    table = services.tables.get_table_client(EVENTS_TABLE)
+    for document in (timed, untimed):
+        key = key_row_key(event_key_hash(document["source"], document["id"]))
+        entity = dict(await table.get_entity(escape_key(resource), key))
+        legacy_hash = hashlib.sha256(json.dumps(document, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+        entity.pop("tm")
+        entity["h"] = legacy_hash[:32]
+        await table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+    stored = {e["id"]: e for e in await read_resource(client, issuer, resource)}
+
+    for again in (timed, untimed, stored["old-untimed"], {k: v for k, v in timed.items() if k != "time"}):
+        assert (await publish(client, headers, [again])).json()["duplicates"] == 1, again
+    for changed in ({**timed, "time": "2026-01-02T03:04:06Z"}, {**untimed, "data": {"a": 2}}):
+        assert (await publish(client, headers, [changed])).status_code == 409, changed
+
+
+TEXT_DATA = "<case id='42'>Blåbær sak</case>"
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/xml", "text/plain; charset=utf-8", "application/xml", "application/atom+xml", 'text/csv; charset="UTF-8"'],
+)
+async def test_binary_mode_text_data_is_kept_as_text(client, issuer, resource, content_type):
+    """The Python SDK sends the string as the body; read back, the SDK gives the same string again."""
+    sent = CloudEvent(
+        attributes={
+            "id": "text-1",
+            "source": "urn:herald:test:publisher",
+            "type": "no.example.case.updated",
+            "resource": resource,
+            "datacontenttype": content_type,
+        },
+        data=TEXT_DATA,
+    )
+    message = to_binary(sent, JSONFormat())
+    headers = {**issuer.headers("events.publish"), **message.headers}
+    response = await client.post("/api/v1/events", headers=headers, content=message.body)
+    assert response.status_code == 202, response.text
+
+    [stored] = await read_resource(client, issuer, resource)
+    assert stored["data"] == TEXT_DATA and "data_base64" not in stored
+    assert stored["datacontenttype"] == content_type
+    assert JSONFormat().read(None, json.dumps(stored)).get_data() == TEXT_DATA
+
+
+async def test_binary_mode_text_in_another_charset_keeps_its_bytes(client, issuer, resource):
+    headers = [
+        *issuer.headers("events.publish").items(),
+        *binary_headers(resource, content_type="text/plain; charset=iso-8859-1"),
+    ]
+    body = "Blåbær sak".encode("latin-1")
+    assert (await client.post("/api/v1/events", headers=headers, content=body)).status_code == 202
+    [stored] = await read_resource(client, issuer, resource)
+    assert base64.b64decode(stored["data_base64"]) == body and "data" not in stored
+
+
+@pytest.mark.parametrize(
+    ("header", "attribute"),
+    [
+        ('"org:991825827"', "org:991825827"),  # a quoted-string loses its quotes
+        ('"Bl%C3%A5b%C3%A6r sak"', "Blåbær sak"),  # then one round of percent-decoding
+        ('"say \\"hi\\""', 'say "hi"'),  # with quoted-pairs unescaped
+        ("100%2525", "100%25"),  # one round only
+    ],
+)
+async def test_binary_mode_header_values_are_decoded_as_the_http_binding_says(
+    client, issuer, resource, header, attribute
+):
+    headers = [*issuer.headers("events.publish").items(), *binary_headers(resource, ce_subject=header)]
+    assert (await client.post("/api/v1/events", headers=headers)).status_code == 202
+    [stored] = await read_resource(client, issuer, resource)
+    assert stored["subject"] == attribute
+
+
+async def test_compressed_bodies_are_decoded(client, issuer, resource):
+    headers = issuer.headers("events.publish")
+    batch = json.dumps([event(resource, f"z-{i}", data={"n": i}) for i in range(3)]).encode()
+    member = gzip.compress(batch[: len(batch) // 2]) + gzip.compress(batch[len(batch) // 2 :])  # two gzip members
+    for coding, body in {"gzip": gzip.compress(batch), "deflate": zlib.compress(batch), "GZIP": member}.items():
+        response = await client.post(
+            "/api/v1/events", headers={**headers, **BATCH, "content-encoding": coding}, content=body
+        )
+        assert response.status_code == 202, (coding, response.text)
+    assert [e["id"] for e in await read_resource(client, issuer, resource)] == ["z-0", "z-1", "z-2"]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import tracemalloc
+import zlib
 
 import pytest
 
-from tests.support.events import BATCH, STRUCTURED, event, publish
+from tests.support.events import BATCH, STRUCTURED, binary_headers, event, publish
 
 
 async def assert_nothing_stored(client, issuer, resource):
@@ -183,4 +186,92 @@ async def test_binary_mode_header_injection_is_refused(client, issuer, resource)
     }
     problem = assert_problem(await client.post("/api/v1/events", headers=headers, content=b""), 400)
     assert problem["errors"][0]["attribute"] == "type"
+    await assert_nothing_stored(client, issuer, resource)
+
+
+def publisher_binary_headers(issuer, resource, **headers: str | bytes) -> list[tuple[str, str | bytes]]:
+    return [*issuer.headers("events.publish").items(), *binary_headers(resource, **headers)]
+
+
+@pytest.mark.parametrize(
+    ("subject", "detail"),
+    [
+        ("%C0%A0", "not UTF-8"),  # an overlong encoding of a space: the HTTP binding says reject
+        ("Bl%E5b%E6r", "not UTF-8"),  # Latin-1 bytes, percent-encoded
+        ("Bl\xe5b\xe6r".encode("latin-1"), "not UTF-8"),  # Latin-1 bytes, raw
+        ('"unclosed', "closing quote"),
+    ],
+)
+async def test_binary_mode_header_that_does_not_decode_is_named(client, issuer, resource, subject, detail):
+    response = await client.post(
+        "/api/v1/events", headers=publisher_binary_headers(issuer, resource, ce_subject=subject)
+    )
+    problem = assert_problem(response, 400)
+    assert "ce-subject" in problem["detail"] and detail in problem["detail"]
+    assert problem["errors"] == [
+        {"index": 0, "attribute": "subject", "header": "ce-subject", "detail": problem["errors"][0]["detail"]}
+    ]
+    await assert_nothing_stored(client, issuer, resource)
+
+
+async def test_binary_mode_attribute_given_twice_is_refused(client, issuer, resource):
+    headers = [*publisher_binary_headers(issuer, resource), ("ce-id", "second")]
+    assert "ce-id" in assert_problem(await client.post("/api/v1/events", headers=headers), 400)["detail"]
+    await assert_nothing_stored(client, issuer, resource)
+
+
+async def test_binary_mode_text_that_is_not_utf8_is_refused(client, issuer, resource):
+    headers = [*publisher_binary_headers(issuer, resource), ("content-type", "text/plain")]
+    response = await client.post("/api/v1/events", headers=headers, content="Blåbær".encode("latin-1"))
+    assert "UTF-8" in assert_problem(response, 400)["detail"]
+    await assert_nothing_stored(client, issuer, resource)
+
+
+@pytest.mark.parametrize("coding", ["br", "zstd", "gzip, gzip", "compress"])
+async def test_unsupported_content_encoding_is_415_with_the_supported_ones(client, issuer, resource, coding):
+    body = json.dumps(event(resource, "coded")).encode()
+    headers = {**issuer.headers("events.publish"), **STRUCTURED, "content-encoding": coding}
+    response = await client.post("/api/v1/events", headers=headers, content=body)
+    assert coding in assert_problem(response, 415)["detail"]
+    assert response.headers["accept-encoding"] == "gzip, deflate"
+    await assert_nothing_stored(client, issuer, resource)
+
+
+@pytest.mark.parametrize(
+    ("coding", "body"),
+    [
+        ("gzip", lambda plain: plain),  # labelled gzip, sent plain
+        ("gzip", lambda plain: gzip.compress(plain)[:-12]),  # cut short
+        ("gzip", lambda plain: gzip.compress(plain) + b"trailing"),
+        ("deflate", lambda plain: zlib.compress(plain)[2:]),  # a bare RFC 1951 stream is not HTTP's deflate
+        ("deflate", lambda plain: gzip.compress(plain)),
+    ],
+)
+async def test_body_that_does_not_decompress_is_400(client, issuer, resource, coding, body):
+    plain = json.dumps(event(resource, "coded")).encode()
+    headers = {**issuer.headers("events.publish"), **STRUCTURED, "content-encoding": coding}
+    response = await client.post("/api/v1/events", headers=headers, content=body(plain))
+    assert coding in assert_problem(response, 400)["detail"]
+    await assert_nothing_stored(client, issuer, resource)
+
+
+def gzip_of_zeros(size: int) -> bytes:
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    block = bytes(1024 * 1024)
+    return b"".join(compressor.compress(block) for _ in range(size // len(block))) + compressor.flush()
+
+
+async def test_decompression_stops_at_the_request_limit(client, issuer, resource):
+    """256 MiB of zeros in 256 KiB of gzip: refused as too large without ever being inflated past 4 MiB."""
+    bomb = gzip_of_zeros(256 * 1024 * 1024)
+    assert len(bomb) < 300 * 1024
+    headers = {**issuer.headers("events.publish"), **STRUCTURED, "content-encoding": "gzip"}
+    tracemalloc.start()
+    try:
+        response = await client.post("/api/v1/events", headers=headers, content=bomb)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert "4 MiB" in assert_problem(response, 413)["detail"]
+    assert peak < 16 * 1024 * 1024, peak
     await assert_nothing_stored(client, issuer, resource)

@@ -230,12 +230,14 @@ async def test_a_change_from_held_versions_never_overwrites_another_writers_chan
     ids = [n.id for n in await store.of_order(order_id)]
     assert len(ids) == 3
 
-    held = await store.change(order_id, ids, lambda n: replace(n, description="first"))
+    held = (await store.change(order_id, ids, lambda n: replace(n, description="first"))).notifications
     assert len(held) == 3 and all(n.version for n in held)
     # Another writer changes one of them after the holder read it.
     await store.change(order_id, ids[:1], lambda n: replace(n, failures=n.failures + 1))
 
-    again = await store.change(order_id, ids, lambda n: replace(n, description=f"{n.description}+second"), known=held)
+    again = (
+        await store.change(order_id, ids, lambda n: replace(n, description=f"{n.description}+second"), known=held)
+    ).notifications
     assert len(again) == 3
     stored = {n.id: n for n in await store.of_order(order_id)}
     assert {n.description for n in stored.values()} == {"first+second"}

@@ -264,7 +264,7 @@ class Chaos:
             received: dict[str, Counter[str]] = {}
             while True:
                 received = {path: Counter() for path in subscriptions}
-                for path, event_id, event_type, _ in self.receiver.lines():
+                for path, event_id, event_type, *_ in self.receiver.lines():
                     if event_type != VALIDATION and path in received and event_id is not None:
                         received[path][event_id] += 1
                 if all(expected[p] <= set(received[p]) for p in subscriptions):
@@ -274,7 +274,7 @@ class Chaos:
                 await asyncio.sleep(1.0)
             await asyncio.sleep(2.0)  # late duplicates still in flight are counted too
             received = {path: Counter() for path in subscriptions}
-            for path, event_id, event_type, _ in self.receiver.lines():
+            for path, event_id, event_type, *_ in self.receiver.lines():
                 if event_type != VALIDATION and path in received and event_id is not None:
                     received[path][event_id] += 1
             f.converge_seconds = round(time.monotonic() - converge_start, 1)

@@ -165,7 +165,7 @@ class DevhostProcess:
 
 
 RECEIVER_CODE = r"""
-import http.server, json, sys, threading
+import http.server, json, sys, threading, time
 path, port = sys.argv[1], int(sys.argv[2])
 lock = threading.Lock()
 out = open(path, 'a', buffering=1)
@@ -175,9 +175,9 @@ class H(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get('content-length', 0)))
         try:
             event = json.loads(body)
-            line = json.dumps([self.path, event.get('id'), event.get('type'), self.headers.get('webhook-id')])
+            line = json.dumps([self.path, event.get('id'), event.get('type'), self.headers.get('webhook-id'), time.time()])
         except ValueError:
-            line = json.dumps([self.path, None, 'unparsable', None])
+            line = json.dumps([self.path, None, 'unparsable', None, time.time()])
         with lock:
             out.write(line + '\n')
         self.send_response(200); self.send_header('content-length', '0'); self.end_headers()
@@ -191,7 +191,7 @@ http.server.ThreadingHTTPServer(('127.0.0.1', port), H).serve_forever()
 
 @dataclass
 class ReceiverProcess:
-    """A webhook receiver in its own process: one JSON line per POST, ``[path, id, type, webhook-id]``."""
+    """A webhook receiver in its own process: one JSON line per POST, ``[path, id, type, webhook-id, epoch s]``."""
 
     record: Path
     port: int = field(default_factory=free_port)

@@ -42,12 +42,12 @@ async def run_scenario(name: str, scenario: Scenario, tmp_path, *, max_duplicate
 @pytest.mark.timeout(420)
 async def test_crashes_lose_nothing_acknowledged(tmp_path):
     scenario = Scenario(events=2_000, subscriptions=5, kills=2, azurite_restarts=1, batch=5, seed=seed())
-    # A SIGKILL or a storage outage redelivers the messages in flight (up to 256 deliveries each), so
-    # a short run with three faults has a much higher duplicate rate than the soak run's 1 % target.
-    # The re-pushed count per fault is about constant (the in-flight window), so the run publishes
-    # enough events that one badly timed kill cannot swing the rate past the bound on its own
-    # (with 1,000 events, runs ranged from 1.9 % to 17 %).
-    await run_scenario("crash-short", scenario, tmp_path, max_duplicate_percent=15.0)
+    # A SIGKILL or a storage outage redelivers the outbound messages in flight, and a redelivered
+    # message pushes only the deliveries no settle recorded: what remains are the pushes made in the
+    # moments before a kill, whose record had not landed yet. That count per kill is about constant,
+    # so a short run with two kills has a higher rate than the soak run (0-0.83 % in the latest
+    # runs; 0-3.4 % before, up to 17 % with 1,000 events).
+    await run_scenario("crash-short", scenario, tmp_path, max_duplicate_percent=2.0)
 
 
 @pytest.mark.soak
@@ -56,5 +56,5 @@ async def test_soak_ten_thousand_events_five_kills(tmp_path):
     scenario = Scenario(
         events=10_000, subscriptions=20, kills=5, azurite_restarts=1, batch=10, seed=seed(), converge_seconds=900
     )
-    # The target is under 1 %; the run fails only past 2 % (the latest figure is in docs/reliability.md).
-    await run_scenario("crash-soak", scenario, tmp_path, max_duplicate_percent=2.0)
+    # Under 1 % (the latest figure is in docs/reliability.md).
+    await run_scenario("crash-soak", scenario, tmp_path, max_duplicate_percent=1.0)

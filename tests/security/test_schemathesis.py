@@ -1,8 +1,9 @@
 """schemathesis against Herald's own OpenAPI document, in-process through the ASGI interface.
 
 schemathesis generates the requests (valid and invalid against the schema, every operation); each is
-sent with a valid bearer token that holds every scope. Required: no 5xx, and every 4xx is an RFC 9457
-problem document (``application/problem+json`` with type, title, status and detail)."""
+sent with a valid bearer token that holds every scope. Required: no 5xx, every 4xx is an RFC 9457
+problem document (``application/problem+json`` with type, title, status and detail), and every answer
+is one the document describes: its status, media type, headers and body schema."""
 
 from __future__ import annotations
 
@@ -13,12 +14,26 @@ from typing import Any
 import httpx
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
+from schemathesis.core.failures import FailureGroup
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from shared.api.auth import SCOPES
 from tests.reliability.figures import record_figures
 
 PER_OPERATION = 48
 MINIMUM = 1_000
+# What the answer must agree with in the document; checks of Herald's own behaviour are the assertions below.
+CONFORMANCE = [
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
 
 
 def generate(schema: dict[str, Any]) -> list[Any]:
@@ -59,6 +74,15 @@ def problem_errors(response: httpx.Response) -> str | None:
     return None
 
 
+def undocumented(case: Any, response: httpx.Response) -> str | None:
+    """How the answer departs from the document (status, media type, headers, body), if it does."""
+    try:
+        case.validate_response(response, checks=CONFORMANCE)
+    except FailureGroup as group:
+        return "; ".join(f"{failure.title}: {' '.join(failure.message.split())}"[:300] for failure in group.exceptions)
+    return None
+
+
 async def test_generated_requests_never_5xx_and_every_4xx_is_a_problem(client, issuer):
     schema = (await client.get("/api/v1/openapi.json")).json()
     cases = generate(schema)
@@ -88,6 +112,8 @@ async def test_generated_requests_never_5xx_and_every_4xx_is_a_problem(client, i
             failures.append(f"{case.method} {case.path} -> {response.status_code}: {response.text[:300]}")
         elif response.status_code >= 400 and (why := problem_errors(response)):
             failures.append(f"{case.method} {case.path} -> {response.status_code}: {why}: {response.text[:200]}")
+        elif why := undocumented(case, response):
+            failures.append(f"{case.method} {case.path} -> {response.status_code}: not as documented: {why}")
     record_figures(
         "schemathesis",
         {

@@ -8,6 +8,7 @@ from shared.subscriptions.delivery import RetryPolicy
 from shared.subscriptions.endpoint_guard import EndpointGuard
 from shared.subscriptions.messages import VALIDATION_QUEUE
 from shared.subscriptions.outbound import OutboundWorker
+from shared.subscriptions.ports import WebhookClient
 from shared.subscriptions.state import SubscriptionEvents, SubscriptionHealth
 from tests.support.pipeline import drain
 
@@ -43,6 +44,7 @@ def worker_with(
     *,
     guard: EndpointGuard | None = None,
     timeout_seconds: float = 5,
+    client: WebhookClient | None = None,
 ) -> OutboundWorker:
     """The outbound worker on the test's services, with a controllable clock and a recording bus.
     The default guard never opens its circuit, so schedules play out attempt by attempt."""
@@ -58,7 +60,7 @@ def worker_with(
         delivery_log=services.delivery_log,
         dead_letters=services.dead_letters,
         bus=bus,
-        client=services.webhooks,
+        client=client or services.webhooks,
         guard=guard or EndpointGuard(failure_threshold=10_000),
         health=health,
         clock=clock,

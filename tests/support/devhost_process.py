@@ -33,7 +33,9 @@ class DevhostProcess:
 def devhost_process(
     azurite: Azurite, settings: Settings, state: Path, extra_env: Mapping[str, str] | None = None
 ) -> Iterator[DevhostProcess]:
-    """Starts ``python -m devhost start`` on a free port, waits until it answers, stops it with SIGTERM."""
+    """Starts ``python -m devhost start`` on a free port, waits until it answers, stops it with SIGTERM.
+    The settings that name devhost's address (the public base URL, the local sink's Event Grid URL)
+    follow the port, as for a developer who runs ``--port``."""
     port = free_port()
     env = {
         **os.environ,
@@ -42,9 +44,6 @@ def devhost_process(
         # The same sealing key as the in-process tests sharing this Azurite.
         "HERALD_SECRET_KEY_PATH": str(settings.secret_key_path),
         "PYTHONPATH": str(REPO),
-        "HERALD_LOCAL_EVENTGRID_URL": f"http://127.0.0.1:{port}/runtime/webhooks/eventgrid",
-        # Next links are built from the public URL, not the request's Host: name the port devhost serves on.
-        "HERALD_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
         "HERALD_LOCAL_SINK_REPORT_DELAY_SECONDS": "0.2",
         **(extra_env or {}),
     }

@@ -23,6 +23,18 @@ def event(resource: str, event_id: str, **attributes: Any) -> dict[str, Any]:
     return document
 
 
+def binary_headers(resource: str, event_id: str = "bin-1", **headers: str | bytes) -> list[tuple[str, str | bytes]]:
+    """A binary-mode event's headers: the required ``ce-`` ones, then ``headers`` (``ce_subject`` is ``ce-subject``)."""
+    required = {
+        "ce-specversion": "1.0",
+        "ce-id": event_id,
+        "ce-source": "urn:herald:test:publisher",
+        "ce-type": "no.example.case.updated",
+        "ce-resource": resource,
+    }
+    return [*required.items(), *((name.replace("_", "-"), value) for name, value in headers.items())]
+
+
 async def publish(client: httpx.AsyncClient, headers: dict[str, str], events: list[dict[str, Any]]) -> httpx.Response:
     return await client.post("/api/v1/events", headers={**headers, **BATCH}, content=json.dumps(events))
 

@@ -11,6 +11,7 @@ import asyncio
 from datetime import UTC, datetime
 
 import azure.functions as func
+from azure.storage.queue import QueueMessage
 
 from devhost.bindings import ReceivedMessage, decode, service_bus_input
 from shared.adapters.storage_queue_bus import decode_envelope
@@ -18,13 +19,33 @@ from shared.container import Services
 from tests.support.functions_index import functions
 
 
-def _handlers() -> dict[str, object]:
+def queue_handlers() -> dict[str, object]:
+    """The app's Service Bus-triggered user functions, by queue name."""
     handlers: dict[str, object] = {}
     for function in functions():
         for binding in function.get_bindings():
             if binding.type == "serviceBusTrigger":
                 handlers[binding.queue_name] = function.get_user_function()
     return handlers
+
+
+def service_bus_message(queue: str, message: QueueMessage, sequence: int) -> func.ServiceBusMessage:
+    """What the trigger hands the function for a message received from the queue; its dequeue count
+    is the delivery count, so a message received again arrives as a redelivery."""
+    envelope = decode_envelope(message.content)
+    received = ReceivedMessage(
+        body=envelope.body,
+        message_id=envelope.message_id,
+        delivery_count=message.dequeue_count or 1,
+        sequence_number=sequence,
+        enqueued_time=envelope.enqueued_at,
+        locked_until=datetime.now(UTC),
+        lock_token=message.id,
+        to=queue,
+        application_properties=dict(envelope.application_properties),
+        content_type=envelope.content_type,
+    )
+    return decode("serviceBusTrigger", func.ServiceBusMessage, service_bus_input(queue, [received], many=False))
 
 
 async def clear(services: Services, queues: tuple[str, ...]) -> None:
@@ -36,7 +57,7 @@ async def clear(services: Services, queues: tuple[str, ...]) -> None:
 
 async def drain(services: Services, queues: tuple[str, ...], *, rounds: int = 20, idle_rounds: int = 2) -> int:
     """Run messages until every named queue stays empty for ``idle_rounds`` polls; returns messages handled."""
-    handlers = _handlers()
+    handlers = queue_handlers()
     handled = 0
     idle = 0
     for _ in range(rounds * 10):
@@ -44,23 +65,7 @@ async def drain(services: Services, queues: tuple[str, ...], *, rounds: int = 20
         for queue in queues:
             client = services.bus.service.get_queue_client(queue)  # type: ignore[attr-defined]
             async for message in client.receive_messages(messages_per_page=32, visibility_timeout=30):
-                envelope = decode_envelope(message.content)
-                received = ReceivedMessage(
-                    body=envelope.body,
-                    message_id=envelope.message_id,
-                    delivery_count=message.dequeue_count or 1,
-                    sequence_number=handled + 1,
-                    enqueued_time=envelope.enqueued_at,
-                    locked_until=datetime.now(UTC),
-                    lock_token=message.id,
-                    to=queue,
-                    application_properties=dict(envelope.application_properties),
-                    content_type=envelope.content_type,
-                )
-                sb = decode(
-                    "serviceBusTrigger", func.ServiceBusMessage, service_bus_input(queue, [received], many=False)
-                )
-                await handlers[queue](sb)  # type: ignore[operator]
+                await handlers[queue](service_bus_message(queue, message, handled + 1))  # type: ignore[operator]
                 await client.delete_message(message)
                 handled += 1
                 progressed = True

@@ -26,6 +26,7 @@ class Behaviour:
     delay: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
     options_headers: dict[str, str] | None = None  # None: OPTIONS is not supported (405)
+    hold: asyncio.Event | None = None  # answers wait until it is set (an endpoint as slow as the test wants)
 
 
 class Receiver:
@@ -65,6 +66,8 @@ class Receiver:
         try:
             if behaviour.delay:
                 await asyncio.sleep(behaviour.delay)
+            if behaviour.hold is not None:
+                await behaviour.hold.wait()
         finally:
             self.in_flight[path] -= 1
         status = behaviour.status(self._counts[path]) if callable(behaviour.status) else behaviour.status

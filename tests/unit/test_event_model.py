@@ -8,7 +8,15 @@ import pytest
 
 from shared.events.cursor import CursorInvalid, decode_cursor, encode_cursor
 from shared.events.log import Position
-from shared.events.model import MAX_EVENT_BYTES, EventInvalid, EventTooLarge, event_key_hash, validate_event
+from shared.events.model import (
+    MAX_EVENT_BYTES,
+    EventInvalid,
+    EventTooLarge,
+    event_key_hash,
+    instant,
+    is_republish,
+    validate_event,
+)
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
@@ -39,6 +47,29 @@ def test_content_hash_ignores_receive_time_but_not_content():
     c = validate_event(base(data={"x": 2}), received_at=NOW)
     assert a.content_hash == b.content_hash != c.content_hash
     assert a.key_hash == c.key_hash == event_key_hash("/s", "1")
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    ["2026-01-02T03:04:05+01:00", "2026-01-02T02:04:05Z", "2026-01-02t02:04:05.000z", "2026-01-01T21:04:05.0-05:00"],
+)
+def test_one_instant_has_one_spelling(spelling):
+    assert instant(spelling) == "2026-01-02T02:04:05Z"
+
+
+def test_instants_keep_digits_beyond_microseconds():
+    assert instant("2026-01-02T03:04:05.1234567Z") != instant("2026-01-02T03:04:05.1234568Z")
+    assert instant("2026-01-02T03:04:05.120Z") == "2026-01-02T03:04:05.12Z"
+
+
+def test_republish_rule_compares_time_apart_from_content():
+    first = validate_event(base(data={"x": 1}), received_at=NOW)
+    stored = (first.content_hash, first.stored_time)
+    read_back = validate_event({**base(data={"x": 1}), "time": "2026-11-21T13:00:00+01:00"}, received_at=NOW)
+    retry = validate_event(base(data={"x": 1}), received_at=datetime(2030, 1, 1, tzinfo=UTC))
+    assert is_republish(read_back, *stored) and is_republish(retry, *stored)
+    assert not is_republish(validate_event(base(data={"x": 1}, time="2026-11-21T12:00:01Z"), received_at=NOW), *stored)
+    assert not is_republish(validate_event(base(data={"x": 2}), received_at=NOW), *stored)
 
 
 def test_key_hash_separates_source_and_id():
@@ -83,3 +114,10 @@ def test_cursor_round_trip_and_binding():
         decode_cursor(token, "urn:a:c")
     with pytest.raises(CursorInvalid):
         decode_cursor("!!!", "urn:a:b")
+
+
+@pytest.mark.parametrize("encoded", ["aGVsbG8=!", "æøå", 42])
+def test_data_base64_that_is_not_base64_is_a_problem_of_the_event(encoded):
+    with pytest.raises(EventInvalid) as raised:
+        validate_event(base(data_base64=encoded), received_at=NOW)
+    assert [(p.attribute, p.detail) for p in raised.value.problems] == [("data_base64", "must be base64")]
