@@ -249,7 +249,7 @@ def _binary_event(request: Request, body: bytes) -> dict[str, Any]:
 
 
 def _documents(request: Request, body: bytes) -> list[Any]:
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    media, _ = _media_type(request.headers.get("content-type", ""))
     if media == STRUCTURED:
         return [parse_json(body)]
     if media == BATCH:
