@@ -1,6 +1,6 @@
 """Herald's Azure Functions app: composes the HTTP API and the pipeline stages. No logic here."""
 
-from shared.telemetry import configure_telemetry
+from shared.composition.telemetry import configure_telemetry
 
 # First: the Azure Monitor distro instruments FastAPI by patching the class, so the API must be
 # built after it ran, or its requests (and the trace context every publish carries on) go unrecorded.

@@ -59,12 +59,12 @@ async def run(quick: bool) -> Result:
 
     from devhost import DevHost, DevHostOptions
     from devhost.issuer import ensure_issuer_keys, issue_token
-    from shared import container
     from shared.adapters.storage_queue_bus import StorageQueueBus
     from shared.adapters.tables import STORAGE_CLIENT_OPTIONS
+    from shared.composition import root
+    from shared.composition.root import build_herald
+    from shared.composition.storage import provision
     from shared.config import load_settings
-    from shared.container import build_services
-    from shared.provisioning import provision
 
     events_count = 200 if quick else 2_000
     state = STATE / "cost"
@@ -81,14 +81,14 @@ async def run(quick: bool) -> Result:
         )
         await provision(settings)
         tables, queues = Count(), Count()
-        services = build_services(
+        herald = build_herald(
             settings,
             tables=TableServiceClient.from_connection_string(
                 store.connection_string, **STORAGE_CLIENT_OPTIONS, **tables.hooks()
             ),
             bus=StorageQueueBus(store.connection_string, **queues.hooks()),
         )
-        container.install_services(services)
+        root.install(herald)
         from function_app import app
 
         app.functions_bindings = None
@@ -150,8 +150,8 @@ async def run(quick: bool) -> Result:
                 delivered = (await asyncio.to_thread(sink.stats))["total"]
                 process_cpu = cpu_seconds_self() - cpu
         finally:
-            await services.close()
-            container._services = None
+            await herald.close()
+            root.uninstall()
     table_ops = tables.total / max(1, delivered)
     sends = queues.requests.get("POST messages", 0)
     # Service Bus bills send, receive and complete per message; storage-queue polling is not counted.

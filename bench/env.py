@@ -20,10 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from azure.data.tables.aio import TableClient, TableServiceClient
 
 from devhost.azurite import Azurite as HostAzurite
 from devhost.azurite import free_port, free_ports
-from devhost.readiness import wait_for_port, wait_until_serving
+from devhost.launch import start_devhost_process
+from devhost.readiness import wait_for_port
+from shared.adapters.tables import STORAGE_CLIENT_OPTIONS
 
 REPO = Path(__file__).resolve().parents[1]
 STATE = Path(tempfile.gettempdir()) / f"herald-bench-{os.getpid()}"
@@ -61,6 +64,14 @@ def azurite() -> Iterator[Azurite]:
         yield instance
     finally:
         instance.stop()
+
+
+async def new_table(connection: str, table: str) -> tuple[TableServiceClient, TableClient]:
+    """A table service on ``connection``, with the client options Herald's adapters use, and a new
+    ``table`` in it."""
+    service = TableServiceClient.from_connection_string(connection, **STORAGE_CLIENT_OPTIONS)
+    await service.create_table(table)
+    return service, service.get_table_client(table)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -130,25 +141,10 @@ def start_devhost(store: Azurite, extra_env: dict[str, str] | None = None) -> De
         "HERALD_LOG_LEVEL": "WARNING",
         **(extra_env or {}),
     }
-    command = [
-        sys.executable,
-        "-m",
-        "devhost",
-        "start",
-        "--port",
-        str(port),
-        "--no-azurite",
-        "--blob-port",
-        str(store.instance.ports.blob),
-        "--queue-port",
-        str(store.instance.ports.queue),
-        "--table-port",
-        str(store.instance.ports.table),
-    ]
     log_path = state / "devhost.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    wait_until_serving(f"http://127.0.0.1:{port}/admin/host/status", process, log_path, timeout=90)
+    process = start_devhost_process(
+        port, store.instance.ports, env, log_path, timeout=90, ready_path="/admin/host/status"
+    )
     return DevhostProcess(process, port, state, env, log_path)
 
 
@@ -307,6 +303,24 @@ class Result:
     details: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+
+
+def p99_growth_result(
+    name: str, title: str, figure: str, baseline: str, sizes: list[dict[str, Any]], samples: int
+) -> Result:
+    """A scaling scenario's result: its target is Herald's p99 growing at most 1.5 times from the
+    smallest size measured (``sizes[0]``) to the largest (``sizes[-1]``)."""
+    ratio = sizes[-1]["herald_p99_ms"] / sizes[0]["herald_p99_ms"]
+    return Result(
+        name=name,
+        title=title,
+        figure=figure,
+        baseline=baseline,
+        ratio=ratio,
+        target="p99 ratio ≤ 1.5",
+        met=ratio <= 1.5,
+        details={"sizes": sizes, "samples": samples},
+    )
 
 
 async def wait_until(predicate: Any, timeout: float, interval: float = 0.2) -> bool:

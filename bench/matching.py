@@ -10,13 +10,11 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from azure.data.tables.aio import TableServiceClient
-
 from bench import raw
-from bench.env import Result, azurite, percentile, percentiles_ms
-from shared.adapters.table_subscriptions import INDEX_TABLE, TableSubscriptionStore
+from bench.env import Result, azurite, new_table, p99_growth_result, percentile, percentiles_ms
+from shared.adapters.table_subscription_store import INDEX_TABLE, TableSubscriptionStore
 from shared.adapters.table_transactions import submit_transaction
-from shared.adapters.tables import STORAGE_CLIENT_OPTIONS, escape_key
+from shared.adapters.tables import escape_key
 from shared.subscriptions.model import index_key, index_keys_for_event
 
 HOT = "urn:bench:hot"
@@ -89,9 +87,7 @@ async def run(quick: bool) -> Result:
     samples = 50 if quick else 300
     rows: list[dict[str, Any]] = []
     with azurite() as store:
-        service = TableServiceClient.from_connection_string(store.connection_string, **STORAGE_CLIENT_OPTIONS)
-        await service.create_table(INDEX_TABLE)
-        client = service.get_table_client(INDEX_TABLE)
+        service, client = await new_table(store.connection_string, INDEX_TABLE)
         subscriptions = TableSubscriptionStore(service)
         seeder = Seeder(client, hot_cap)
         rng = random.Random(8)
@@ -134,11 +130,10 @@ async def run(quick: bool) -> Result:
             print(f"bench: matching at {seeder.size:,}: {rows[-1]}", flush=True)
         await service.close()
     small, large = rows[0], rows[-1]
-    ratio = large["herald_p99_ms"] / small["herald_p99_ms"]
     raw_ratio = large["raw_query_p99_ms"] / small["raw_query_p99_ms"]
-    return Result(
-        name="matching",
-        title=f"Matching: p99 per event at {large['subscriptions']:,} vs {small['subscriptions']:,} subscriptions",
+    return p99_growth_result(
+        "matching",
+        f"Matching: p99 per event at {large['subscriptions']:,} vs {small['subscriptions']:,} subscriptions",
         figure=(
             f"p50/p99 {small['herald_p50_ms']:.1f}/{small['herald_p99_ms']:.1f} ms at {small['subscriptions']:,}; "
             f"{large['herald_p50_ms']:.1f}/{large['herald_p99_ms']:.1f} ms at {large['subscriptions']:,}"
@@ -147,8 +142,6 @@ async def run(quick: bool) -> Result:
             f"raw one-partition query p99 {small['raw_query_p99_ms']:.1f} → {large['raw_query_p99_ms']:.1f} ms "
             f"(x{raw_ratio:.1f}); raw point read p99 {large['raw_point_read_p99_ms']:.1f} ms"
         ),
-        ratio=ratio,
-        target="p99 ratio ≤ 1.5",
-        met=ratio <= 1.5,
-        details={"sizes": rows, "samples": samples},
+        sizes=rows,
+        samples=samples,
     )

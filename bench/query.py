@@ -12,12 +12,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
-from azure.data.tables.aio import TableServiceClient
 
-from bench.env import Result, azurite, devhost, percentiles_ms
+from bench.env import Result, azurite, devhost, new_table, p99_growth_result, percentiles_ms
 from shared.adapters.table_event_log import EVENTS_TABLE, key_row_key, row_key
 from shared.adapters.table_transactions import submit_transaction
-from shared.adapters.tables import STORAGE_CLIENT_OPTIONS, escape_key, int64
+from shared.adapters.tables import escape_key, int64
 from shared.events.cursor import encode_cursor
 from shared.events.log import Position
 
@@ -104,9 +103,7 @@ async def run(quick: bool) -> Result:
     samples = 50 if quick else 200
     results: list[dict[str, Any]] = []
     with azurite() as store:
-        service = TableServiceClient.from_connection_string(store.connection_string, **STORAGE_CLIENT_OPTIONS)
-        await service.create_table(EVENTS_TABLE)
-        client = service.get_table_client(EVENTS_TABLE)
+        service, client = await new_table(store.connection_string, EVENTS_TABLE)
         seeder = LogSeeder(client)
         rng = random.Random(7)
         with devhost(store) as host:
@@ -155,14 +152,11 @@ async def run(quick: bool) -> Result:
                     print(f"bench: query at {seeder.events:,} events: {results[-1]}", flush=True)
         await service.close()
     small, large = results[0], results[-1]
-    ratio = large["herald_p99_ms"] / small["herald_p99_ms"]
-    return Result(
-        name="query",
-        title=f"Query: p99 of a 100-event page, {large['events']:,} vs {small['events']:,} stored",
+    return p99_growth_result(
+        "query",
+        f"Query: p99 of a 100-event page, {large['events']:,} vs {small['events']:,} stored",
         figure=f"p99 {small['herald_p99_ms']:.0f} ms → {large['herald_p99_ms']:.0f} ms",
         baseline=f"raw 2-row query p99 {small['raw_p99_ms']:.0f} ms → {large['raw_p99_ms']:.0f} ms (x{large['raw_p99_ms'] / small['raw_p99_ms']:.1f})",
-        ratio=ratio,
-        target="p99 ratio ≤ 1.5",
-        met=ratio <= 1.5,
-        details={"sizes": results, "samples": samples},
+        sizes=results,
+        samples=samples,
     )

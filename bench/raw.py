@@ -10,11 +10,9 @@ from typing import Any
 
 import aiohttp
 from azure.data.tables import EdmType, EntityProperty, UpdateMode
-from azure.data.tables.aio import TableServiceClient
 
-from bench.env import percentile
+from bench.env import new_table, percentile
 from shared.adapters.table_transactions import submit_transaction
-from shared.adapters.tables import STORAGE_CLIENT_OPTIONS
 
 
 def _int64(value: int) -> EntityProperty:
@@ -36,9 +34,7 @@ async def table_inserts(
     ``encoding`` "library" commits with ``TableClient.submit_transaction``; "lean" with the
     ``$batch`` encoding Herald's adapters use (the same operations through the same client pipeline),
     which leaves Azurite, not the client, as the bound."""
-    service = TableServiceClient.from_connection_string(connection, **STORAGE_CLIENT_OPTIONS)
-    client = service.get_table_client(table)
-    await service.create_table(table)
+    service, client = await new_table(connection, table)
     payload = os.urandom(event_bytes * 97 // 2).hex().encode()[: event_bytes * 97]
     inserted = 0
     transactions = 0

@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument(
         "--no-provision",
         action="store_true",
-        help="skip shared.provisioning (tables); trigger queues are still created",
+        help="skip shared.composition.storage (tables); trigger queues are still created",
     )
     start.add_argument("--app", default="function_app:app", help="module:attribute of the FunctionApp")
     start.add_argument("--root", type=Path, help="repository root (default: the one holding devhost/)")

@@ -131,7 +131,7 @@ class DevHostOptions:
     # None: read host.json in function_directory (default "api" when absent).
     route_prefix: str | None = None
     function_directory: Path = REPO_ROOT
-    # Call shared.provisioning.provision(settings) when that module exists.
+    # Call shared.composition.storage.provision(settings) when that module exists.
     provision_app: bool = True
     shutdown_timeout: float = 10.0
     jwks_path: Path | None = None
@@ -322,13 +322,13 @@ class DevHost:
         )
         if not self.options.provision_app:
             return
-        if importlib.util.find_spec("shared.provisioning") is None:
-            log.info("devhost: shared.provisioning not found; Herald tables are not provisioned by devhost")
+        if importlib.util.find_spec("shared.composition.storage") is None:
+            log.info("devhost: shared.composition.storage not found; Herald tables are not provisioned by devhost")
             return
-        module = importlib.import_module("shared.provisioning")
+        module = importlib.import_module("shared.composition.storage")
         provision = getattr(module, "provision", None)
         if provision is None:
-            log.warning("devhost: shared.provisioning has no provision(settings); skipped")
+            log.warning("devhost: shared.composition.storage has no provision(settings); skipped")
             return
         from shared.config import load_settings
 

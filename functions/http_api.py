@@ -1,6 +1,6 @@
 """The HTTP API stage: Herald's FastAPI app, served by the Functions host through ASGI."""
 
 from shared.api.app import create_api
-from shared.container import close_services, services
+from shared.composition.root import close, services
 
-api = create_api(services, on_shutdown=close_services)
+api = create_api(services, on_shutdown=close)

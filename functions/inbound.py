@@ -4,7 +4,7 @@ import logging
 
 import azure.functions as func
 
-from shared.container import services
+from shared.composition.root import services
 from shared.events.dispatch import INBOUND_QUEUE, InboundMessage
 from shared.telemetry import consume_span, inject_trace_context
 
@@ -18,6 +18,8 @@ async def events_inbound(message: func.ServiceBusMessage) -> None:
     inbound = InboundMessage.model_validate_json(message.get_body())
     herald = await services()
     with consume_span("events.inbound", message.application_properties or {}):
-        rows = await herald.inbound.load(inbound)
-        sent = await herald.fanout.fan_out(inbound.resource, rows, inject_trace_context())
-    log.info("inbound rows fanned out", extra={"resource": inbound.resource, "rows": len(rows), "deliveries": sent})
+        done = await herald.fanout.handle(inbound, inject_trace_context())
+    log.info(
+        "inbound rows fanned out",
+        extra={"resource": inbound.resource, "rows": done.rows, "deliveries": done.deliveries},
+    )

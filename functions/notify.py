@@ -1,4 +1,4 @@
-"""Notify stage: deliveries of notification subscriptions become notification orders (issue 6).
+"""Notify stage: deliveries of notification subscriptions become notification orders.
 
 Fan-out sends them here (``events-notify``) instead of ``events-outbound``, so the webhook
 worker never sees them; the orders then follow the notification pipeline.
@@ -8,24 +8,13 @@ import logging
 
 import azure.functions as func
 
-from shared.container import Services, services
-from shared.notifications.from_events import ORDERED, EventNotifier
+from shared.composition.root import services
 from shared.subscriptions.messages import NOTIFY_QUEUE, DeliveryBatch
+from shared.subscriptions.notification_target import ORDERED
 from shared.telemetry import consume_span
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
-
-
-def notifier(herald: Services) -> EventNotifier:
-    return EventNotifier(
-        store=herald.subscription_store,
-        event_log=herald.event_log,
-        orders=herald.notifications.orders,
-        delivery_log=herald.delivery_log,
-        clock=herald.clock,
-        bus=herald.bus,
-    )
 
 
 @bp.function_name("events_notify")
@@ -34,6 +23,6 @@ async def events_notify(message: func.ServiceBusMessage) -> None:
     batch = DeliveryBatch.model_validate_json(message.get_body())
     herald = await services()
     with consume_span("events.notify", message.application_properties or {}):
-        outcomes = await notifier(herald).handle(batch.deliveries())
+        outcomes = await herald.notifier.handle(batch.deliveries())
     ordered = sum(1 for outcome in outcomes if outcome.outcome == ORDERED)
     log.info("event notifications ordered", extra={"ordered": ordered, "skipped": len(outcomes) - ordered})

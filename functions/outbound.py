@@ -3,7 +3,7 @@ so retries never take the first-attempt path's capacity."""
 
 import azure.functions as func
 
-from shared.container import services
+from shared.composition.root import services
 from shared.subscriptions.messages import OUTBOUND_QUEUE, RETRY_QUEUE, DeliveryBatch
 from shared.telemetry import consume_span
 

@@ -2,7 +2,7 @@
 
 import azure.functions as func
 
-from shared.container import services
+from shared.composition.root import services
 from shared.subscriptions.messages import VALIDATION_QUEUE, ValidationMessage
 
 bp = func.Blueprint()

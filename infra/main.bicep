@@ -202,7 +202,7 @@ param alertEmailAddresses string = ''
 // local.settings.sample.json: add an entry here when the app binds a new queue or function.
 // ---------------------------------------------------------------------------------------------
 
-@description('Service Bus queues, one per pipeline stage (shared/queues.py); devhost reads the same file. Duplicate detection where the sender re-sends with a deterministic message id (the outbox sweep re-dispatches to events-inbound).')
+@description('Service Bus queues, one per pipeline stage (shared/composition/storage.py QUEUES); devhost reads the same file. Duplicate detection where the sender re-sends with a deterministic message id (the outbox sweep re-dispatches to events-inbound).')
 var serviceBusQueues = loadJsonContent('service-bus-queues.json')
 
 var serviceBusQueueNames = [for queue in serviceBusQueues: queue.name]
@@ -210,7 +210,7 @@ var serviceBusQueueNames = [for queue in serviceBusQueues: queue.name]
 @description('Queue the custom Event Grid topic delivers CloudEvents to (a Service Bus trigger ingests them).')
 var eventGridIngestQueueName = 'events-eventgrid'
 
-@description('Tables Herald stores its data in (shared/container.py TABLES).')
+@description('Tables Herald stores its data in (shared/composition/storage.py TABLES).')
 var storageTables = [
   'events'
   'eventresources'

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
 
-from shared.identity.parties import InvalidIdentity, PartyKind, parse_party
-
 log = logging.getLogger(__name__)
 
 # App Service's syntax for a setting whose value lives in Key Vault. The platform replaces it with the
@@ -121,7 +119,8 @@ class Settings:
     pdp_client_id: str | None
     pdp_client_secret: str | None
     pdp_scope: str | None
-    # The identity the Event Grid custom topic publishes as (None: ingestion refuses every event).
+    # The identity the Event Grid custom topic publishes as, as set (ingestion checks it is an org: or
+    # system: identity; None or anything else: ingestion refuses every event).
     eventgrid_publisher: str | None
 
     @property
@@ -168,25 +167,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         pdp_client_id=env.get("HERALD_PDP_CLIENT_ID") or None,
         pdp_client_secret=read_secret(env, "HERALD_PDP_CLIENT_SECRET"),
         pdp_scope=env.get("HERALD_PDP_SCOPE") or None,
-        eventgrid_publisher=_publisher_identity(env, "HERALD_EVENTGRID_PUBLISHER"),
+        eventgrid_publisher=(env.get("HERALD_EVENTGRID_PUBLISHER") or "").strip() or None,
     )
-
-
-def _publisher_identity(env: Mapping[str, str], name: str) -> str | None:
-    """An org: or system: identity, or None (unset or not such an identity: logged, and whatever
-    publishes as it is refused rather than guessed)."""
-    raw = (env.get(name) or "").strip()
-    if not raw:
-        return None
-    try:
-        party = parse_party(raw)
-    except InvalidIdentity as error:
-        log.error("%s is not an identity (%s); nothing is published as it", name, error)
-        return None
-    if party.kind not in (PartyKind.ORG, PartyKind.SYSTEM):
-        log.error("%s must be an org: or system: identity, not %s; nothing is published as it", name, party.kind)
-        return None
-    return str(party)
 
 
 # Azure Event Grid's schedule: 10 s, 30 s, 1 m, 5 m, 10 m, 30 m, 1 h, 3 h, 6 h, then every 12 h.

@@ -2,8 +2,8 @@
 
 The domain only calls the small functions below. They use the OpenTelemetry *API*, which is a
 no-op until an SDK is configured, so nothing is recorded or exported locally unless
-``APPLICATIONINSIGHTS_CONNECTION_STRING`` is set. ``configure_telemetry`` is the only place that
-imports the Azure Monitor distro, lazily.
+``APPLICATIONINSIGHTS_CONNECTION_STRING`` is set and
+``shared.adapters.azure_monitor.configure_telemetry`` installed the Azure Monitor distro.
 
 Trace context travels inside queue messages as W3C ``traceparent``/``tracestate`` application
 properties, so one publish and every push it fans out to form a single distributed trace.
@@ -11,19 +11,14 @@ properties, so one publish and every push it fans out to form a single distribut
 
 from __future__ import annotations
 
-import logging
-import os
-import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
 
 from opentelemetry import metrics, trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 __all__ = [
     "METER_NAME",
-    "configure_telemetry",
     "consume_span",
     "inject_trace_context",
     "record_dead_letter",
@@ -34,19 +29,6 @@ __all__ = [
 ]
 
 METER_NAME = "herald"
-CONNECTION_STRING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
-AUTHENTICATION_STRING = "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"
-# Loggers that are chatty at INFO and would otherwise be exported as traces.
-NOISY_LOGGERS = (
-    "azure.core.pipeline.policies.http_logging_policy",
-    "azure.identity",
-    "azure.monitor.opentelemetry.exporter",
-    "azure.servicebus",
-    "uamqp",
-)
-
-_lock = threading.Lock()
-_configured = False
 _propagator = TraceContextTextMapPropagator()
 
 _meter = metrics.get_meter(METER_NAME)
@@ -73,49 +55,6 @@ _reports_refused = _meter.create_counter(
     unit="{event}",
     description="Delivery-report events Herald could not read (wrong schema, data not an object), by reason.",
 )
-
-
-def _parse_authentication_string(value: str) -> dict[str, str]:
-    """``Authorization=AAD;ClientId=<guid>`` → ``{"authorization": "AAD", "clientid": "<guid>"}``."""
-    parts: dict[str, str] = {}
-    for item in value.split(";"):
-        key, sep, val = item.partition("=")
-        if sep:
-            parts[key.strip().lower()] = val.strip()
-    return parts
-
-
-def configure_telemetry(environ: Mapping[str, str] | None = None) -> bool:
-    """Export traces, metrics and logs to Azure Monitor when a connection string is set.
-
-    Returns True when the Azure Monitor distro is (or already was) configured, False when telemetry
-    stays off (no connection string: local runs and tests). Safe to call more than once.
-    """
-    global _configured
-    env = os.environ if environ is None else environ
-    connection_string = env.get(CONNECTION_STRING, "").strip()
-    if not connection_string:
-        return False
-    with _lock:
-        if _configured:
-            return True
-        from azure.monitor.opentelemetry import configure_azure_monitor  # lazy: heavy, Azure only
-
-        options: dict[str, Any] = {"connection_string": connection_string}
-        auth = _parse_authentication_string(env.get(AUTHENTICATION_STRING, ""))
-        if auth.get("authorization", "").upper() == "AAD":
-            # Application Insights has local auth disabled: ingest with the app's managed identity.
-            from azure.identity import ManagedIdentityCredential
-
-            client_id = auth.get("clientid")
-            options["credential"] = (
-                ManagedIdentityCredential(client_id=client_id) if client_id else ManagedIdentityCredential()
-            )
-        configure_azure_monitor(**options)
-        for name in NOISY_LOGGERS:
-            logging.getLogger(name).setLevel(logging.WARNING)
-        _configured = True
-        return True
 
 
 def record_events_published(count: int, resource: str) -> None:

@@ -9,10 +9,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from shared.composition.root import Herald, Stores
 from shared.config import Settings, load_settings
-from shared.container import Services, build_services
-from shared.provisioning import provision
+from shared.services import Services
 from tests.support.azurite import Azurite, start_azurite
+from tests.support.installed_herald import installed_herald
 from tests.support.receiver import Receiver
 from tests.support.tokens import TestIssuer
 
@@ -43,17 +44,23 @@ def settings(azurite: Azurite, issuer: TestIssuer) -> Settings:
 
 
 @pytest.fixture
-async def services(settings: Settings) -> AsyncIterator[Services]:
-    """Herald's real services on the test Azurite, also installed as the process container, so the
-    function triggers (which call ``shared.container.services()``) use them."""
-    from shared import container
+async def herald(settings: Settings) -> AsyncIterator[Herald]:
+    """Herald built on the test Azurite, also installed as the process's, so the function triggers
+    (which call ``shared.composition.root.services()``) use it."""
+    async with installed_herald(settings) as built:
+        yield built
 
-    await provision(settings)
-    built = build_services(settings)
-    container.install_services(built)
-    yield built
-    await built.close()
-    container._services = None
+
+@pytest.fixture
+def services(herald: Herald) -> Services:
+    """The use cases, as routes and triggers see them."""
+    return herald.services
+
+
+@pytest.fixture
+def stores(herald: Herald) -> Stores:
+    """What the use cases are built on, for tests that look underneath."""
+    return herald.stores
 
 
 @pytest.fixture
@@ -81,8 +88,7 @@ async def open_resource(services: Services, resource: str) -> str:
     """Gives a resource a policy that lets every identity publish, read and subscribe."""
     from shared.identity.authorization import ResourcePolicy
 
-    await services.access.policies.put(resource, ResourcePolicy(publishers=["*"], owners=["*"]))
-    await services.access.authorizer.changed()
+    await services.access.put_policy(resource, ResourcePolicy(publishers=["*"], owners=["*"]))
     return resource
 
 
@@ -94,3 +100,10 @@ async def resource(services: Services) -> str:
 
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks every test that needs Azurite (through the session fixture), so ``make unit`` can leave them out."""
+    for item in items:
+        if "azurite" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.azurite)

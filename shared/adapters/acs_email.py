@@ -18,6 +18,7 @@ from azure.core.credentials import AzureKeyCredential
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
+from shared.notifications.config import NotificationSettings
 from shared.notifications.model import ContentType, Status
 from shared.notifications.ports import EmailMessage, SendResult
 
@@ -30,6 +31,20 @@ def parse_connection_string(value: str) -> tuple[str, str]:
     if not endpoint or not key:
         raise ValueError("an ACS connection string is endpoint=https://...;accesskey=...")
     return endpoint.rstrip("/"), key
+
+
+def acs_credential(settings: NotificationSettings) -> tuple[str, Any]:
+    """Communication Services' endpoint and credential: its connection string locally, the app's
+    managed identity (``HeraldCommunication__*`` settings) in Azure. Email and SMS share them."""
+    if settings.acs_connection_string:
+        endpoint, key = parse_connection_string(settings.acs_connection_string)
+        return endpoint, AzureKeyCredential(key)
+    from shared.adapters.identity import credential_for
+    from shared.config import Connection
+
+    assert settings.acs_endpoint is not None
+    connection = Connection("HeraldCommunication", None, dict(settings.acs_identity))
+    return settings.acs_endpoint, credential_for(connection)
 
 
 def retry_after(error: HttpResponseError, default: timedelta) -> timedelta:

@@ -18,8 +18,8 @@ from typing import Any
 
 import aiohttp
 
-from shared.adapters.entra_tokens import TokenProvider
-from shared.adapters.table_contacts import organization_from_json, person_from_json
+from shared.adapters.entra_tokens import TokenProvider, client_credentials
+from shared.notifications.config import NotificationSettings
 from shared.notifications.ports import Organization, Person
 
 LOOKUP_CHUNK = 500
@@ -33,6 +33,19 @@ class HttpContactRegistry:
         self._base = base_url.rstrip("/")
         self._tokens = tokens
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+
+    @classmethod
+    def from_settings(cls, settings: NotificationSettings) -> HttpContactRegistry:
+        """The registry at HERALD_CONTACT_REGISTRY_URL, with a client-credentials token from its authority."""
+        url, tokens = client_credentials(
+            url=settings.registry_url,
+            authority=settings.registry_authority,
+            client_id=settings.registry_client_id,
+            client_secret=settings.registry_client_secret,
+            scope=settings.registry_scope,
+            needs="the HTTP contact registry needs HERALD_CONTACT_REGISTRY_AUTHORITY, _CLIENT_ID, _CLIENT_SECRET, _SCOPE",
+        )
+        return cls(url, tokens)
 
     async def _lookup(self, path: str, field: str, keys: Sequence[str], result_field: str) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
@@ -49,8 +62,8 @@ class HttpContactRegistry:
 
     async def persons(self, nins: Sequence[str]) -> dict[str, Person]:
         rows = await self._lookup("/persons/lookup", "nationalIdentityNumbers", nins, "persons")
-        return {p.national_identity_number: p for p in map(person_from_json, rows)}
+        return {p.national_identity_number: p for p in map(Person.from_json, rows)}
 
     async def organizations(self, numbers: Sequence[str]) -> dict[str, Organization]:
         rows = await self._lookup("/organizations/lookup", "organizationNumbers", numbers, "organizations")
-        return {o.organization_number: o for o in map(organization_from_json, rows)}
+        return {o.organization_number: o for o in map(Organization.from_json, rows)}

@@ -42,3 +42,20 @@ class MsalTokenProvider:
         if not token:
             raise RuntimeError(f"no token for {self._scope}: {result.get('error')}: {result.get('error_description')}")
         return str(token)
+
+
+def client_credentials(
+    *,
+    url: str | None,
+    authority: str | None,
+    client_id: str | None,
+    client_secret: str | None,
+    scope: str | None,
+    needs: str,
+) -> tuple[str, MsalTokenProvider]:
+    """An external system's URL and a token provider for it, from its client-credentials settings.
+
+    Raises RuntimeError with ``needs`` (the settings it asks for) when any of them is missing."""
+    if not (url and authority and client_id and client_secret and scope):
+        raise RuntimeError(needs)
+    return url, MsalTokenProvider(authority=authority, client_id=client_id, client_secret=client_secret, scope=scope)

@@ -20,7 +20,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
-from shared.subscriptions.endpoint_policy import refuse_internal
+from shared.endpoint_policy import refuse_internal
 
 
 class GuardedResolver(AbstractResolver):

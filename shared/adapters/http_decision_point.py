@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from shared.adapters.entra_tokens import MsalTokenProvider, TokenProvider
+from shared.adapters.entra_tokens import TokenProvider, client_credentials
 from shared.config import Settings
 from shared.identity.authorization import AccessRequest, DecisionUnavailable
 
@@ -36,23 +36,15 @@ class HttpDecisionPoint:
 
     @classmethod
     def from_settings(cls, config: Settings) -> HttpDecisionPoint:
-        if not (
-            config.pdp_url
-            and config.pdp_authority
-            and config.pdp_client_id
-            and config.pdp_client_secret
-            and config.pdp_scope
-        ):
-            raise RuntimeError(
-                "HERALD_AUTHORIZATION=pdp needs HERALD_PDP_URL, _AUTHORITY, _CLIENT_ID, _CLIENT_SECRET and _SCOPE"
-            )
-        tokens = MsalTokenProvider(
+        url, tokens = client_credentials(
+            url=config.pdp_url,
             authority=config.pdp_authority,
             client_id=config.pdp_client_id,
             client_secret=config.pdp_client_secret,
             scope=config.pdp_scope,
+            needs="HERALD_AUTHORIZATION=pdp needs HERALD_PDP_URL, _AUTHORITY, _CLIENT_ID, _CLIENT_SECRET and _SCOPE",
         )
-        return cls(config.pdp_url, tokens)
+        return cls(url, tokens)
 
     async def decide(self, requests: Sequence[AccessRequest]) -> list[bool]:
         token = await self._tokens.token()

@@ -14,7 +14,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver
 
 from shared.adapters.guarded_http import guarded_session
-from shared.subscriptions.endpoint_policy import EndpointPolicy, EndpointRefused
+from shared.endpoint_policy import EndpointPolicy, EndpointRefused
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,8 @@ an invalid recipient. Send (XML): ``<SESSION><CLIENT/><PW/><MSGLST><MSG><ID/><TE
 <RCPREQ>Y</RCPREQ></MSG></MSGLST></SESSION>`` -> ``<SESSION><LOGON>OK</LOGON><MSGLST><MSG><ID/>
 <REF/><STATUS>OK|FAIL</STATUS><INFO/></MSG></MSGLST></SESSION>``.
 429, 5xx and timeouts are transient (retried by delayed messages, no immediate retry: the
-gateway is not hammered). Delivery reports: :func:`parse_reports`, used by the callback route.
+gateway is not hammered). Delivery reports: :func:`read_reports`, the callback's reader (the composition
+root hands it to the reports use case).
 """
 
 from __future__ import annotations
@@ -20,8 +21,23 @@ from xml.sax.saxutils import escape
 
 import aiohttp
 
-from shared.notifications.model import Status
-from shared.notifications.ports import SendResult, SmsMessage
+from shared.notifications.model import Channel, Status
+from shared.notifications.ports import DeliveryReport, SendResult, SmsMessage
+
+STATES: dict[str, Status] = {
+    "DELIVRD": Status.DELIVERED,
+    "EXPIRED": Status.FAILED_EXPIRED,
+    "DELETED": Status.FAILED_DELETED,
+    "UNDELIV": Status.FAILED_UNDELIVERED,
+    "REJECTD": Status.FAILED_REJECTED,
+    "BARRED": Status.FAILED_BARRED_RECEIVER,
+    "FAILED": Status.FAILED,
+    "UNKNOWN": Status.FAILED,
+}  # the gateway's report states (reference: Altinn's SmsSendResultMapper.cs)
+
+
+def report_status(state: str | None) -> Status:
+    return STATES.get((state or "").strip().upper(), Status.FAILED)
 
 
 def _retry_after(headers: Any) -> timedelta | None:
@@ -148,3 +164,19 @@ def parse_reports(body: bytes, content_type: str) -> list[GatewayReport]:
             reports.append(GatewayReport(reference, state, msg.findtext("RCV"), msg.findtext("DELIVERYTIME")))
         return reports
     raise ValueError("send application/json or application/xml")
+
+
+def read_reports(body: bytes, content_type: str) -> list[DeliveryReport]:
+    """The callback's reports (a ``GatewayReportReader``). A dead report keeps the whole body when the
+    callback carries one report, else the report as read. Raises ValueError."""
+    reports = parse_reports(body, content_type)
+    return [
+        DeliveryReport(
+            Channel.SMS,
+            report.reference,
+            report_status(report.state),
+            body.decode("utf-8", "replace") if len(reports) == 1 else repr(report),
+            report.state,
+        )
+        for report in reports
+    ]

@@ -26,14 +26,14 @@ import logging
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 
 from shared.notifications.model import Status
-from shared.notifications.ports import EmailMessage, SendResult, SmsMessage
+from shared.notifications.ports import Captured, EmailMessage, SendResult, SmsMessage
 
 log = logging.getLogger(__name__)
 
@@ -49,21 +49,6 @@ EMAIL_OUTCOMES = {
 }
 
 ReportPoster = Callable[[str, list[dict[str, Any]]], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class Captured:
-    channel: str
-    notification_id: str
-    reference: str
-    sender: str
-    to: str
-    subject: str | None
-    body: str
-    content_type: str | None
-    at: str
-    outcome: str
-    orderer: str
 
 
 _REPORT_ATTEMPTS = 12

@@ -13,13 +13,12 @@ import contextlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableServiceClient
 
 from shared.adapters.table_checkpoints import STATE_TABLE
-from shared.adapters.tables import delete_existing, escape_key, int64
+from shared.adapters.tables import delete_existing, escape_key, get_or_none, int64, int_of, put_if_unchanged
 from shared.identity.authorization import ResourcePolicy, RoleGrant
 
 POLICIES_TABLE = "policies"
@@ -31,9 +30,8 @@ class TablePolicyStore:
         self._table = service.get_table_client(POLICIES_TABLE)
 
     async def get(self, resource: str) -> ResourcePolicy | None:
-        try:
-            entity = await self._table.get_entity("policy", escape_key(resource))
-        except ResourceNotFoundError:
+        entity = await get_or_none(self._table, "policy", escape_key(resource))
+        if entity is None:
             return None
         return ResourcePolicy.model_validate_json(entity["document"])
 
@@ -96,33 +94,15 @@ class TableVersionCounter:
         self._name = name
 
     async def current(self) -> int:
-        try:
-            entity = await self._table.get_entity("version", self._name)
-        except ResourceNotFoundError:
-            return 0
-        value = entity["n"]
-        return int(value.value if hasattr(value, "value") else value)
+        entity = await get_or_none(self._table, "version", self._name)
+        return 0 if entity is None else int_of(entity["n"])
 
     async def bump(self) -> int:
         for _ in range(50):
-            try:
-                entity = await self._table.get_entity("version", self._name)
-            except ResourceNotFoundError:
-                try:
-                    await self._table.create_entity({"PartitionKey": "version", "RowKey": self._name, "n": int64(1)})
-                    return 1
-                except ResourceExistsError:
-                    continue
-            value = entity["n"]
-            next_value = int(value.value if hasattr(value, "value") else value) + 1
-            try:
-                await self._table.update_entity(
-                    {"PartitionKey": "version", "RowKey": self._name, "n": int64(next_value)},
-                    mode=UpdateMode.REPLACE,
-                    etag=entity.metadata["etag"],
-                    match_condition=MatchConditions.IfNotModified,
-                )
-            except ResourceModifiedError:
-                continue
-            return next_value
+            entity = await get_or_none(self._table, "version", self._name)
+            next_value = 1 if entity is None else int_of(entity["n"]) + 1
+            etag = None if entity is None else entity.metadata["etag"]
+            counter = {"PartitionKey": "version", "RowKey": self._name, "n": int64(next_value)}
+            if await put_if_unchanged(self._table, counter, etag) is not None:
+                return next_value
         raise RuntimeError("the authorization version kept changing")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableServiceClient
+
+from shared.adapters.tables import get_or_none
 
 STATE_TABLE = "heraldstate"
 
@@ -16,9 +17,8 @@ class TableCheckpoints:
         self._table = service.get_table_client(STATE_TABLE)
 
     async def get(self, name: str) -> datetime | None:
-        try:
-            entity = await self._table.get_entity("checkpoint", name)
-        except ResourceNotFoundError:
+        entity = await get_or_none(self._table, "checkpoint", name)
+        if entity is None:
             return None
         value: datetime = entity["at"]
         return value

@@ -4,6 +4,8 @@ One partition per resource holds, in key order:
 
 - ``e<seq>``   log rows: the events of one append, packed in binary properties,
 - ``k<hash>``  one idempotency key per event: (source, id) -> content hash, time and row sequence,
+- ``f<seq><chunk>`` fan-out marks of the inbound message starting at ``seq`` (written by
+  shared/adapters/table_fanout_marks.py; retention removes them with the rows),
 - ``o<seq>``   outbox entries: rows committed but not yet handed to the inbound queue,
 - ``~seq``     the resource's sequence counter.
 
@@ -31,20 +33,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient, TableServiceClient
 
 from shared.adapters.table_transactions import submit_transaction
-from shared.adapters.tables import escape_key, int64
-from shared.events.log import (
-    AppendOutcome,
-    AppendResult,
-    Commit,
-    CommitListener,
-    LogRow,
-    PendingDispatch,
-)
+from shared.adapters.tables import TRANSACTION_OPERATIONS, escape_key, get_or_none, int64, int_of
+from shared.events.log import AppendOutcome, AppendResult, CommitListener, LogRow, PendingDispatch
 from shared.events.model import ValidatedEvent, is_republish, stored_identity
 
 log = logging.getLogger(__name__)
@@ -53,7 +47,6 @@ EVENTS_TABLE = "events"
 RESOURCES_TABLE = "eventresources"
 
 COUNTER_KEY = "~seq"
-TRANSACTION_OPERATIONS = 100  # Azure's limit per entity-group transaction
 MAX_ROW_BYTES = 512 * 1024  # well under the 1 MiB entity limit
 MAX_COMMIT_BYTES = 2 * 1024 * 1024  # well under the 4 MiB transaction limit (binary travels as base64)
 CHUNK_BYTES = 64 * 1024  # a binary property holds at most 64 KiB
@@ -73,6 +66,10 @@ def outbox_key(seq: int) -> str:
 
 def key_row_key(key_hash: str) -> str:
     return f"k{key_hash}"
+
+
+def fanout_mark_key(seq: int, chunk: str = "") -> str:
+    return f"f{seq:016d}{chunk}"
 
 
 def _pack(events: Sequence[bytes]) -> dict[str, bytes]:
@@ -112,19 +109,18 @@ class _KeyTaken(Exception):
 
 
 class TableEventLog:
-    def __init__(self, service: TableServiceClient, *, on_commit: CommitListener | None = None) -> None:
+    def __init__(self, service: TableServiceClient, *, listener: CommitListener | None = None) -> None:
+        """``listener`` is handed the rows of every commit; without one (a log only read from, or
+        benchmarked) committed rows wait in the outbox for the sweeper."""
         self._service = service
         self._events: TableClient = service.get_table_client(EVENTS_TABLE)
         self._resources: TableClient = service.get_table_client(RESOURCES_TABLE)
-        self._on_commit = on_commit
+        self._listener = listener
         self._partitions: dict[str, _Partition] = {}
         # Last known (sequence, etag) per resource; a stale entry only costs one retried transaction.
         self._counters: OrderedDict[str, tuple[int, str | None]] = OrderedDict()
         self._directory_touched: OrderedDict[str, datetime] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
-
-    def set_commit_listener(self, listener: CommitListener) -> None:
-        self._on_commit = listener
 
     # ----------------------------------------------------------------------------------- append
 
@@ -222,10 +218,10 @@ class TableEventLog:
             except _CounterMoved:
                 await asyncio.sleep(random.uniform(0, 0.005 * (attempt + 1)))
                 continue
-            commit = Commit(resource=resource, seqs=seqs, outbox_id=outbox_id)
-            if self._on_commit is not None:
+            if self._listener is not None:
                 try:
-                    await self._on_commit(commit)
+                    await self._listener.dispatch(resource, seqs)
+                    await self.clear_dispatch(resource, outbox_id)
                 except Exception:  # durable already; the outbox sweeper dispatches it later
                     log.exception(
                         "dispatch after commit failed; left to the outbox sweeper", extra={"resource": resource}
@@ -356,25 +352,22 @@ class TableEventLog:
         candidates = [item for item in items if only is None or item.event.key_hash in only]
 
         async def lookup(item: _Pending) -> tuple[_Pending, dict[str, Any] | None]:
-            try:
-                entity = await self._events.get_entity(
-                    partition_key, key_row_key(item.event.key_hash), select=["h", "tm", "s"]
-                )
-            except ResourceNotFoundError:
-                return item, None
-            return item, dict(entity)
+            entity = await get_or_none(
+                self._events, partition_key, key_row_key(item.event.key_hash), select=["h", "tm", "s"]
+            )
+            return item, None if entity is None else dict(entity)
 
         found = [(item, entity) for item, entity in await asyncio.gather(*map(lookup, candidates)) if entity]
         keys = {item.event.key_hash: entity for item, entity in found}
         stored.update({key: (entity["h"], entity["tm"]) for key, entity in keys.items() if entity.get("tm")})
-        legacy = {key: int(_value(entity["s"])) for key, entity in keys.items() if key not in stored}
+        legacy = {key: int_of(entity["s"]) for key, entity in keys.items() if key not in stored}
         if legacy:
             stored.update(await self._legacy_identities(partition_key, legacy))
         for item, entity in found:
             kept = stored.get(item.event.key_hash)
             duplicate = kept is not None and is_republish(item.event, *kept)
             outcome = AppendOutcome.DUPLICATE if duplicate else AppendOutcome.CONFLICT
-            item.future.set_result(AppendResult(outcome, int(_value(entity["s"]))))
+            item.future.set_result(AppendResult(outcome, int_of(entity["s"])))
         resolved = {id(item) for item, _ in found}
         return [item for item in items if id(item) not in resolved]
 
@@ -387,10 +380,8 @@ class TableEventLog:
         """
 
         async def row(seq: int) -> dict[str, Any] | None:
-            try:
-                return dict(await self._events.get_entity(partition_key, row_key(seq)))
-            except ResourceNotFoundError:
-                return None
+            entity = await get_or_none(self._events, partition_key, row_key(seq))
+            return None if entity is None else dict(entity)
 
         identities: dict[str, tuple[str, str]] = {}
         for entity in await asyncio.gather(*map(row, sorted(set(seq_of.values())))):
@@ -406,11 +397,10 @@ class TableEventLog:
         if cached is not None:
             self._counters.move_to_end(resource)
             return cached
-        try:
-            entity = await self._events.get_entity(escape_key(resource), COUNTER_KEY)
-        except ResourceNotFoundError:
+        entity = await get_or_none(self._events, escape_key(resource), COUNTER_KEY)
+        if entity is None:
             return 0, None
-        value = (int(_value(entity["s"])), entity.metadata["etag"])
+        value = (int_of(entity["s"]), entity.metadata["etag"])
         self._remember_counter(resource, value[0], value[1])
         return value
 
@@ -472,20 +462,15 @@ class TableEventLog:
         partition_key = escape_key(resource)
 
         async def one(seq: int) -> LogRow | None:
-            try:
-                return _to_row(await self._events.get_entity(partition_key, row_key(seq)))
-            except ResourceNotFoundError:
-                return None
+            entity = await get_or_none(self._events, partition_key, row_key(seq))
+            return None if entity is None else _to_row(entity)
 
         rows = await asyncio.gather(*(one(seq) for seq in seqs))
         return [row for row in rows if row is not None]
 
     async def last_seq(self, resource: str) -> int:
-        try:
-            entity = await self._events.get_entity(escape_key(resource), COUNTER_KEY)
-        except ResourceNotFoundError:
-            return 0
-        return int(_value(entity["s"]))
+        entity = await get_or_none(self._events, escape_key(resource), COUNTER_KEY)
+        return 0 if entity is None else int_of(entity["s"])
 
     async def first_seq(self, resource: str) -> int | None:
         query = "PartitionKey eq @pk and RowKey ge @start and RowKey lt @end"
@@ -505,7 +490,7 @@ class TableEventLog:
         async for entity in self._events.query_entities(query, parameters=parameters):
             if entity["t"] >= committed_before:
                 continue
-            first, last = int(_value(entity["first"])), int(_value(entity["last"]))
+            first, last = int_of(entity["first"]), int_of(entity["last"])
             pending.append(PendingDispatch(resource, list(range(first, last + 1)), entity["RowKey"], entity["t"]))
         return pending
 
@@ -524,21 +509,6 @@ class TableEventLog:
             entity["resource"]
             async for entity in self._resources.query_entities("PartitionKey eq 'r'", select=["resource"])
         ]
-
-    # ----------------------------------------------------------------------- fan-out markers
-
-    async def fanout_marks(self, resource: str, seq: int) -> set[str]:
-        """Deliveries already handed to the outbound queue for the inbound message starting at ``seq``."""
-        query = "PartitionKey eq @pk and RowKey ge @start and RowKey lt @end"
-        parameters = {"pk": escape_key(resource), "start": f"f{seq:016d}", "end": f"f{seq:016d}~"}
-        sent: set[str] = set()
-        async for entity in self._events.query_entities(query, parameters=parameters, select=["m"]):
-            sent.update(filter(None, (entity.get("m") or "").split(",")))
-        return sent
-
-    async def add_fanout_mark(self, resource: str, seq: int, chunk: str, members: Sequence[str]) -> None:
-        entity = {"PartitionKey": escape_key(resource), "RowKey": f"f{seq:016d}{chunk}", "m": ",".join(members)}
-        await self._events.upsert_entity(entity, mode=UpdateMode.REPLACE)
 
     # ------------------------------------------------------------------------------ retention
 
@@ -581,7 +551,7 @@ class TableEventLog:
         ):
             first = int(entity["RowKey"][1:])
             break
-        upper = f"f{first:016d}" if first is not None else "g"
+        upper = fanout_mark_key(first) if first is not None else "g"
         query = "PartitionKey eq @pk and RowKey ge 'f' and RowKey lt @upper"
         keys = [
             e["RowKey"]
@@ -601,11 +571,3 @@ class TableEventLog:
 
 class _CounterMoved(Exception):
     """Another writer advanced the resource's sequence first; re-read and try again."""
-
-
-def _value(value: Any) -> Any:
-    return value.value if hasattr(value, "value") else value
-
-
-async def create_event_log(service: TableServiceClient) -> TableEventLog:
-    return TableEventLog(service)

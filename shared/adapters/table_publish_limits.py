@@ -7,12 +7,9 @@ same tokens twice.
 
 from __future__ import annotations
 
-from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableServiceClient
 
-from shared.adapters.tables import escape_key
+from shared.adapters.tables import escape_key, get_or_none, put_if_unchanged
 from shared.identity.rate_limit import Bucket
 
 PUBLISH_LIMITS_TABLE = "publishlimits"
@@ -24,22 +21,11 @@ class TablePublishBuckets:
         self._table = service.get_table_client(PUBLISH_LIMITS_TABLE)
 
     async def get(self, key: str) -> tuple[Bucket | None, str | None]:
-        try:
-            entity = await self._table.get_entity(escape_key(key), _ROW)
-        except ResourceNotFoundError:
+        entity = await get_or_none(self._table, escape_key(key), _ROW)
+        if entity is None:
             return None, None
         return Bucket(level=float(entity["level"]), at=float(entity["at"])), entity.metadata["etag"]
 
     async def put(self, key: str, bucket: Bucket, version: str | None) -> str | None:
         entity = {"PartitionKey": escape_key(key), "RowKey": _ROW, "level": bucket.level, "at": bucket.at}
-        try:
-            if version is None:
-                written = await self._table.create_entity(entity)
-            else:
-                written = await self._table.update_entity(
-                    entity, mode=UpdateMode.REPLACE, etag=version, match_condition=MatchConditions.IfNotModified
-                )
-        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
-            return None
-        etag: str = written["etag"]
-        return etag
+        return await put_if_unchanged(self._table, entity, version)

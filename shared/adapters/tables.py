@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import EdmType, EntityProperty
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import EdmType, EntityProperty, TableEntity, UpdateMode
 from azure.data.tables.aio import TableClient, TableServiceClient
 
 from shared.config import Settings
+
+TRANSACTION_OPERATIONS = 100  # Azure's limit per entity-group transaction
 
 # Characters a PartitionKey or RowKey may not hold; percent-encoded (as is '%' itself).
 _FORBIDDEN_IN_KEY = re.compile(r"[/\\#?%\x00-\x1f\x7f-\x9f]")
@@ -31,8 +37,41 @@ async def delete_existing(table: TableClient, partition_key: str, row_key: str) 
     return True
 
 
+async def get_or_none(
+    table: TableClient, partition_key: str, row_key: str, *, select: list[str] | None = None
+) -> TableEntity | None:
+    """The entity, or None when there is none."""
+    try:
+        if select is None:
+            return await table.get_entity(partition_key, row_key)
+        return await table.get_entity(partition_key, row_key, select=select)
+    except ResourceNotFoundError:
+        return None
+
+
+async def put_if_unchanged(table: TableClient, entity: dict[str, Any], etag: str | None) -> str | None:
+    """Optimistic concurrency: create the entity when ``etag`` is None, else replace it only if it
+    still has that ETag. Returns the new ETag, or None when another writer came first."""
+    try:
+        if etag is None:
+            written = await table.create_entity(entity)
+        else:
+            written = await table.update_entity(
+                entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
+            )
+    except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
+        return None
+    new_etag: str = written["etag"]
+    return new_etag
+
+
 def int64(value: int) -> EntityProperty:
     return EntityProperty(value, EdmType.INT64)
+
+
+def int_of(value: Any) -> int:
+    """An integer property as read back: a 64-bit one arrives wrapped in an ``EntityProperty``."""
+    return int(value.value if hasattr(value, "value") else value)
 
 
 # Storage is reached directly (Azurite on loopback; the storage account from the Functions network),
@@ -58,3 +97,50 @@ async def ensure_tables(service: TableServiceClient, names: tuple[str, ...]) -> 
     for name in names:
         with contextlib.suppress(ResourceExistsError):
             await service.create_table(name)
+
+
+def time_key(moment: datetime) -> str:
+    """A time as a key that sorts as the times do (UTC, to the microsecond)."""
+    return moment.astimezone(UTC).strftime("%Y%m%d%H%M%S%f")
+
+
+def etag_of(entity: Any) -> str | None:
+    """The ETag of an entity as read."""
+    metadata = getattr(entity, "metadata", None) or {}
+    etag: str | None = metadata.get("etag")
+    return etag
+
+
+PACKED_CHUNK_BYTES = 60 * 1024  # a binary property holds at most 64 KiB
+
+
+def pack(payload: bytes, prefix: str) -> dict[str, bytes]:
+    """A payload larger than one property as binary properties ``<prefix>00``, ``<prefix>01`` ..."""
+    return {
+        f"{prefix}{index:02d}": payload[start : start + PACKED_CHUNK_BYTES]
+        for index, start in enumerate(range(0, len(payload), PACKED_CHUNK_BYTES))
+    }
+
+
+def unpack(entity: dict[str, Any], prefix: str) -> bytes:
+    chunks = sorted(
+        (name, value) for name, value in entity.items() if name.startswith(prefix) and name[len(prefix) :].isdigit()
+    )
+    return b"".join(bytes(value) for _, value in chunks)
+
+
+POINT_READ_CONCURRENCY = 32
+
+
+async def query_keys(table: TableClient, partition: str, row_keys: Sequence[str]) -> list[Any]:
+    """Entities of one partition by row key, as concurrent point reads. A filter OR-ing row keys
+    would save calls, but the service answers it by scanning the partition (an order of 10,000
+    notifications, a registry of millions of people), and Azurite by scanning the table."""
+    slots = asyncio.Semaphore(POINT_READ_CONCURRENCY)
+
+    async def read(key: str) -> Any:
+        async with slots:
+            return await get_or_none(table, partition, key)
+
+    found = await asyncio.gather(*(read(key) for key in dict.fromkeys(row_keys)))
+    return [entity for entity in found if entity is not None]

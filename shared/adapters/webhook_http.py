@@ -11,7 +11,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver
 
 from shared.adapters.guarded_http import guarded_session
-from shared.subscriptions.endpoint_policy import AddressRefused
+from shared.endpoint_policy import AddressRefused
 from shared.subscriptions.ports import WebhookResponse
 
 USER_AGENT = "Herald-Webhooks/1.0"

@@ -9,15 +9,17 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.api.auth import require_scope
+from shared.api.dependencies import use_cases
 from shared.api.openapi import problems
-from shared.api.problems import Problem
+from shared.api.problems import Problem, found_or_404, not_found
 from shared.api.responses import DelegationView, HeldRoles, PolicyView, RoleView, SenderGrantsList, SenderGrantsView
-from shared.events.model import MAX_RESOURCE_LENGTH, URN_PATTERN
+from shared.events.model import MAX_RESOURCE_LENGTH
 from shared.identity.authorization import Access, ResourcePolicy, RoleGrant
 from shared.identity.parties import InvalidIdentity, parse_party
 from shared.identity.tokens import Principal
 from shared.notifications.recipients import valid_email
-from shared.notifications.senders import SenderGrants, SenderGrantStore
+from shared.notifications.senders import SenderGrantAdmin, SenderGrants
+from shared.urns import URN_PATTERN
 
 router = APIRouter(tags=["administration"])
 administrator = require_scope("admin")
@@ -30,6 +32,14 @@ def _identity(value: str) -> str:
         return str(parse_party(value))
     except InvalidIdentity as error:
         raise ValueError(str(error)) from error
+
+
+def _party(value: str) -> str:
+    """A party named in the path or the query: a 400 problem when it is not one."""
+    try:
+        return _identity(value)
+    except ValueError as error:
+        raise Problem(400, "Bad Request", str(error), kind="invalid-identity") from error
 
 
 def _resource(resource: str) -> str:
@@ -68,23 +78,39 @@ class DelegationRequest(BaseModel):
     def _parties(cls, value: str) -> str:
         return _identity(value)
 
+    def grants(self) -> list[RoleGrant]:
+        return [RoleGrant(party=self.from_party, holder=self.to, role=r, delegated=True) for r in self.roles]
+
+
+def _policy_json(resource: str, policy: ResourcePolicy) -> JSONResponse:
+    return JSONResponse({"resource": resource, **policy.model_dump(mode="json")})
+
+
+def _no_policy(resource: str) -> tuple[str, str]:
+    """The 404's detail and kind for a resource without a policy."""
+    return f"{resource} has no policy", "policy-not-found"
+
 
 async def _access(request: Request) -> Access:
-    access: Access = (await request.app.state.services()).access
+    access: Access = (await use_cases(request)).access
     return access
 
 
-@router.put("/api/v1/admin/policies/{resource:path}", summary="Put a resource's policy", response_model=PolicyView)
+# 404: a path the router cannot match (a line break in the resource), as for GET and DELETE.
+@router.put(
+    "/api/v1/admin/policies/{resource:path}",
+    summary="Put a resource's policy",
+    response_model=PolicyView,
+    responses=problems(404),
+)
 async def put_policy(
     request: Request,
     resource: ResourceUrn,
     policy: Annotated[ResourcePolicy, Body()],
     principal: Principal = Depends(administrator),
 ) -> JSONResponse:
-    access = await _access(request)
-    await access.policies.put(_resource(resource), policy)
-    await access.authorizer.changed()
-    return JSONResponse({"resource": resource, **policy.model_dump(mode="json")})
+    await (await _access(request)).put_policy(_resource(resource), policy)
+    return _policy_json(resource, policy)
 
 
 @router.get(
@@ -96,10 +122,8 @@ async def put_policy(
 async def get_policy(
     request: Request, resource: ResourceUrn, principal: Principal = Depends(administrator)
 ) -> JSONResponse:
-    policy = await (await _access(request)).policies.get(_resource(resource))
-    if policy is None:
-        raise Problem(404, "Not Found", f"{resource} has no policy", kind="policy-not-found")
-    return JSONResponse({"resource": resource, **policy.model_dump(mode="json")})
+    policy = await (await _access(request)).policy(_resource(resource))
+    return _policy_json(resource, found_or_404(policy, *_no_policy(resource)))
 
 
 @router.delete(
@@ -111,10 +135,8 @@ async def get_policy(
 async def delete_policy(
     request: Request, resource: ResourceUrn, principal: Principal = Depends(administrator)
 ) -> Response:
-    access = await _access(request)
-    if not await access.policies.delete(_resource(resource)):
-        raise Problem(404, "Not Found", f"{resource} has no policy", kind="policy-not-found")
-    await access.authorizer.changed()
+    if not await (await _access(request)).delete_policy(_resource(resource)):
+        raise not_found(*_no_policy(resource))
     return Response(status_code=204)
 
 
@@ -122,9 +144,7 @@ async def delete_policy(
 async def grant_role(
     request: Request, body: Annotated[RoleRequest, Body()], principal: Principal = Depends(administrator)
 ) -> JSONResponse:
-    access = await _access(request)
-    await access.roles.grant([RoleGrant(party=body.party, holder=body.holder, role=body.role)])
-    await access.authorizer.changed()
+    await (await _access(request)).grant([RoleGrant(party=body.party, holder=body.holder, role=body.role)])
     return JSONResponse(body.model_dump(), status_code=201)
 
 
@@ -136,13 +156,8 @@ async def revoke_role(
     role: Annotated[str, Query(pattern=ROLE_PATTERN)],
     principal: Principal = Depends(administrator),
 ) -> Response:
-    try:
-        grant = RoleGrant(party=_identity(party), holder=_identity(holder), role=role)
-    except ValueError as error:
-        raise Problem(400, "Bad Request", str(error), kind="invalid-identity") from error
-    access = await _access(request)
-    await access.roles.revoke([grant])
-    await access.authorizer.changed()
+    grant = RoleGrant(party=_party(party), holder=_party(holder), role=role)
+    await (await _access(request)).revoke([grant])
     return Response(status_code=204)
 
 
@@ -150,11 +165,8 @@ async def revoke_role(
 async def list_roles(
     request: Request, holder: Annotated[str, Query(max_length=200)], principal: Principal = Depends(administrator)
 ) -> JSONResponse:
-    try:
-        holder = _identity(holder)
-    except ValueError as error:
-        raise Problem(400, "Bad Request", str(error), kind="invalid-identity") from error
-    grants = await (await _access(request)).roles.grants_of(holder)
+    holder = _party(holder)
+    grants = await (await _access(request)).grants_of(holder)
     return JSONResponse(
         {"holder": holder, "grants": [{"party": g.party, "role": g.role, "delegated": g.delegated} for g in grants]}
     )
@@ -169,11 +181,7 @@ async def list_roles(
 async def delegate(
     request: Request, body: Annotated[DelegationRequest, Body()], principal: Principal = Depends(administrator)
 ) -> JSONResponse:
-    access = await _access(request)
-    await access.roles.grant(
-        [RoleGrant(party=body.from_party, holder=body.to, role=r, delegated=True) for r in body.roles]
-    )
-    await access.authorizer.changed()
+    await (await _access(request)).grant(body.grants())
     return JSONResponse({"from": body.from_party, "to": body.to, "roles": body.roles}, status_code=201)
 
 
@@ -181,11 +189,7 @@ async def delegate(
 async def withdraw(
     request: Request, body: Annotated[DelegationRequest, Body()], principal: Principal = Depends(administrator)
 ) -> Response:
-    access = await _access(request)
-    await access.roles.revoke(
-        [RoleGrant(party=body.from_party, holder=body.to, role=r, delegated=True) for r in body.roles]
-    )
-    await access.authorizer.changed()
+    await (await _access(request)).revoke(body.grants())
     return Response(status_code=204)
 
 
@@ -231,16 +235,14 @@ def _grants_json(orderer: str, grants: SenderGrants) -> dict[str, object]:
     }
 
 
-async def _sender_grants(request: Request) -> SenderGrantStore:
-    store: SenderGrantStore = (await request.app.state.services()).notifications.sender_grants
-    return store
+def _no_grants(orderer: str) -> tuple[str, str]:
+    """The 404's detail and kind for an orderer granted no senders."""
+    return f"{orderer} was granted no senders", "sender-grants-not-found"
 
 
-def _orderer(value: str) -> str:
-    try:
-        return _identity(value)
-    except ValueError as error:
-        raise Problem(400, "Bad Request", str(error), kind="invalid-identity") from error
+async def _sender_grants(request: Request) -> SenderGrantAdmin:
+    grants: SenderGrantAdmin = (await use_cases(request)).notifications.sender_grants
+    return grants
 
 
 @router.get("/api/v1/admin/senders", summary="Every orderer's granted senders", response_model=SenderGrantsList)
@@ -258,11 +260,9 @@ async def list_sender_grants(request: Request, principal: Principal = Depends(ad
 async def get_sender_grants(
     request: Request, orderer: Orderer, principal: Principal = Depends(administrator)
 ) -> JSONResponse:
-    orderer = _orderer(orderer)
+    orderer = _party(orderer)
     grants = await (await _sender_grants(request)).get(orderer)
-    if grants is None:
-        raise Problem(404, "Not Found", f"{orderer} was granted no senders", kind="sender-grants-not-found")
-    return JSONResponse(_grants_json(orderer, grants))
+    return JSONResponse(_grants_json(orderer, found_or_404(grants, *_no_grants(orderer))))
 
 
 @router.put(
@@ -276,7 +276,7 @@ async def put_sender_grants(
     body: Annotated[SenderGrantsRequest, Body()],
     principal: Principal = Depends(administrator),
 ) -> JSONResponse:
-    orderer = _orderer(orderer)
+    orderer = _party(orderer)
     await (await _sender_grants(request)).put(orderer, body.grants())
     return JSONResponse(_grants_json(orderer, body.grants()))
 
@@ -290,7 +290,7 @@ async def put_sender_grants(
 async def delete_sender_grants(
     request: Request, orderer: Orderer, principal: Principal = Depends(administrator)
 ) -> Response:
-    orderer = _orderer(orderer)
+    orderer = _party(orderer)
     if not await (await _sender_grants(request)).delete(orderer):
-        raise Problem(404, "Not Found", f"{orderer} was granted no senders", kind="sender-grants-not-found")
+        raise not_found(*_no_grants(orderer))
     return Response(status_code=204)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
@@ -19,11 +18,9 @@ from shared.api import (
     sms_reports,
     subscriptions,
 )
+from shared.api.dependencies import ServicesProvider
 from shared.api.openapi import HeraldAPI, operation_id
 from shared.api.problems import install_problem_handlers
-
-if TYPE_CHECKING:
-    from shared.container import Services
 
 # Paths reachable without a token: liveness and the API's own documentation.
 PUBLIC_PATHS = frozenset({"/api/v1/health", "/api/v1/openapi.json", "/api/v1/docs", "/api/v1/docs/oauth2-redirect"})
@@ -32,9 +29,7 @@ PUBLIC_PATHS = frozenset({"/api/v1/health", "/api/v1/openapi.json", "/api/v1/doc
 BASIC_AUTH_PATHS = frozenset({"/api/v1/notifications/sms/reports"})
 
 
-def create_api(
-    services: Callable[[], Awaitable[Services]], on_shutdown: Callable[[], Awaitable[None]] | None = None
-) -> FastAPI:
+def create_api(services: ServicesProvider, on_shutdown: Callable[[], Awaitable[None]] | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from shared.api.dependencies import use_cases
 from shared.api.problems import Problem
 from shared.identity.parties import InvalidIdentity, parse_party
 from shared.identity.tokens import Principal, TokenInvalid
@@ -41,7 +42,7 @@ def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
     ) -> Principal:
         if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
             raise _unauthorized("send a bearer token in the Authorization header")
-        services = await request.app.state.services()
+        services = await use_cases(request)
         try:
             principal: Principal = await services.tokens.validate(credentials.credentials)
         except TokenInvalid as error:

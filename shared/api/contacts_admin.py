@@ -5,63 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field
 
 from shared.api.auth import require_scope
+from shared.api.contacts_schemas import OrganizationsIn, PersonsIn
+from shared.api.dependencies import use_cases
 from shared.api.openapi import problems
-from shared.api.problems import Problem
+from shared.api.problems import found_or_404
 from shared.api.responses import OrganizationView, PersonView, Stored
 from shared.identity.tokens import Principal
+from shared.notifications.contacts import ContactAdmin
 from shared.notifications.ports import Organization, Person, Role, RoleHolder
 
 router = APIRouter(tags=["contacts"])
-MAX_BULK = 10_000
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class PersonIn(_Strict):
-    nationalIdentityNumber: str = Field(pattern=r"^\d{11}$")
-    name: str | None = Field(default=None, max_length=300)
-    emailAddress: str | None = Field(default=None, max_length=254)
-    mobileNumber: str | None = Field(default=None, max_length=20)
-    reserved: bool = False
-
-
-class RoleHolderIn(_Strict):
-    nationalIdentityNumber: str = Field(pattern=r"^\d{11}$")
-    name: str | None = Field(default=None, max_length=300)
-    emailAddress: str | None = Field(default=None, max_length=254)
-    mobileNumber: str | None = Field(default=None, max_length=20)
-
-
-class RoleIn(_Strict):
-    name: str = Field(min_length=1, max_length=100)
-    resources: list[str] = Field(default_factory=list, max_length=500)
-    holders: list[RoleHolderIn] = Field(default_factory=list, max_length=2000)
-
-
-class OrganizationIn(_Strict):
-    organizationNumber: str = Field(pattern=r"^\d{9}$")
-    name: str | None = Field(default=None, max_length=300)
-    emailAddresses: list[str] = Field(default_factory=list, max_length=100)
-    mobileNumbers: list[str] = Field(default_factory=list, max_length=100)
-    roles: list[RoleIn] = Field(default_factory=list, max_length=100)
-
-
-class PersonsIn(_Strict):
-    persons: list[PersonIn] = Field(max_length=MAX_BULK)
-
-
-class OrganizationsIn(_Strict):
-    organizations: list[OrganizationIn] = Field(max_length=MAX_BULK)
-
-
-async def _contacts(request: Request) -> Any:
-    services = await request.app.state.services()
-    return services.notifications.contacts
+async def _contacts(request: Request) -> ContactAdmin:
+    services = await use_cases(request)
+    contacts: ContactAdmin = services.notifications.contacts
+    return contacts
 
 
 @router.put(
@@ -113,12 +74,8 @@ async def put_organizations(
     responses={200: {"model": PersonView}, **problems(404)},
 )
 async def get_person(nin: str, request: Request, principal: Principal = Depends(require_scope("admin"))) -> Any:
-    from shared.adapters.table_contacts import person_to_json
-
-    found = await (await _contacts(request)).persons([nin])
-    if nin not in found:
-        raise Problem(404, "Not Found", f"no person {nin} in the contact registry", kind="contact-not-found")
-    return person_to_json(found[nin])
+    person = await (await _contacts(request)).person(nin)
+    return found_or_404(person, f"no person {nin} in the contact registry", "contact-not-found").to_json()
 
 
 @router.get(
@@ -129,9 +86,7 @@ async def get_person(nin: str, request: Request, principal: Principal = Depends(
 async def get_organization(
     number: str, request: Request, principal: Principal = Depends(require_scope("admin"))
 ) -> Any:
-    from shared.adapters.table_contacts import organization_to_json
-
-    found = await (await _contacts(request)).organizations([number])
-    if number not in found:
-        raise Problem(404, "Not Found", f"no organisation {number} in the contact registry", kind="contact-not-found")
-    return organization_to_json(found[number])
+    organization = await (await _contacts(request)).organization(number)
+    return found_or_404(
+        organization, f"no organisation {number} in the contact registry", "contact-not-found"
+    ).to_json()

@@ -11,8 +11,9 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared.api.auth import require_scope
+from shared.api.dependencies import use_cases
 from shared.api.openapi import problems
-from shared.api.problems import Problem
+from shared.api.problems import Problem, found_or_404
 from shared.api.responses import Outbox
 from shared.identity.tokens import Principal
 
@@ -47,9 +48,11 @@ admin_or_orders.required_scope = "admin|notifications.order"  # type: ignore[att
     responses={200: {"model": Outbox}, **problems(404)},
 )
 async def dev_outbox(request: Request, principal: Principal = Depends(admin_or_orders)) -> Any:
-    services = await request.app.state.services()
-    sink = services.notifications.sink if services.settings.local else None
-    if sink is None:
-        raise Problem(404, "Not Found", "the outbox exists in local mode with the local sink only", kind="no-outbox")
+    services = await use_cases(request)
+    outbox = found_or_404(
+        services.notifications.dev_outbox if services.settings.local else None,
+        "the outbox exists in local mode with the local sink only",
+        "no-outbox",
+    )
     # An orderer sees what Herald sent for its own orders, never another orderer's recipients or texts.
-    return {"messages": sink.captured(None if "admin" in principal.scopes else principal.subject)}
+    return {"messages": outbox.captured(None if "admin" in principal.scopes else principal.subject)}

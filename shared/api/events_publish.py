@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from shared.api.auth import require_scope
+from shared.api.dependencies import use_cases
 from shared.api.openapi import problems, publish_headers, publish_request_body
 from shared.api.problems import Problem
 from shared.events.model import (
@@ -357,7 +358,7 @@ async def publish_events(
 ) -> JSONResponse:
     body = await read_body(request, MAX_REQUEST_BYTES)
     events = validate_all(_documents(request, body))
-    services = await request.app.state.services()
+    services = await use_cases(request)
     await _authorize(services.access.authorizer, principal.subject, events)
     try:
         wait = await services.publish_limiter.take(principal.subject, len(events))

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from shared.api.auth import require_scope
+from shared.api.dependencies import use_cases
 from shared.api.openapi import CLOUD_EVENT_BATCH, NEXT_LINK, problems
 from shared.api.problems import Problem
 from shared.events.cursor import CursorExpired, CursorInvalid, decode_cursor, encode_cursor
@@ -64,7 +65,7 @@ async def read_events(
         raise Problem(400, "Bad Request", f"give each parameter once: {', '.join(repeated)}", kind="invalid-request")
     try:
         position = decode_cursor(after, resource) if after is not None else None
-        services = await request.app.state.services()
+        services = await use_cases(request)
         authorizer = services.access.authorizer
 
         async def permit(events: Sequence[dict[str, Any]]) -> list[bool]:

@@ -5,6 +5,7 @@ Orders are visible only to their creator (the token's subject); anyone else gets
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
@@ -13,12 +14,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.api.auth import require_scope
+from shared.api.dependencies import use_cases
 from shared.api.openapi import LOCATION, problems
-from shared.api.problems import Problem
+from shared.api.problems import Problem, missing_as_404
 from shared.api.responses import OrderAccepted, OrderStatusReport, OrderView
+from shared.api.subscription_schemas import EmailTemplateIn, SmsTemplateIn
 from shared.events.model import format_time
 from shared.identity.tokens import Principal
-from shared.notifications.event_templates import EmailTemplateIn, SmsTemplateIn
 from shared.notifications.limits import LimitExceeded, TooLargeForLimit
 from shared.notifications.model import (
     EmailTemplate,
@@ -93,7 +95,7 @@ class OrderIn(_Strict):
 
 
 async def notifications_of(request: Request) -> Notifications:
-    services = await request.app.state.services()
+    services = await use_cases(request)
     feature: Notifications = services.notifications
     return feature
 
@@ -119,15 +121,9 @@ def order_json(order: Order) -> dict[str, Any]:
         "processingStatus": {"status": order.status.value, "lastUpdate": _time(order.status_time)},
     }
     if order.email_template:
-        t = order.email_template
-        body["emailTemplate"] = {
-            "subject": t.subject,
-            "body": t.body,
-            "contentType": t.content_type.value,
-            "fromAddress": t.from_address,
-        }
+        body["emailTemplate"] = order.email_template.to_json()
     if order.sms_template:
-        body["smsTemplate"] = {"body": order.sms_template.body, "senderNumber": order.sms_template.sender_number}
+        body["smsTemplate"] = order.sms_template.to_json()
     return body
 
 
@@ -189,8 +185,9 @@ def refused_problem(error: OrderRefused) -> Problem:
     raise error
 
 
-def _not_found(order_id: str) -> Problem:
-    return Problem(404, "Not Found", f"there is no order {order_id}", kind="order-not-found")
+def _own(order_id: str) -> AbstractContextManager[None]:
+    """Only the caller's own orders are found: any other is a 404, as an order that does not exist."""
+    return missing_as_404(OrderNotFound, f"there is no order {order_id}", "order-not-found")
 
 
 @router.post(
@@ -239,10 +236,8 @@ async def create_order(
 )
 async def get_order(order_id: str, request: Request, principal: Principal = Depends(require_scope(SCOPE))) -> Any:
     feature = await notifications_of(request)
-    try:
+    with _own(order_id):
         order = await feature.orders.get(principal.subject, order_id)
-    except OrderNotFound as error:
-        raise _not_found(order_id) from error
     return order_json(order)
 
 
@@ -255,10 +250,8 @@ async def get_order_status(
     order_id: str, request: Request, principal: Principal = Depends(require_scope(SCOPE))
 ) -> Any:
     feature = await notifications_of(request)
-    try:
+    with _own(order_id):
         view = await feature.orders.status(principal.subject, order_id)
-    except OrderNotFound as error:
-        raise _not_found(order_id) from error
     return status_json(view)
 
 
@@ -270,9 +263,8 @@ async def get_order_status(
 async def cancel_order(order_id: str, request: Request, principal: Principal = Depends(require_scope(SCOPE))) -> Any:
     feature = await notifications_of(request)
     try:
-        order = await feature.orders.cancel(principal.subject, order_id)
-    except OrderNotFound as error:
-        raise _not_found(order_id) from error
+        with _own(order_id):
+            order = await feature.orders.cancel(principal.subject, order_id)
     except CancelProhibited as error:
         raise Problem(409, "Conflict", str(error), kind="cancellation-prohibited") from error
     return order_json(order)

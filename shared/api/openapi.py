@@ -28,8 +28,9 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from starlette.routing import BaseRoute
 
-from shared.api.problems import PROBLEM_JSON
+from shared.api.problems import PROBLEM_JSON, PROBLEM_TYPE_BASE
 from shared.events.model import MAX_ATTRIBUTE_LENGTH, MAX_EVENT_BYTES, MAX_RESOURCE_LENGTH, SPEC_VERSION
+from shared.urns import URN_REGEX
 
 REGENERATE = "make openapi"
 DOCUMENT_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
@@ -151,8 +152,6 @@ def publish_request_body(structured: str, batch: str) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------- components
 
 _ATTRIBUTE = {"type": "string", "minLength": 1, "maxLength": MAX_ATTRIBUTE_LENGTH}
-# shared.events.model.URN_PATTERN, which matches without regard to case, spelt out for JSON Schema.
-_URN = r"^[Uu][Rr][Nn]:[A-Za-z0-9][A-Za-z0-9-]{0,30}[A-Za-z0-9]:[A-Za-z0-9()+,\-.:=@;$_!*'%/~&]+$"
 
 COMPONENT_SCHEMAS: dict[str, dict[str, Any]] = {
     "CloudEvent": {
@@ -174,7 +173,7 @@ COMPONENT_SCHEMAS: dict[str, dict[str, Any]] = {
             "resource": {
                 "type": "string",
                 "maxLength": MAX_RESOURCE_LENGTH,
-                "pattern": _URN,
+                "pattern": URN_REGEX,
                 "description": "The resource the event belongs to (a URN); its policy decides who may read it",
             },
             "subject": {**_ATTRIBUTE, "description": "The party the event concerns: person:<nin> or org:<number>"},
@@ -212,12 +211,12 @@ COMPONENT_SCHEMAS: dict[str, dict[str, Any]] = {
         "title": "Problem",
         "type": "object",
         "description": (
-            "RFC 9457 problem details. `type` is `urn:herald:problem:<kind>` (or `about:blank`); the other "
+            f"RFC 9457 problem details. `type` is `{PROBLEM_TYPE_BASE}<kind>` (or `about:blank`); the other "
             "members extend it for some kinds."
         ),
         "required": ["type", "title", "status", "detail"],
         "properties": {
-            "type": {"type": "string", "description": "urn:herald:problem:<kind>, such as invalid-events"},
+            "type": {"type": "string", "description": f"{PROBLEM_TYPE_BASE}<kind>, such as invalid-events"},
             "title": {"type": "string"},
             "status": {"type": "integer", "minimum": 400, "maximum": 599},
             "detail": {"type": "string", "description": "What went wrong and what to do about it"},

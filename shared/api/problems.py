@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -13,11 +14,15 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.identity.authorization import DecisionUnavailable
+from shared.urns import HERALD_NAMESPACE
 
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
-_TYPE_BASE = "urn:herald:problem:"
+# A problem's ``type`` is this followed by its kind.
+PROBLEM_TYPE_BASE = f"{HERALD_NAMESPACE}problem:"
+
+T = TypeVar("T")
 
 
 class Problem(Exception):
@@ -42,6 +47,27 @@ class Problem(Exception):
         self.headers = dict(headers or {})
 
 
+def not_found(detail: str, kind: str) -> Problem:
+    """A 404 of type ``kind``."""
+    return Problem(404, "Not Found", detail, kind=kind)
+
+
+def found_or_404(value: T | None, detail: str, kind: str) -> T:
+    """``value``, or a 404 of type ``kind`` when there is none."""
+    if value is None:
+        raise not_found(detail, kind)
+    return value
+
+
+@contextmanager
+def missing_as_404(missing: type[Exception], detail: str, kind: str) -> Iterator[None]:
+    """Answers a 404 of type ``kind`` when the block raises ``missing`` (the thing is not there, or not the caller's)."""
+    try:
+        yield
+    except missing as error:
+        raise not_found(detail, kind) from error
+
+
 class _ProblemJSONResponse(JSONResponse):
     """ASCII-escaped, so a problem that quotes hostile input (a lone surrogate) still renders."""
 
@@ -51,7 +77,7 @@ class _ProblemJSONResponse(JSONResponse):
 
 def problem_response(problem: Problem, instance: str | None = None) -> JSONResponse:
     body: dict[str, Any] = {
-        "type": f"{_TYPE_BASE}{problem.kind}" if problem.kind else "about:blank",
+        "type": f"{PROBLEM_TYPE_BASE}{problem.kind}" if problem.kind else "about:blank",
         "title": problem.title,
         "status": problem.status,
         "detail": problem.detail,

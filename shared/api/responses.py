@@ -1,6 +1,6 @@
 """The JSON bodies the API answers with, as the OpenAPI document names them.
 
-Routes build these bodies from the domain (``public_view``, ``order_json`` …) and return them as
+Routes build these bodies from the domain (``subscription_view``, ``order_json`` …) and return them as
 they are; the models give the document and generated clients a type for each. The schemathesis
 suite validates every response against them, so a model that drifts from its body fails there.
 Unknown members are allowed, so a client keeps working when a body gains a field.
@@ -12,8 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.adapters.local_sink import Captured
 from shared.identity.authorization import ResourcePolicy
+from shared.notifications.ports import Captured
 
 
 class _Body(BaseModel):

@@ -15,11 +15,11 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
-from shared.adapters.link_sms import parse_reports
+from shared.api.dependencies import use_cases
 from shared.api.openapi import problems
 from shared.api.problems import Problem
 from shared.api.responses import ReportOutcomes
-from shared.notifications.processing import ReportNotMatched
+from shared.notifications.reports import ReportsUnreadable
 
 router = APIRouter(tags=["notifications"])
 _basic = HTTPBasic(auto_error=False, realm="herald-sms-reports")
@@ -39,7 +39,7 @@ def _unauthorized() -> Problem:
 async def require_gateway(request: Request, credentials: HTTPBasicCredentials | None = Depends(_basic)) -> str:
     if credentials is None:
         raise _unauthorized()
-    services = await request.app.state.services()
+    services = await use_cases(request)
     settings = services.notifications.settings
     expected_user, expected_password = settings.sms_report_username, settings.sms_report_password
     if not expected_user or not expected_password:
@@ -67,29 +67,18 @@ async def sms_reports(request: Request, gateway: str = Depends(require_gateway))
     body = await request.body()
     if len(body) > MAX_BODY:
         raise Problem(413, "Content Too Large", "at most 1 MiB of reports per call", kind="request-too-large")
+    services = await use_cases(request)
     try:
-        reports = parse_reports(body, request.headers.get("content-type", ""))
-    except (ValueError, UnicodeDecodeError) as error:
+        result = await services.notifications.reports.from_gateway(body, request.headers.get("content-type", ""))
+    except ReportsUnreadable as error:
         raise Problem(400, "Bad Request", f"the reports are not readable: {error}", kind="invalid-reports") from error
-    services = await request.app.state.services()
-    feature = services.notifications
-    outcomes: dict[str, int] = {"applied": 0, "unchanged": 0, "parked": 0}
-    unmatched = 0
-    for report in reports:
-        payload = body.decode("utf-8", "replace") if len(reports) == 1 else repr(report)
-        try:
-            outcome = await feature.gateway_report(report.reference, report.state, payload)
-        except ReportNotMatched:
-            unmatched += 1
-            continue
-        outcomes[outcome] = outcomes.get(outcome, 0) + 1
-    if unmatched:
+    if result.unmatched:
         raise Problem(
             503,
             "Service Unavailable",
-            f"{unmatched} reports name references not stored yet; retry",
+            f"{result.unmatched} reports name references not stored yet; retry",
             kind="report-not-matched",
-            extensions={"outcomes": outcomes},
+            extensions={"outcomes": result.outcomes},
             headers={"Retry-After": "60"},
         )
-    return outcomes
+    return result.outcomes

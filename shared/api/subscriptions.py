@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import asdict
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
@@ -12,9 +13,10 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from shared.api.auth import require_scope
+from shared.api.dependencies import use_cases
 from shared.api.notification_orders import refused_problem
 from shared.api.openapi import LOCATION, NEXT_LINK, problems
-from shared.api.problems import Problem
+from shared.api.problems import Problem, missing_as_404
 from shared.api.responses import (
     DeadLetterPage,
     DeliveryPage,
@@ -22,10 +24,10 @@ from shared.api.responses import (
     SubscriptionPage,
     SubscriptionView,
 )
+from shared.api.subscription_schemas import SubscriptionRequest, subscription_view
+from shared.endpoint_policy import EndpointRefused
 from shared.identity.tokens import Principal
 from shared.notifications.orders import SenderForbidden
-from shared.subscriptions.endpoint_policy import EndpointRefused
-from shared.subscriptions.model import Subscription, SubscriptionRequest, public_view
 from shared.subscriptions.service import (
     RotatedRecently,
     SubscriptionForbidden,
@@ -33,14 +35,11 @@ from shared.subscriptions.service import (
     SubscriptionService,
 )
 
-if TYPE_CHECKING:
-    from shared.container import Services
-
 router = APIRouter(tags=["subscriptions"])
 subscriber = require_scope("events.subscribe")
 SubscriptionId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^sub_[0-9a-f]{32}$")]
 PageSize = Annotated[int, Query(ge=1, le=1000)]
-NOTIFICATION_SCOPE = "notifications.order"  # a notification subscription creates orders (issue 6)
+NOTIFICATION_SCOPE = "notifications.order"  # a notification subscription creates orders
 
 
 class ReplayRequest(BaseModel):
@@ -50,22 +49,15 @@ class ReplayRequest(BaseModel):
 
 
 async def _service(request: Request) -> SubscriptionService:
-    services = await request.app.state.services()
+    services = await use_cases(request)
     service: SubscriptionService = services.subscriptions
     return service
 
 
-async def _owned(request: Request, principal: Principal, subscription_id: str) -> tuple[Services, Subscription]:
-    """The caller's own subscription, or a 404 (another consumer's subscription is not revealed)."""
-    services: Services = await request.app.state.services()
-    try:
-        return services, await services.subscriptions.get(principal.subject, subscription_id)
-    except SubscriptionNotFound as error:
-        raise _not_found(subscription_id) from error
-
-
-def _not_found(subscription_id: str) -> Problem:
-    return Problem(404, "Not Found", f"you have no subscription {subscription_id}", kind="subscription-not-found")
+def _own(subscription_id: str) -> AbstractContextManager[None]:
+    """Only the caller's own subscriptions are found: any other is a 404 (another consumer's
+    subscription is not revealed)."""
+    return missing_as_404(SubscriptionNotFound, f"you have no subscription {subscription_id}", "subscription-not-found")
 
 
 def _next_link(request: Request, name: str, token: str | None) -> dict[str, str]:
@@ -110,20 +102,24 @@ async def create_subscription(
     spec = body.notification_spec()
     if spec is not None:
         # Its orders will claim these senders: refused now, as an order claiming them would be.
-        feature = (await request.app.state.services()).notifications
+        feature = (await use_cases(request)).notifications
         try:
             await feature.orders.check_senders(principal.subject, spec.email_template, spec.sms_template)
         except SenderForbidden as error:
             raise refused_problem(error) from error
     try:
-        subscription, secret, created = await service.create(principal.subject, body)
+        subscription, secret, created = await service.create(
+            principal.subject, body.filters(), endpoint=body.end_point, notification=spec
+        )
     except EndpointRefused as error:
         raise Problem(400, "Bad Request", str(error), kind="endpoint-refused") from error
     except SubscriptionForbidden as error:
         raise Problem(403, "Forbidden", str(error), kind="subscribe-forbidden") from error
     location = f"/api/v1/subscriptions/{subscription.id}"
     return JSONResponse(
-        public_view(subscription, secret=secret), status_code=201 if created else 200, headers={"Location": location}
+        subscription_view(subscription, secret=secret),
+        status_code=201 if created else 200,
+        headers={"Location": location},
     )
 
 
@@ -141,7 +137,7 @@ async def list_subscriptions(
 ) -> JSONResponse:
     service = await _service(request)
     found, token = await service.page(principal.subject, after, size)
-    body = {"count": len(found), "subscriptions": [public_view(s) for s in found]}
+    body = {"count": len(found), "subscriptions": [subscription_view(s) for s in found]}
     return JSONResponse(body, headers=_next_link(request, "after", token))
 
 
@@ -154,11 +150,9 @@ async def list_subscriptions(
 async def get_subscription(
     request: Request, subscription_id: SubscriptionId, principal: Principal = Depends(subscriber)
 ) -> JSONResponse:
-    try:
+    with _own(subscription_id):
         subscription = await (await _service(request)).get(principal.subject, subscription_id)
-    except SubscriptionNotFound as error:
-        raise _not_found(subscription_id) from error
-    return JSONResponse(public_view(subscription))
+    return JSONResponse(subscription_view(subscription))
 
 
 @router.delete(
@@ -170,10 +164,8 @@ async def get_subscription(
 async def delete_subscription(
     request: Request, subscription_id: SubscriptionId, principal: Principal = Depends(subscriber)
 ) -> Response:
-    try:
+    with _own(subscription_id):
         await (await _service(request)).delete(principal.subject, subscription_id)
-    except SubscriptionNotFound as error:
-        raise _not_found(subscription_id) from error
     return Response(status_code=204)
 
 
@@ -186,11 +178,9 @@ async def delete_subscription(
 async def enable_subscription(
     request: Request, subscription_id: SubscriptionId, principal: Principal = Depends(subscriber)
 ) -> JSONResponse:
-    try:
+    with _own(subscription_id):
         subscription = await (await _service(request)).enable(principal.subject, subscription_id)
-    except SubscriptionNotFound as error:
-        raise _not_found(subscription_id) from error
-    return JSONResponse(public_view(subscription))
+    return JSONResponse(subscription_view(subscription))
 
 
 @router.post(
@@ -207,15 +197,14 @@ async def rotate_secret(
     request: Request, subscription_id: SubscriptionId, principal: Principal = Depends(subscriber)
 ) -> JSONResponse:
     try:
-        subscription, secret = await (await _service(request)).rotate_secret(principal.subject, subscription_id)
-    except SubscriptionNotFound as error:
-        raise _not_found(subscription_id) from error
+        with _own(subscription_id):
+            subscription, secret = await (await _service(request)).rotate_secret(principal.subject, subscription_id)
     except RotatedRecently as error:
         raise Problem(
             429, "Too Many Requests", f"{error}; nothing changed", kind="rotated-recently",
             headers={"Retry-After": str(error.retry_after_seconds)},
         ) from error  # fmt: skip
-    return JSONResponse(public_view(subscription, secret=secret))
+    return JSONResponse(subscription_view(subscription, secret=secret))
 
 
 @router.get(
@@ -231,8 +220,8 @@ async def dead_letters(
     size: PageSize = 100,
     principal: Principal = Depends(subscriber),
 ) -> JSONResponse:
-    services, subscription = await _owned(request, principal, subscription_id)
-    letters, token = await services.dead_letters.page(subscription.id, after, size)
+    with _own(subscription_id):
+        letters, token = await (await _service(request)).dead_letters(principal.subject, subscription_id, after, size)
     body = {"count": len(letters), "deadLetters": [_json(asdict(letter)) for letter in letters]}
     return JSONResponse(body, headers=_next_link(request, "after", token))
 
@@ -251,10 +240,8 @@ async def replay(
     body: Annotated[ReplayRequest | None, Body()] = None,
     principal: Principal = Depends(subscriber),
 ) -> JSONResponse:
-    try:
+    with _own(subscription_id):
         count = await (await _service(request)).replay(principal.subject, subscription_id, body.since if body else None)
-    except SubscriptionNotFound as error:
-        raise _not_found(subscription_id) from error
     return JSONResponse({"replayed": count}, status_code=202)
 
 
@@ -271,8 +258,8 @@ async def deliveries(
     size: PageSize = 100,
     principal: Principal = Depends(subscriber),
 ) -> JSONResponse:
-    services, subscription = await _owned(request, principal, subscription_id)
-    attempts, token = await services.delivery_log.attempts(subscription.id, size, before)
+    with _own(subscription_id):
+        attempts, token = await (await _service(request)).deliveries(principal.subject, subscription_id, size, before)
     body = {"count": len(attempts), "deliveries": [_json(asdict(attempt)) for attempt in attempts]}
     return JSONResponse(body, headers=_next_link(request, "before", token))
 

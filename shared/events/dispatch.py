@@ -1,8 +1,9 @@
 """Dispatch: committed log rows travel to the inbound stage, and nothing committed is left behind.
 
-Every append commits an outbox entry with its rows. Right after the commit the dispatcher sends
-the inbound message and clears the entry; if the process dies in between, the outbox sweeper
-(a timer) finds the entry and sends the message again. The inbound stage is idempotent, so a
+Every append commits an outbox entry with its rows. Right after the commit the event log hands the
+rows to the dispatcher (its commit listener), which sends the inbound message, and then clears the
+entry; if the process dies in between, the outbox sweeper (a timer) finds the entry, has the
+dispatcher send the message again and clears it. The inbound stage is idempotent, so a
 row dispatched twice is harmless.
 """
 
@@ -15,7 +16,7 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.events.log import Commit, EventLog, LogRow
+from shared.events.log import CommitListener, EventLog, LogRow
 from shared.messaging import Bus, OutgoingMessage
 
 log = logging.getLogger(__name__)
@@ -42,24 +43,19 @@ def inbound_message(resource: str, seqs: Sequence[int], trace: dict[str, str] | 
 class Dispatcher:
     """The event log's commit listener: hands committed rows to the inbound queue."""
 
-    def __init__(self, log: EventLog, bus: Bus) -> None:
-        self._log = log
+    def __init__(self, bus: Bus) -> None:
         self._bus = bus
 
-    async def __call__(self, commit: Commit) -> None:
-        await self.dispatch(commit.resource, commit.seqs, commit.outbox_id)
-
-    async def dispatch(self, resource: str, seqs: Sequence[int], outbox_id: str) -> None:
+    async def dispatch(self, resource: str, seqs: Sequence[int]) -> None:
         from shared.telemetry import inject_trace_context
 
         await self._bus.send(INBOUND_QUEUE, [inbound_message(resource, seqs, inject_trace_context())])
-        await self._log.clear_dispatch(resource, outbox_id)
 
 
 class OutboxSweeper:
     """Re-dispatches outbox entries older than the grace period (their publisher died mid-way)."""
 
-    def __init__(self, log: EventLog, dispatcher: Dispatcher, *, grace: timedelta) -> None:
+    def __init__(self, log: EventLog, dispatcher: CommitListener, *, grace: timedelta) -> None:
         self._log = log
         self._dispatcher = dispatcher
         self._grace = grace
@@ -76,7 +72,8 @@ class OutboxSweeper:
                         "committed_at": pending.committed_at.isoformat(),
                     },
                 )
-                await self._dispatcher.dispatch(resource, pending.seqs, pending.outbox_id)
+                await self._dispatcher.dispatch(resource, pending.seqs)
+                await self._log.clear_dispatch(resource, pending.outbox_id)
                 swept += 1
         return swept
 

@@ -25,9 +25,11 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from shared.clock import Clock
 from shared.events.model import EventInvalid, EventTooLarge, MalformedJSON, decode_json, validate_event
 from shared.events.publishing import EventPublisher
 from shared.identity.authorization import Authorizer
+from shared.identity.parties import InvalidIdentity, PartyKind, parse_party
 from shared.telemetry import record_ingest_refused
 
 log = logging.getLogger(__name__)
@@ -77,3 +79,37 @@ async def ingest(
         record_ingest_refused("conflict")
         return False
     return True
+
+
+def publisher_identity(raw: str | None) -> str | None:
+    """The identity ``HERALD_EVENTGRID_PUBLISHER`` names, if it is an org: or system: identity; else None
+    (logged), so whatever publishes as it is refused rather than guessed."""
+    if not raw:
+        return None
+    try:
+        party = parse_party(raw)
+    except InvalidIdentity as error:
+        log.error("%s is not an identity (%s); nothing is published as it", PUBLISHER_SETTING, error)
+        return None
+    if party.kind not in (PartyKind.ORG, PartyKind.SYSTEM):
+        log.error(
+            "%s must be an org: or system: identity, not %s; nothing is published as it", PUBLISHER_SETTING, party.kind
+        )
+        return None
+    return str(party)
+
+
+class EventGridIngest:
+    """Receives the events the Event Grid custom topic routes to ``events-eventgrid``, one a message."""
+
+    def __init__(self, publisher: EventPublisher, authorizer: Authorizer, identity: str | None, clock: Clock) -> None:
+        self._publisher = publisher
+        self._authorizer = authorizer
+        self._identity = publisher_identity(identity)  # who the topic publishes as
+        self._clock = clock
+
+    async def receive(self, body: bytes) -> bool:
+        """Publish one routed event; False when it was refused (logged with the reason and counted)."""
+        return await ingest(
+            body, self._clock.now(), publisher=self._publisher, authorizer=self._authorizer, identity=self._identity
+        )

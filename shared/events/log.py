@@ -8,7 +8,7 @@ can never be overtaken by a late commit below N. Positions are (row sequence, in
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -47,16 +47,15 @@ class AppendResult:
     seq: int | None
 
 
-@dataclass(frozen=True)
-class Commit:
-    """Rows made durable by one atomic append, with the outbox entry that guards their dispatch."""
+class CommitListener(Protocol):
+    """Told of the rows each append made durable; hands them on to the inbound stage.
 
-    resource: str
-    seqs: Sequence[int]
-    outbox_id: str
+    Every append also commits an outbox entry for its rows; the log clears it once the listener
+    returned. A listener that fails (or a process that dies first) leaves the entry for the outbox
+    sweeper, which hands the rows to the listener again.
+    """
 
-
-CommitListener = Callable[[Commit], Awaitable[None]]
+    async def dispatch(self, resource: str, seqs: Sequence[int]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -69,7 +68,8 @@ class PendingDispatch:
 
 class EventLog(Protocol):
     async def append(self, resource: str, events: Sequence[ValidatedEvent]) -> list[AppendResult]:
-        """Append events; returns one result per event once durable and handed to the commit listener."""
+        """Append events; returns one result per event once durable and handed to the commit listener
+        (a failed hand-over is left to the outbox sweeper, never to the caller)."""
         ...
 
     async def rows_from(self, resource: str, seq: int, limit: int) -> list[LogRow]:

@@ -6,6 +6,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from shared.clock import Clock
 from shared.events.dispatch import OutboxSweeper
 from shared.events.log import EventLog
 
@@ -41,3 +42,24 @@ async def apply_retention(log_: EventLog, now: datetime, retention: timedelta) -
             log.info("retention removed events", extra={"resource": resource, "events": count})
         removed += count
     return removed
+
+
+class EventLogUpkeep:
+    """What the event log's timers run: the outbox sweep (every minute) and retention (nightly)."""
+
+    def __init__(
+        self, log_: EventLog, sweeper: OutboxSweeper, checkpoints: Checkpoints, clock: Clock, *, retention: timedelta
+    ) -> None:
+        self._log = log_
+        self._sweeper = sweeper
+        self._checkpoints = checkpoints
+        self._clock = clock
+        self._retention = retention
+
+    async def sweep_outbox(self) -> int:
+        """Re-dispatch orphaned outbox entries; returns how many."""
+        return await sweep_outbox(self._sweeper, self._checkpoints, self._clock.now())
+
+    async def apply_retention(self) -> int:
+        """Remove events stored longer than the retention; returns how many."""
+        return await apply_retention(self._log, self._clock.now(), self._retention)

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.urns import URN_PATTERN
+
 SPEC_VERSION = "1.0"
 # The documented per-event limit: the event's structured-mode JSON, as stored, in bytes.
 MAX_EVENT_BYTES = 64 * 1024
@@ -30,7 +32,6 @@ MAX_RESOURCE_LENGTH = 256
 MAX_ATTRIBUTE_LENGTH = 4096
 
 _EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
-URN_PATTERN = re.compile(r"^urn:[a-z0-9][a-z0-9-]{0,30}[a-z0-9]:[A-Za-z0-9()+,\-.:=@;$_!*'%/~&]+$", re.IGNORECASE)
 _MEDIA_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*(\s*;.*)?$")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 _RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2})[Tt](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})$")
@@ -277,9 +278,3 @@ def validate_event(document: Any, *, received_at: datetime) -> ValidatedEvent:
         stored_time=given_time or instant(stored["time"]),
         time_given=given_time is not None,
     )
-
-
-def attributes_of(body: bytes) -> Mapping[str, Any]:
-    """The stored event's JSON object (for filters and readers)."""
-    value: Mapping[str, Any] = json.loads(body)
-    return value

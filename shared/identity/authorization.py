@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.identity.parties import InvalidIdentity, parse_party
+from shared.urns import HERALD_NAMESPACE, NOTIFICATIONS_URN, SUBSCRIPTIONS_URN
 
 ANYONE = "*"
 SELF_ROLE = "self"  # a rule role: the consumer is the event's subject
@@ -121,8 +122,8 @@ class AccessRequest:
     action: Action
 
 
-def decide(policy: ResourcePolicy | None, request: AccessRequest, roles: frozenset[str]) -> bool:
-    """The local policy decision: ``roles`` are the roles the consumer holds for the subject."""
+def policy_permits(policy: ResourcePolicy | None, request: AccessRequest, roles: frozenset[str]) -> bool:
+    """Whether ``policy`` permits the request; ``roles`` are the roles the consumer holds for the subject."""
     if policy is None:
         return False
     if request.action is Action.PUBLISH:
@@ -183,16 +184,13 @@ class DecisionPoint(Protocol):
 
 # Herald's own resources: consumers read the events about themselves.
 BUILT_IN_POLICIES: Mapping[str, ResourcePolicy] = {
-    "urn:herald:subscriptions": ResourcePolicy(
-        rules=[AccessRule(roles=[SELF_ROLE], actions=[Action.READ, Action.SUBSCRIBE])]
-    ),
+    SUBSCRIPTIONS_URN: ResourcePolicy(rules=[AccessRule(roles=[SELF_ROLE], actions=[Action.READ, Action.SUBSCRIBE])]),
 }
-NOTIFICATIONS_PREFIX = "urn:herald:notifications:"
-# Herald's own namespace: only Herald writes there, whatever a policy or an external PDP says.
-HERALD_NAMESPACE = "urn:herald:"
+NOTIFICATIONS_PREFIX = f"{NOTIFICATIONS_URN}:"
 
 
 def is_herald_resource(resource: str) -> bool:
+    # Herald's own namespace: only Herald writes there, whatever a policy or an external PDP says.
     # A URN's namespace identifier is case-insensitive (RFC 8141): URN:Herald: is the same namespace.
     return resource[: len(HERALD_NAMESPACE)].lower() == HERALD_NAMESPACE
 
@@ -224,7 +222,9 @@ class LocalDecisionPoint:
         pairs = sorted({(r.consumer, r.subject) for r in requests if _needs_roles(policies[r.resource], r)})
         found = await asyncio.gather(*(self._roles.roles(consumer, subject or "") for consumer, subject in pairs))
         held: dict[tuple[str, str | None], frozenset[str]] = dict(zip(pairs, found, strict=True))
-        return [decide(policies[r.resource], r, held.get((r.consumer, r.subject), frozenset())) for r in requests]
+        return [
+            policy_permits(policies[r.resource], r, held.get((r.consumer, r.subject), frozenset())) for r in requests
+        ]
 
 
 def _needs_roles(policy: ResourcePolicy | None, request: AccessRequest) -> bool:
@@ -327,3 +327,31 @@ class Access:
     policies: PolicyStore
     roles: RoleStore
     authorizer: Authorizer
+
+    # The administration use cases: every change to policies or roles bumps the authorization
+    # version, so every instance's cached decisions lapse.
+
+    async def policy(self, resource: str) -> ResourcePolicy | None:
+        return await self.policies.get(resource)
+
+    async def put_policy(self, resource: str, policy: ResourcePolicy) -> None:
+        await self.policies.put(resource, policy)
+        await self.authorizer.changed()
+
+    async def delete_policy(self, resource: str) -> bool:
+        """False when the resource had no policy (nothing changed)."""
+        if not await self.policies.delete(resource):
+            return False
+        await self.authorizer.changed()
+        return True
+
+    async def grants_of(self, holder: str) -> list[RoleGrant]:
+        return await self.roles.grants_of(holder)
+
+    async def grant(self, grants: Sequence[RoleGrant]) -> None:
+        await self.roles.grant(grants)
+        await self.authorizer.changed()
+
+    async def revoke(self, grants: Sequence[RoleGrant]) -> None:
+        await self.roles.revoke(grants)
+        await self.authorizer.changed()

@@ -83,11 +83,3 @@ def parse_party(value: str) -> Party:
             raise InvalidIdentity("a system id is 1-128 letters, digits, '.', '_' or '-'")
         return Party(PartyKind.SYSTEM, identifier)
     raise InvalidIdentity(f"'{kind}' is not an identity kind: use org, person or system")
-
-
-def is_party(value: str) -> bool:
-    try:
-        parse_party(value)
-    except InvalidIdentity:
-        return False
-    return True

@@ -1,9 +1,9 @@
 """Bearer token validation with PyJWT against the configured issuer's signing keys.
 
-In Azure the keys come from the issuer's OpenID Connect metadata (Microsoft Entra ID); locally
-devhost is the issuer and its public keys are a JWKS file. An unknown key id triggers one key
-refresh (key rotation), rate-limited so forged key ids cannot hammer the issuer. A token is verified
-only with an algorithm of its key's own type (the JWK's ``alg``, else its ``kty``/``crv``), so a header
+In Azure the keys come from the issuer's OpenID Connect metadata (Microsoft Entra ID;
+``shared.adapters.openid_keys`` fetches them); locally devhost is the issuer and its public keys are
+a JWKS file. An unknown key id triggers one key refresh (key rotation), rate-limited so forged key
+ids cannot hammer the issuer. A token is verified only with an algorithm of its key's own type (the JWK's ``alg``, else its ``kty``/``crv``), so a header
 naming another family (``ES256`` against an RSA key, ``HS256``, ``none``) is refused as invalid.
 """
 
@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import aiohttp
 import jwt
 
 CLOCK_SKEW_SECONDS = 60
@@ -91,8 +90,11 @@ def _jwk_set(document: Mapping[str, Any]) -> dict[str | None, SigningKey]:
     return keys
 
 
-class _RefreshingKeys:
-    """Caches a key set and reloads it when an unknown key id appears (at most every few minutes)."""
+class RefreshingKeys:
+    """Caches a key set and reloads it when an unknown key id appears (at most every few minutes).
+
+    A source of keys subclasses this and implements ``_load`` (the JWKS document).
+    """
 
     def __init__(self, *, min_refresh_seconds: float = MIN_REFRESH_SECONDS) -> None:
         self._keys: dict[str | None, SigningKey] = {}
@@ -119,7 +121,7 @@ class _RefreshingKeys:
         raise TokenInvalid("the token is signed with an unknown key")
 
 
-class JwksFileKeys(_RefreshingKeys):
+class JwksFileKeys(RefreshingKeys):
     """devhost's public keys, read from the JWKS file it writes."""
 
     def __init__(self, path: str | Path, *, min_refresh_seconds: float = 1.0) -> None:
@@ -134,26 +136,6 @@ class JwksFileKeys(_RefreshingKeys):
                 "the local issuer has no keys yet: start devhost or run 'python -m devhost token'"
             ) from error
         return document
-
-
-class OpenIdKeys(_RefreshingKeys):
-    """Keys discovered from OpenID Connect metadata (``jwks_uri``), e.g. Microsoft Entra ID."""
-
-    def __init__(self, metadata_url: str, *, min_refresh_seconds: float = MIN_REFRESH_SECONDS) -> None:
-        super().__init__(min_refresh_seconds=min_refresh_seconds)
-        self._metadata_url = metadata_url
-
-    async def _load(self) -> Mapping[str, Any]:
-        timeout = aiohttp.ClientTimeout(total=10)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            async with session.get(self._metadata_url) as response:
-                response.raise_for_status()
-                metadata = await response.json(content_type=None)
-            self.issuer = metadata.get("issuer")  # the issuer to expect when none is configured
-            async with session.get(metadata["jwks_uri"]) as response:
-                response.raise_for_status()
-                keys: Mapping[str, Any] = await response.json(content_type=None)
-                return keys
 
 
 def scopes_of(claims: Mapping[str, Any]) -> frozenset[str]:

@@ -9,8 +9,7 @@ from datetime import timedelta
 
 from shared.config import read_secret
 from shared.notifications.limits import Limits
-
-DEFAULT_RESOURCE = "urn:herald:notifications"
+from shared.urns import NOTIFICATIONS_URN
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,7 @@ class NotificationConfig:
     daytime_end_hour: int = 17
     daytime_zone: str = "Europe/Oslo"
     max_recipients: int = 10_000
-    default_resource: str = DEFAULT_RESOURCE
+    default_resource: str = NOTIFICATIONS_URN
 
 
 @dataclass(frozen=True)

@@ -87,12 +87,25 @@ class EmailTemplate:
     # Keyword values filled at send time with the recipient's (an event's, for an order made from one).
     values: Mapping[str, str] = field(default_factory=dict)
 
+    def to_json(self) -> dict[str, Any]:
+        """The template as an order names it (``emailTemplate``), without its keyword values."""
+        return {
+            "subject": self.subject,
+            "body": self.body,
+            "contentType": self.content_type.value,
+            "fromAddress": self.from_address,
+        }
+
 
 @dataclass(frozen=True)
 class SmsTemplate:
     body: str
     sender_number: str | None = None
     values: Mapping[str, str] = field(default_factory=dict)  # as EmailTemplate.values
+
+    def to_json(self) -> dict[str, Any]:
+        """The template as an order names it (``smsTemplate``), without its keyword values."""
+        return {"body": self.body, "senderNumber": self.sender_number}
 
 
 @dataclass(frozen=True)

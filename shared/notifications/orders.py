@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from collections import Counter
@@ -10,11 +9,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from shared.endpoint_policy import EndpointPolicy, EndpointRefused
 from shared.identity.authorization import Authorizer, is_herald_resource
-from shared.messaging import Bus, OutgoingMessage
+from shared.messaging import Bus
 from shared.notifications.config import NotificationConfig
-from shared.notifications.events import resource_of
 from shared.notifications.limits import OrderLimiter
+from shared.notifications.messages import ORDERS_QUEUE, start_message
 from shared.notifications.model import (
     Channel,
     EmailTemplate,
@@ -28,30 +28,23 @@ from shared.notifications.model import (
     Status,
 )
 from shared.notifications.ports import (
-    Clock,
     Conflict,
     ContactRegistry,
-    NotificationStore,
     OrderExists,
     OrderRefused,
-    OrderStore,
     RecipientAuthorizer,
 )
 from shared.notifications.recipients import e164, resolve, valid_email
+from shared.notifications.records import OrderRecords, OrderUseCase
 from shared.notifications.senders import SenderPolicy, SenderRefusal
 from shared.notifications.status import is_final
+from shared.notifications.status_events import resource_of
 from shared.notifications.templates import MAX_SMS_SEGMENTS, render_sms, sms_length
-from shared.subscriptions.endpoint_policy import EndpointPolicy, EndpointRefused
-
-ORDERS_QUEUE = "notifications-orders"
-EMAIL_QUEUE = "notifications-email"
-SMS_QUEUE = "notifications-sms"
-QUEUES = (ORDERS_QUEUE, EMAIL_QUEUE, SMS_QUEUE)
+from shared.urns import URN_PATTERN
 
 PAST_TOLERANCE = timedelta(minutes=5)
 _NIN = re.compile(r"^\d{11}$")
 _ORGNO = re.compile(r"^\d{9}$")
-_URN = re.compile(r"^urn:[a-z0-9][a-z0-9-]{0,30}[a-z0-9]:[A-Za-z0-9()+,\-.:=@;$_!*'%/~&]+$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -111,34 +104,6 @@ class CancelProhibited(Exception):
         self.status = status
 
 
-@dataclass(frozen=True)
-class StartOrder:
-    """Body of a notifications-orders message."""
-
-    creator: str
-    order_id: str
-    attempt: int = 0
-
-    def encode(self) -> bytes:
-        return json.dumps({"creator": self.creator, "orderId": self.order_id, "attempt": self.attempt}).encode()
-
-    @classmethod
-    def decode(cls, body: bytes) -> StartOrder:
-        data = json.loads(body)
-        return cls(data["creator"], data["orderId"], int(data.get("attempt", 0)))
-
-
-def start_message(
-    creator: str, order_id: str, at: datetime | None, attempt: int = 0, tag: str = "start"
-) -> OutgoingMessage:
-    return OutgoingMessage(
-        body=StartOrder(creator, order_id, attempt).encode(),
-        message_id=f"{order_id}:{tag}:{attempt}",
-        correlation_id=order_id,
-        deliver_at=at,
-    )
-
-
 def validate(request: OrderRequest, now: datetime, config: NotificationConfig) -> list[FieldProblem]:
     problems: list[FieldProblem] = []
     add = problems.append
@@ -192,7 +157,7 @@ def validate(request: OrderRequest, now: datetime, config: NotificationConfig) -
             add(FieldProblem(f"{where}.nationalIdentityNumber", "must be 11 digits"))
         if spec.organization_number is not None and not _ORGNO.match(spec.organization_number):
             add(FieldProblem(f"{where}.organizationNumber", "must be 9 digits"))
-    if request.resource_id is not None and not _URN.match(request.resource_id):
+    if request.resource_id is not None and not URN_PATTERN.match(request.resource_id):
         add(FieldProblem("resourceId", "must be a URN such as urn:altinn:resource:skattemelding"))
     if request.condition_endpoint is not None and not re.match(r"^https?://[^\s/]+", request.condition_endpoint):
         add(FieldProblem("conditionEndpoint", "must be an absolute http(s) URL"))
@@ -213,33 +178,27 @@ class OrderStatusView:
     counts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-class OrderService:
+class OrderService(OrderUseCase):
     def __init__(
         self,
-        orders: OrderStore,
-        notifications: NotificationStore,
+        records: OrderRecords,
+        *,
         registry: ContactRegistry,
         authorizer: RecipientAuthorizer,
         bus: Bus,
-        clock: Clock,
-        config: NotificationConfig,
-        *,
         endpoints: EndpointPolicy,
         publishing: Authorizer,
         senders: SenderPolicy,
         limiter: OrderLimiter,
     ) -> None:
+        super().__init__(records)
+        self._registry = registry
+        self._authorizer = authorizer
+        self._bus = bus
         self._endpoints = endpoints
         self._publishing = publishing
         self._senders = senders
         self.limiter = limiter
-        self._orders = orders
-        self._notifications = notifications
-        self._registry = registry
-        self._authorizer = authorizer
-        self._bus = bus
-        self._clock = clock
-        self._config = config
 
     async def resource_refusal(self, orderer: str, resource: str) -> str | None:
         """Why ``orderer`` may not name ``resource`` as an order's resourceId (None: it may).
@@ -247,7 +206,7 @@ class OrderService:
         The order's status events are published into that resource, so naming it is publishing
         there: the resource's policy decides, as for ``POST /api/v1/events``. Herald's own
         resources are never named, but for the orderer's own status stream."""
-        if resource == resource_of(None, orderer, self._config.default_resource):
+        if resource == resource_of(None, orderer, self.config.default_resource):
             return None
         if is_herald_resource(resource):
             return "Herald's own resources are written by Herald only"
@@ -266,8 +225,8 @@ class OrderService:
 
         Raises OrderInvalid (bad input), or an OrderRefused: ResourceForbidden, SenderForbidden,
         LimitExceeded (over a limit now) or TooLargeForLimit; none of them stores anything."""
-        now = self._clock.now()
-        problems = validate(request, now, self._config)
+        now = self.clock.now()
+        problems = validate(request, now, self.config)
         if request.condition_endpoint is not None and not any(p.location == "conditionEndpoint" for p in problems):
             try:
                 # Herald will GET this URL: the webhook endpoint policy applies (https, no internal address).
@@ -276,7 +235,7 @@ class OrderService:
                 problems.append(FieldProblem("conditionEndpoint", refused.reason))
         if problems:
             raise OrderInvalid(problems)
-        existing = await self._orders.by_idempotency_id(creator, request.idempotency_id)
+        existing = await self.orders.by_idempotency_id(creator, request.idempotency_id)
         if existing is not None:
             return await self._scheduled(existing, now), False
         if request.resource_id is not None:
@@ -328,7 +287,7 @@ class OrderService:
             lookup=lookup,
         )
         try:
-            order = await self._orders.create(order)
+            order = await self.orders.create(order)
         except OrderExists as exists:
             # A concurrent request with the same idempotency id got there first: its order counts, not this one.
             await self.limiter.give_back(creator, len(targets), now)
@@ -342,20 +301,20 @@ class OrderService:
     async def _scheduled(self, order: Order, now: datetime) -> Order:
         if order.status is OrderStatus.REGISTERED:
             # Also on a replay: a crash after storing the order is repaired by the client's retry.
-            await self._orders.schedule(order)
+            await self.orders.schedule(order)
             at = order.requested_send_time if order.requested_send_time > now else None
             await self._bus.send(ORDERS_QUEUE, [start_message(order.creator, order.id, at)])
         return order
 
     async def get(self, creator: str, order_id: str, *, recipients: bool = True) -> Order:
-        order = await self._orders.get(creator, order_id, recipients=recipients)
+        order = await self.orders.get(creator, order_id, recipients=recipients)
         if order is None:
             raise OrderNotFound(order_id)
         return order
 
     async def status(self, creator: str, order_id: str) -> OrderStatusView:
         order = await self.get(creator, order_id, recipients=False)
-        notifications = await self._notifications.of_order(order.id)
+        notifications = await self.notifications.of_order(order.id)
         status = order.status
         if status is OrderStatus.PROCESSED and all(is_final(n.channel, n.status) for n in notifications):
             status = OrderStatus.COMPLETED
@@ -382,11 +341,11 @@ class OrderService:
             if order.status is not OrderStatus.REGISTERED:
                 raise CancelProhibited(order.status)
             order.status = OrderStatus.CANCELLED
-            order.status_time = self._clock.now()
+            order.status_time = self.clock.now()
             try:
-                updated = await self._orders.update(order)
+                updated = await self.orders.update(order)
             except Conflict:
                 continue
-            await self._orders.unschedule(updated)
+            await self.orders.unschedule(updated)
             return updated
         raise CancelProhibited(OrderStatus.PROCESSING)

@@ -2,48 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, Protocol, Self
 
 from shared.notifications.model import Channel, ContentType, Notification, Order, Status
-
-# ---------------------------------------------------------------------------------------- time
-
-
-class Clock(Protocol):
-    def now(self) -> datetime: ...
-
-
-class SystemClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-
-class FixedClock:
-    """A clock tests move by hand."""
-
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def now(self) -> datetime:
-        return self.at
-
-    def advance(self, delta: timedelta) -> None:
-        self.at += delta
-
 
 # ---------------------------------------------------------------------------------- recipients
 
 
-@dataclass(frozen=True)
-class Person:
-    national_identity_number: str
-    name: str | None = None
-    email_address: str | None = None
-    mobile_number: str | None = None
-    reserved: bool = False
+# The contact values' JSON (``to_json``/``from_json``) is the admin API's and the table registry's shape.
 
 
 @dataclass(frozen=True)
@@ -52,6 +21,37 @@ class RoleHolder:
     name: str | None = None
     email_address: str | None = None
     mobile_number: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "nationalIdentityNumber": self.national_identity_number,
+            "name": self.name,
+            "emailAddress": self.email_address,
+            "mobileNumber": self.mobile_number,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return cls(
+            national_identity_number=data["nationalIdentityNumber"],
+            name=data.get("name"),
+            email_address=data.get("emailAddress"),
+            mobile_number=data.get("mobileNumber"),
+        )
+
+
+@dataclass(frozen=True)
+class Person(RoleHolder):
+    """A person's contact points, and whether the person reserved themselves against contact."""
+
+    reserved: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return super().to_json() | {"reserved": self.reserved}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        return replace(super().from_json(data), reserved=bool(data.get("reserved", False)))
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,35 @@ class Organization:
     mobile_numbers: tuple[str, ...] = ()
     roles: tuple[Role, ...] = ()
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "organizationNumber": self.organization_number,
+            "name": self.name,
+            "emailAddresses": list(self.email_addresses),
+            "mobileNumbers": list(self.mobile_numbers),
+            "roles": [
+                {"name": role.name, "resources": list(role.resources), "holders": [h.to_json() for h in role.holders]}
+                for role in self.roles
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Organization:
+        return cls(
+            organization_number=data["organizationNumber"],
+            name=data.get("name"),
+            email_addresses=tuple(data.get("emailAddresses") or ()),
+            mobile_numbers=tuple(data.get("mobileNumbers") or ()),
+            roles=tuple(
+                Role(
+                    name=role["name"],
+                    resources=tuple(role.get("resources") or ()),
+                    holders=tuple(RoleHolder.from_json(h) for h in role.get("holders") or ()),
+                )
+                for role in data.get("roles") or ()
+            ),
+        )
+
 
 class ContactRegistry(Protocol):
     """Contact points of persons and organisations (KRR and the business notification addresses)."""
@@ -78,8 +107,16 @@ class ContactRegistry(Protocol):
     async def organizations(self, numbers: Sequence[str]) -> dict[str, Organization]: ...
 
 
+class ContactStore(ContactRegistry, Protocol):
+    """A contact registry Herald keeps itself, loaded through the admin API."""
+
+    async def put_persons(self, persons: Sequence[Person]) -> int: ...
+
+    async def put_organizations(self, organizations: Sequence[Organization]) -> int: ...
+
+
 class RecipientAuthorizer(Protocol):
-    """Which of an organisation's role holders may see ``resource`` (swapped by the authorization issue)."""
+    """Which of an organisation's role holders may see ``resource`` (an authorization service may replace it)."""
 
     async def authorized(self, organization: Organization, resource: str) -> list[RoleHolder]: ...
 
@@ -260,6 +297,27 @@ class SendPause(Protocol):
     async def pause(self, channel: Channel, until: datetime) -> None: ...
 
 
+# ----------------------------------------------------------------------------- delivery reports
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    """A gateway's delivery report, read from its format at the edge. ``reference`` is the gateway's
+    message id (None: the report names none, and is parked); ``payload`` is what a dead report keeps."""
+
+    channel: Channel
+    reference: str | None
+    status: Status
+    payload: str
+    description: str | None = None
+
+
+# Reads an Event Grid delivery-report event's data (an object) for a channel (ACS email and SMS).
+EventReportReader = Callable[[Channel, Mapping[str, Any]], DeliveryReport]
+# Reads an SMS gateway's report callback (body, content type); raises ValueError when unreadable.
+GatewayReportReader = Callable[[bytes, str], list[DeliveryReport]]
+
+
 # ------------------------------------------------------------------------------------ gateways
 
 
@@ -321,6 +379,33 @@ class SmsSender(Protocol):
     async def send(self, message: SmsMessage) -> SendResult: ...
 
     async def close(self) -> None: ...
+
+
+class Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+# A message the local sink captured instead of sending (the dev outbox lists them). No docstring: the
+# OpenAPI document names this type, and a docstring would become its description there.
+@dataclass(frozen=True)
+class Captured:
+    channel: str
+    notification_id: str
+    reference: str
+    sender: str
+    to: str
+    subject: str | None
+    body: str
+    content_type: str | None
+    at: str
+    outcome: str
+    orderer: str
+
+
+class DevOutbox(Protocol):
+    def captured(self, orderer: str | None = None) -> list[dict[str, Any]]:
+        """The captured messages as JSON, newest first; with ``orderer``, only that orderer's."""
+        ...
 
 
 class ConditionChecker(Protocol):

@@ -38,6 +38,26 @@ class SenderGrantStore(Protocol):
     async def list(self) -> dict[str, SenderGrants]: ...
 
 
+class SenderGrantAdmin:
+    """The administrators' use case (``/api/v1/admin/senders``): list, read, grant and revoke senders."""
+
+    def __init__(self, store: SenderGrantStore) -> None:
+        self._store = store
+
+    async def list(self) -> dict[str, SenderGrants]:
+        return await self._store.list()
+
+    async def get(self, orderer: str) -> SenderGrants | None:
+        return await self._store.get(orderer)
+
+    async def put(self, orderer: str, grants: SenderGrants) -> None:
+        await self._store.put(orderer, grants)
+
+    async def delete(self, orderer: str) -> bool:
+        """False when the orderer had no grants."""
+        return await self._store.delete(orderer)
+
+
 @dataclass(frozen=True)
 class SenderRefusal:
     location: str  # emailTemplate.fromAddress | smsTemplate.senderNumber

@@ -7,7 +7,10 @@ its delivery report, is harmless.
 
 from __future__ import annotations
 
-from shared.notifications.model import Channel, Status
+from dataclasses import replace
+from datetime import datetime
+
+from shared.notifications.model import Channel, Notification, Status
 
 S = Status
 
@@ -48,40 +51,11 @@ def is_final(channel: Channel, status: Status) -> bool:
     return status not in IN_PROGRESS[channel]
 
 
-# Delivery report values -> statuses (reference: Altinn's Wolverine/Utils.cs and SmsSendResultMapper.cs).
-ACS_EMAIL_REPORT: dict[str, Status] = {
-    "delivered": S.DELIVERED,
-    "bounced": S.FAILED_BOUNCED,
-    "suppressed": S.FAILED_SUPPRESSED_RECIPIENT,
-    "filteredspam": S.FAILED_FILTERED_SPAM,
-    "quarantined": S.FAILED_QUARANTINED,
-    "failed": S.FAILED,
-    "expanded": S.FAILED,
-}
-ACS_SMS_REPORT: dict[str, Status] = {"delivered": S.DELIVERED, "failed": S.FAILED}
-GATEWAY_SMS_REPORT: dict[str, Status] = {
-    "DELIVRD": S.DELIVERED,
-    "EXPIRED": S.FAILED_EXPIRED,
-    "DELETED": S.FAILED_DELETED,
-    "UNDELIV": S.FAILED_UNDELIVERED,
-    "REJECTD": S.FAILED_REJECTED,
-    "BARRED": S.FAILED_BARRED_RECEIVER,
-    "FAILED": S.FAILED,
-    "UNKNOWN": S.FAILED,
-}
-
-
-def email_report_status(value: str | None) -> Status:
-    """Any value other than Delivered is a failure (Microsoft's rule); unknown values are plain Failed."""
-    return ACS_EMAIL_REPORT.get((value or "").strip().lower(), S.FAILED)
-
-
-def sms_report_status(value: str | None) -> Status:
-    return ACS_SMS_REPORT.get((value or "").strip().lower(), S.FAILED)
-
-
-def gateway_report_status(value: str | None) -> Status:
-    return GATEWAY_SMS_REPORT.get((value or "").strip().upper(), S.FAILED)
+def moved(notification: Notification, status: Status, now: datetime, **fields: object) -> Notification | None:
+    """The notification with its new status, or None if the state machine refuses the step."""
+    if not can_move(notification.channel, notification.status, status):
+        return None
+    return replace(notification, status=status, status_time=now, **fields)  # type: ignore[arg-type]
 
 
 def event_type(channel: Channel, status: Status) -> str:

@@ -3,7 +3,7 @@
 Keywords (case-sensitive, as in Altinn): ``$recipientName$`` (the person's or organisation's name)
 and ``$recipientNumber$`` (the organisation number; empty for persons and direct addresses). An order
 made from an event also carries the event's keyword values with its templates
-(``shared.notifications.event_templates``). Each template is filled once, at send time, from all its
+(``shared.notifications.event_orders``). Each template is filled once, at send time, from all its
 values together: a value is never read for keywords again, so a contact name or event field that
 contains ``$recipientName$`` arrives as written. Values are HTML-escaped in HTML bodies, never
 elsewhere. An email subject is one line: control characters and line or paragraph separators (CR,

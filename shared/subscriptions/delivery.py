@@ -1,6 +1,6 @@
-"""The delivery state machine: what one attempt's answer means, and when the next attempt is due.
+"""Deliveries and their state machine: what one attempt's answer means, and when the next attempt is due.
 
-States of a delivery: pending → (attempt) → delivered | retrying → … → dead-lettered, or
+A delivery is one (event, subscription) pair with its attempt count. States of a delivery: pending → (attempt) → delivered | retrying → … → dead-lettered, or
 dropped when the endpoint answers 410 (the subscription is disabled). The retry schedule is
 data (Azure Event Grid's by default); retries are delayed queue messages, never a sleeping worker.
 """
@@ -16,12 +16,36 @@ from enum import StrEnum
 
 from standardwebhooks import Webhook
 
-# Event Grid: 10 s, 30 s, 1 m, 5 m, 10 m, 30 m, 1 h, 3 h, 6 h, then every 12 h, for up to 24 h.
-DEFAULT_SCHEDULE: tuple[int, ...] = (10, 30, 60, 300, 600, 1800, 3600, 10800, 21600, 43200)
+from shared.config import DEFAULT_RETRY_SCHEDULE
+
+# Event Grid retries for up to 24 h (its schedule: ``DEFAULT_RETRY_SCHEDULE``).
 DEFAULT_HORIZON = timedelta(hours=24)
 # A Retry-After longer than this is treated as this: a misbehaving endpoint cannot park deliveries for a year.
 MAX_RETRY_AFTER = timedelta(hours=12)
 RETRY_AFTER_STATUSES = frozenset({429, 503})
+
+
+@dataclass(frozen=True)
+class Delivery:
+    subscription_key: str
+    subscription_id: str
+    resource: str
+    seq: int
+    index: int
+    attempt: int = 1
+    first_attempt_at: datetime | None = None
+    # Set by fan-out for notification subscriptions: routed to their own queue. Not carried in messages.
+    notify: bool = False
+
+    @property
+    def member(self) -> str:
+        """Identifies the delivery among the outputs of one inbound message (fan-out markers)."""
+        return f"{self.seq}.{self.index}.{self.subscription_id}"
+
+    def retried(self, attempt: int, first_attempt_at: datetime) -> Delivery:
+        return Delivery(
+            self.subscription_key, self.subscription_id, self.resource, self.seq, self.index, attempt, first_attempt_at
+        )
 
 
 class Verdict(StrEnum):
@@ -33,7 +57,7 @@ class Verdict(StrEnum):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    schedule: Sequence[int] = DEFAULT_SCHEDULE
+    schedule: Sequence[int] = DEFAULT_RETRY_SCHEDULE
     horizon: timedelta = DEFAULT_HORIZON
 
     def delay(self, attempt: int) -> timedelta:
@@ -71,7 +95,7 @@ class Decision:
         return self.outcome or self.verdict.value
 
 
-def decide(
+def judge_attempt(
     *,
     status: int | None,
     headers: Mapping[str, str],

@@ -1,5 +1,5 @@
 """Fan-out: every event of an inbound message is matched against the subscription index, and the
-(event, subscription) pairs leave in outbound messages of up to 256 deliveries each.
+(event, subscription) pairs leave in outbound messages of up to ``MAX_DELIVERIES_PER_MESSAGE`` deliveries each.
 
 Idempotent: before sending, the deliveries already handed over for this inbound message are read
 from its fan-out markers (kept beside the log rows), and each outbound message is marked once
@@ -14,15 +14,17 @@ import hashlib
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+from shared.events.dispatch import InboundMessage
 from shared.events.log import LogRow
 from shared.messaging import Bus
+from shared.subscriptions.delivery import Delivery
 from shared.subscriptions.messages import (
     MAX_DELIVERIES_PER_MESSAGE,
     NOTIFY_QUEUE,
     OUTBOUND_QUEUE,
-    Delivery,
     delivery_message,
 )
 from shared.subscriptions.model import index_keys_for_event
@@ -37,11 +39,29 @@ class FanoutMarks(Protocol):
     async def add_fanout_mark(self, resource: str, seq: int, chunk: str, members: Sequence[str]) -> None: ...
 
 
+class InboundRows(Protocol):
+    """The committed log rows an inbound message points at (the event log's inbound stage)."""
+
+    async def load(self, message: InboundMessage) -> list[LogRow]: ...
+
+
+@dataclass(frozen=True)
+class FannedOut:
+    rows: int  # log rows the inbound message still found (retention may have removed some)
+    deliveries: int  # deliveries sent now
+
+
 class Fanout:
-    def __init__(self, store: SubscriptionStore, marks: FanoutMarks, bus: Bus) -> None:
+    def __init__(self, store: SubscriptionStore, marks: FanoutMarks, bus: Bus, *, rows: InboundRows) -> None:
         self._store = store
         self._marks = marks
         self._bus = bus
+        self._rows = rows
+
+    async def handle(self, message: InboundMessage, trace: dict[str, str] | None = None) -> FannedOut:
+        """One inbound message: its rows loaded, matched and sent on."""
+        rows = await self._rows.load(message)
+        return FannedOut(len(rows), await self.fan_out(message.resource, rows, trace))
 
     async def match(self, resource: str, rows: Sequence[LogRow]) -> list[Delivery]:
         events: list[tuple[int, int, dict[str, Any]]] = [

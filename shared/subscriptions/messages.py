@@ -9,42 +9,19 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.messaging import OutgoingMessage
+from shared.subscriptions.delivery import Delivery
 
 OUTBOUND_QUEUE = "events-outbound"
 RETRY_QUEUE = "events-retry"
 VALIDATION_QUEUE = "subscription-validation"
-# Deliveries of notification subscriptions (issue 6): the same batches, consumed by functions/notify.py.
+# Deliveries of notification subscriptions: the same batches, consumed by functions/notify.py.
 NOTIFY_QUEUE = "events-notify"
 MAX_DELIVERIES_PER_MESSAGE = 256
-
-
-@dataclass(frozen=True)
-class Delivery:
-    subscription_key: str
-    subscription_id: str
-    resource: str
-    seq: int
-    index: int
-    attempt: int = 1
-    first_attempt_at: datetime | None = None
-    # Set by fan-out for notification subscriptions: routed to NOTIFY_QUEUE. Not carried in messages.
-    notify: bool = False
-
-    @property
-    def member(self) -> str:
-        """Identifies the delivery among the outputs of one inbound message (fan-out markers)."""
-        return f"{self.seq}.{self.index}.{self.subscription_id}"
-
-    def retried(self, attempt: int, first_attempt_at: datetime) -> Delivery:
-        return Delivery(
-            self.subscription_key, self.subscription_id, self.resource, self.seq, self.index, attempt, first_attempt_at
-        )
 
 
 class DeliveryBatch(BaseModel):
@@ -69,7 +46,7 @@ def delivery_message(
     trace: dict[str, str] | None = None,
     occasion: datetime | None = None,
 ) -> OutgoingMessage:
-    """A message of up to 256 deliveries.
+    """A message of up to ``MAX_DELIVERIES_PER_MESSAGE`` deliveries.
 
     Its id is deterministic, so Service Bus duplicate detection drops a batch sent twice (fan-out
     after a crash). A batch queued again later is a new send, not a duplicate: it names its due

@@ -1,4 +1,4 @@
-"""Webhook subscriptions: the request at the edge, the stored subscription, and what it matches.
+"""Subscriptions: their filters and what they match, the stored subscription, and its secrets.
 
 Field names follow Altinn Events (``endPoint``, ``resourceFilter``, ``subjectFilter`` …), so an
 Altinn consumer can move with few changes. Filters are exact, except ``sourceFilter`` and
@@ -18,12 +18,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
-from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
-from shared.events.model import MAX_ATTRIBUTE_LENGTH, MAX_RESOURCE_LENGTH, URN_PATTERN
-from shared.notifications.event_templates import NotificationIn, NotificationSpec, spec_problems
+from shared.events.model import MAX_ATTRIBUTE_LENGTH
+from shared.notifications.event_orders import NotificationSpec
 
 SECRET_PREFIX = "whsec_"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -39,7 +36,7 @@ class FilterProblem(ValueError):
     """A filter that is malformed or could never match an event."""
 
 
-def _check_filter(name: str, value: str | None, *, prefix_allowed: bool, uri_like: bool = False) -> str | None:
+def check_filter(name: str, value: str | None, *, prefix_allowed: bool, uri_like: bool = False) -> str | None:
     if value is None:
         return None
     if value == "":
@@ -108,87 +105,6 @@ def index_keys_for_event(attributes: Mapping[str, Any]) -> list[str]:
     if isinstance(alternative := attributes.get("alternativesubject"), str):
         keys.append(index_key(resource, "a", alternative))
     return keys
-
-
-class SubscriptionRequest(BaseModel):
-    """``POST /api/v1/subscriptions``. Unknown fields are refused."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, str_strip_whitespace=False)
-
-    end_point: str | None = Field(
-        default=None, alias="endPoint", min_length=1, max_length=2048, description="https URL of the webhook"
-    )
-    resource_filter: str = Field(alias="resourceFilter", min_length=1, max_length=MAX_RESOURCE_LENGTH)
-    source_filter: str | None = Field(default=None, alias="sourceFilter", description="Exact, or a prefix ending in *")
-    subject_filter: str | None = Field(default=None, alias="subjectFilter")
-    alternative_subject_filter: str | None = Field(default=None, alias="alternativeSubjectFilter")
-    type_filter: str | None = Field(default=None, alias="typeFilter", description="Exact, or a prefix ending in *")
-    # Instead of endPoint: each matching event becomes a notification order to its subject (issue 6).
-    notification: NotificationIn | None = Field(
-        default=None, description="Notify the event's subject (person:/org:) by email or SMS instead of a webhook"
-    )
-
-    @model_validator(mode="after")
-    def _one_target(self) -> SubscriptionRequest:
-        if (self.end_point is None) == (self.notification is None):
-            raise ValueError("give exactly one of endPoint (a webhook) and notification (email/SMS to the subject)")
-        if self.notification is not None:
-            problems = spec_problems(self.notification, self.resource_filter)
-            if problems:
-                raise ValueError("; ".join(f"{p.location}: {p.detail}" for p in problems))
-        return self
-
-    def notification_spec(self) -> NotificationSpec | None:
-        return self.notification.spec() if self.notification is not None else None
-
-    @field_validator("end_point")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise ValueError("must be an absolute https URL")
-        if parts.username or parts.password:
-            raise ValueError("must not carry credentials")
-        if parts.fragment:
-            raise ValueError("must not have a fragment")
-        try:
-            _ = parts.port
-        except ValueError as error:
-            raise ValueError("has an invalid port") from error
-        return value
-
-    @field_validator("resource_filter")
-    @classmethod
-    def _resource(cls, value: str) -> str:
-        if not URN_PATTERN.match(value):
-            raise ValueError("must be a resource URN such as urn:altinn:resource:skattemelding")
-        return value
-
-    @field_validator("source_filter")
-    @classmethod
-    def _source(cls, value: str | None) -> str | None:
-        return _check_filter("sourceFilter", value, prefix_allowed=True, uri_like=True)
-
-    @field_validator("type_filter")
-    @classmethod
-    def _type(cls, value: str | None) -> str | None:
-        return _check_filter("typeFilter", value, prefix_allowed=True)
-
-    @field_validator("subject_filter", "alternative_subject_filter")
-    @classmethod
-    def _subjects(cls, value: str | None) -> str | None:
-        return _check_filter("subject filters", value, prefix_allowed=False)
-
-    def filters(self) -> Filters:
-        return Filters(
-            resource=self.resource_filter,
-            source=self.source_filter,
-            subject=self.subject_filter,
-            alternativesubject=self.alternative_subject_filter,
-            type=self.type_filter,
-        )
 
 
 def new_secret() -> str:
@@ -262,7 +178,7 @@ class Subscription:
     # Requests per minute the endpoint granted in the abuse-protection handshake (None: no limit given).
     allowed_rate: int | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
-    # A notification subscription (no webhook: ``endpoint`` is empty); see shared/notifications/event_templates.py.
+    # A notification subscription (no webhook: ``endpoint`` is empty); see shared/notifications/event_orders.py.
     notification: NotificationSpec | None = None
 
     @property
@@ -271,30 +187,3 @@ class Subscription:
 
     def with_status(self, status: Status, *, reason: str | None = None) -> Subscription:
         return replace(self, status=status, disabled_reason=reason if status is Status.DISABLED else None)
-
-
-def public_view(subscription: Subscription, *, secret: str | None = None) -> dict[str, Any]:
-    """The subscription as the API shows it; the secret only when it was just created or rotated."""
-    view: dict[str, Any] = {
-        "id": subscription.id,
-        "endPoint": subscription.endpoint,
-        "resourceFilter": subscription.filters.resource,
-        "sourceFilter": subscription.filters.source,
-        "subjectFilter": subscription.filters.subject,
-        "alternativeSubjectFilter": subscription.filters.alternativesubject,
-        "typeFilter": subscription.filters.type,
-        "consumer": subscription.consumer,
-        "createdBy": subscription.consumer,
-        "created": subscription.created.isoformat(),
-        "status": subscription.status.value,
-    }
-    if subscription.disabled_reason:
-        view["disabledReason"] = subscription.disabled_reason
-    if subscription.allowed_rate is not None:
-        view["allowedRatePerMinute"] = subscription.allowed_rate
-    if subscription.notification is not None:
-        view["endPoint"] = None
-        view["notification"] = subscription.notification.to_json()
-    if secret is not None:
-        view["secret"] = secret
-    return view

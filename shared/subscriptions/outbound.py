@@ -14,30 +14,30 @@ import json
 import logging
 import time
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from shared.clock import Clock
 from shared.events.log import EventLog
 from shared.identity.authorization import Action, Authorizer, event_request
 from shared.messaging import Bus
 from shared.subscriptions.delivery import (
     REFUSED,
     Decision,
+    Delivery,
     RetryPolicy,
     Verdict,
-    decide,
     defer,
     delivery_id,
-    push_headers,
 )
 from shared.subscriptions.endpoint_guard import EndpointGuard
-from shared.subscriptions.messages import RETRY_QUEUE, Delivery, delivery_message
+from shared.subscriptions.health import SubscriptionHealth
+from shared.subscriptions.messages import MAX_DELIVERIES_PER_MESSAGE, RETRY_QUEUE, delivery_message
 from shared.subscriptions.model import SUBSCRIPTION_CACHE_SECONDS, Status, Subscription
 from shared.subscriptions.ports import (
     Attempt,
-    Clock,
     DeadLetter,
     DeadLetterStore,
     DeliveryLog,
@@ -46,12 +46,13 @@ from shared.subscriptions.ports import (
     WebhookClient,
     WebhookResponse,
 )
-from shared.subscriptions.state import SubscriptionHealth
+from shared.subscriptions.push import Pusher
 
 log = logging.getLogger(__name__)
 
 _RANGE_READ_FROM = 3  # ids of one partition in a message from which one range query beats point reads
 _SETTLE_WAVE_SECONDS = 0.2  # endpoints finishing within this of each other are settled together
+_ROWS_CACHED = 256  # log rows the worker keeps between messages (not a limit on a message's deliveries)
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class _Result:
 class _RowCache:
     """Recently read log rows: at high fan-out many messages push the same event."""
 
-    def __init__(self, size: int = 256) -> None:
+    def __init__(self, size: int = _ROWS_CACHED) -> None:
         self._rows: OrderedDict[tuple[str, int], Sequence[bytes]] = OrderedDict()
         self._size = size
 
@@ -107,13 +108,11 @@ class OutboundWorker:
         self._delivery_log = delivery_log
         self._dead_letters = dead_letters
         self._bus = bus
-        self._client = client
         self._guard = guard
         self._health = health
         self._clock = clock
         self._policy = policy
-        self._timeout = timeout_seconds
-        self._origin = origin
+        self._pusher = Pusher(client=client, clock=clock, policy=policy, origin=origin, timeout_seconds=timeout_seconds)
         self._trace = trace
         self._rows = _RowCache()
         self._subscriptions: dict[tuple[str, str], tuple[float, Subscription | None]] = {}
@@ -378,20 +377,18 @@ class OutboundWorker:
             self._guard.release(subscription.endpoint, ticket, success=None)
             log.warning("event removed by retention before delivery", extra={"subscription": delivery.subscription_id})
             return _Result(delivery, None)
-        now = self._clock.now()
-        body = row[delivery.index]
         message_id = delivery_id(subscription.id, delivery.resource, delivery.seq, delivery.index)
-        headers = push_headers(message_id, body, subscription.secrets.signing(now), self._origin, now)
-        post = asyncio.ensure_future(self._client.post(subscription.endpoint, body, headers, self._timeout))
-        try:
-            done, _ = await asyncio.wait({post}, timeout=self._guard.patience)
-            if done or self._guard.may_hold(subscription.endpoint, ticket):
-                response = await post
-            else:
+
+        async def within_patience(answer: Awaitable[WebhookResponse]) -> WebhookResponse:
+            post = asyncio.ensure_future(answer)
+            try:
+                done, _ = await asyncio.wait({post}, timeout=self._guard.patience)
+                if done or self._guard.may_hold(subscription.endpoint, ticket):
+                    return await post
                 # Slow, and its endpoint already holds its share of handlers: this handler is freed
                 # for the other endpoints; the delivery is retried as after a timeout.
                 post.cancel()
-                response = WebhookResponse(
+                return WebhookResponse(
                     status=None,
                     headers={},
                     latency_ms=round(self._guard.patience * 1000),
@@ -399,20 +396,22 @@ class OutboundWorker:
                     error=f"no answer within {self._guard.patience:g} s while the endpoint held its share of "
                     "the handlers; the request was cut",
                 )
-        except BaseException:
-            post.cancel()
-            self._guard.release(subscription.endpoint, ticket, success=None)  # cancelled: nothing to judge
-            raise
-        first = delivery.first_attempt_at or now
-        decision = decide(
-            status=response.status,
-            headers=response.headers,
+            except BaseException:
+                post.cancel()
+                self._guard.release(subscription.endpoint, ticket, success=None)  # cancelled: nothing to judge
+                raise
+
+        pushed = await self._pusher.push(
+            subscription.endpoint,
+            message_id,
+            row[delivery.index],
+            subscription.secrets,
             attempt=delivery.attempt,
-            first_attempt_at=first,
-            now=self._clock.now(),
-            policy=self._policy,
-            refused=response.refused is not None,
+            first_attempt_at=delivery.first_attempt_at,
+            await_answer=within_patience,
+            refusal_is_final=True,
         )
+        response, decision = pushed.response, pushed.decision
         self._guard.release(
             subscription.endpoint,
             ticket,
@@ -425,14 +424,14 @@ class OutboundWorker:
             delivery_id=message_id,
             event_id=_event_id(attributes[_position(delivery)]),
             attempt=delivery.attempt,
-            at=now,
+            at=pushed.at,
             status_code=response.status,
             latency_ms=response.latency_ms,
             outcome=decision.logged_as,
             error=response.error,
             response_excerpt=response.excerpt or None,
         )
-        return _Result(replace(delivery, first_attempt_at=first), subscription, attempt, decision)
+        return _Result(replace(delivery, first_attempt_at=pushed.first_attempt_at), subscription, attempt, decision)
 
     # ------------------------------------------------------------------------------- settling
 
@@ -482,8 +481,8 @@ class OutboundWorker:
         # message that brought it, which duplicate detection drops.
         settled_at = self._clock.now()
         for due, group in retries.items():
-            for start in range(0, len(group), 256):
-                batch = group[start : start + 256]
+            for start in range(0, len(group), MAX_DELIVERIES_PER_MESSAGE):
+                batch = group[start : start + MAX_DELIVERIES_PER_MESSAGE]
                 await self._bus.send(
                     RETRY_QUEUE, [delivery_message(batch, deliver_at=due, trace=trace, occasion=settled_at)]
                 )

@@ -1,10 +1,11 @@
-"""Ports of the subscriptions and delivery stage: storage, the delivery log, webhooks and the clock."""
+"""Ports of the subscriptions and delivery stage: storage, the delivery log and webhooks (the clock is
+``shared.clock``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Protocol
 
 from shared.subscriptions.model import Subscription
@@ -128,12 +129,3 @@ class WebhookClient(Protocol):
     async def options(self, url: str, headers: Mapping[str, str], timeout: float) -> WebhookResponse: ...
 
     async def close(self) -> None: ...
-
-
-class Clock(Protocol):
-    def now(self) -> datetime: ...
-
-
-class SystemClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)

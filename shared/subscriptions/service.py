@@ -10,30 +10,40 @@ import uuid
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from shared.clock import Clock
+from shared.endpoint_policy import EndpointPolicy
 from shared.events.model import format_time
 from shared.identity.authorization import AccessRequest, Action, Authorizer
 from shared.messaging import Bus
-from shared.subscriptions.delivery import RetryPolicy, Verdict, decide, push_headers
-from shared.subscriptions.endpoint_policy import EndpointPolicy
+from shared.notifications.event_orders import NotificationSpec
+from shared.subscriptions.delivery import Delivery, RetryPolicy, Verdict
+from shared.subscriptions.health import SubscriptionHealth
 from shared.subscriptions.messages import (
+    MAX_DELIVERIES_PER_MESSAGE,
     OUTBOUND_QUEUE,
     VALIDATION_QUEUE,
-    Delivery,
     ValidationMessage,
     delivery_message,
     validation_message,
 )
 from shared.subscriptions.model import (
     SUBSCRIPTION_CACHE_SECONDS,
+    Filters,
     Secrets,
     Status,
     Subscription,
-    SubscriptionRequest,
     identity_hash,
     new_secret,
 )
-from shared.subscriptions.ports import Clock, DeadLetter, DeadLetterStore, SubscriptionStore, WebhookClient
-from shared.subscriptions.state import SubscriptionHealth
+from shared.subscriptions.ports import (
+    Attempt,
+    DeadLetter,
+    DeadLetterStore,
+    DeliveryLog,
+    SubscriptionStore,
+    WebhookClient,
+)
+from shared.subscriptions.push import Pusher
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +76,7 @@ class SubscriptionService:
         *,
         store: SubscriptionStore,
         dead_letters: DeadLetterStore,
+        delivery_log: DeliveryLog,
         bus: Bus,
         client: WebhookClient,
         health: SubscriptionHealth,
@@ -81,23 +92,32 @@ class SubscriptionService:
         self._endpoints = endpoints
         self._store = store
         self._dead_letters = dead_letters
+        self._delivery_log = delivery_log
         self._bus = bus
         self._client = client
         self._health = health
         self._clock = clock
-        self._policy = policy
         self._origin = origin
         self._base_url = public_base_url.rstrip("/")
         self._timeout = timeout_seconds
+        self._pusher = Pusher(client=client, clock=clock, policy=policy, origin=origin, timeout_seconds=timeout_seconds)
 
     # ------------------------------------------------------------------------------------ API
 
-    async def create(self, consumer: str, request: SubscriptionRequest) -> tuple[Subscription, str | None, bool]:
-        """Returns (subscription, secret shown once or None, created)."""
+    async def create(
+        self,
+        consumer: str,
+        filters: Filters,
+        *,
+        endpoint: str | None = None,
+        notification: NotificationSpec | None = None,
+    ) -> tuple[Subscription, str | None, bool]:
+        """A subscription with exactly one target: a webhook ``endpoint`` or a ``notification``.
+
+        Returns (subscription, secret shown once or None, created)."""
         # Checks that apply to every subscription (webhook or notification) belong above this branch.
-        filters = request.filters()
-        if request.end_point is not None:
-            await self._endpoints.check(request.end_point)
+        if endpoint is not None:
+            await self._endpoints.check(endpoint)
         asked = AccessRequest(consumer, filters.resource, filters.subject, filters.type, Action.SUBSCRIBE)
         if not await self._authorizer.allows(asked):
             raise SubscriptionForbidden(
@@ -109,20 +129,20 @@ class SubscriptionService:
                 )
                 + (f" with typeFilter {filters.type}" if filters.type else "")
             )
-        if request.notification is not None:
-            return await self._create_notification(consumer, request)
-        assert request.end_point is not None  # the request model requires endPoint or notification
+        if notification is not None:
+            return await self._create_notification(consumer, filters, notification)
+        assert endpoint is not None  # the request schema requires endPoint or notification
         secrets = Secrets.new()
         candidate = Subscription(
             id=f"sub_{uuid.uuid4().hex}",
             consumer=consumer,
-            endpoint=request.end_point,
+            endpoint=endpoint,
             filters=filters,
             status=Status.PENDING,
             created=self._clock.now(),
             secrets=secrets,
         )
-        subscription, created = await self._store.create(candidate, identity_hash(consumer, request.end_point, filters))
+        subscription, created = await self._store.create(candidate, identity_hash(consumer, endpoint, filters))
         if created or subscription.status is Status.PENDING:
             # As the anchor does, an identical create of a pending subscription asks for validation again.
             await self._bus.send(VALIDATION_QUEUE, [validation_message(subscription.index_key, subscription.id)])
@@ -130,14 +150,11 @@ class SubscriptionService:
         return subscription, shown, created
 
     async def _create_notification(
-        self, consumer: str, request: SubscriptionRequest
+        self, consumer: str, filters: Filters, spec: NotificationSpec
     ) -> tuple[Subscription, str | None, bool]:
-        """A notification subscription (issue 6): no webhook, so no handshake and no secret; active at once.
+        """A notification subscription: no webhook, so no handshake and no secret; active at once.
 
-        Its matching events become notification orders (shared/notifications/from_events.py)."""
-        spec = request.notification_spec()
-        assert spec is not None
-        filters = request.filters()
+        Its matching events become notification orders (shared/subscriptions/notification_target.py)."""
         candidate = Subscription(
             id=f"sub_{uuid.uuid4().hex}",
             consumer=consumer,
@@ -212,13 +229,31 @@ class SubscriptionService:
         asked_at = self._clock.now()
         replayed = 0
         while True:
-            letters = await self._dead_letters.take(subscription.id, since, 256)
+            letters = await self._dead_letters.take(subscription.id, since, MAX_DELIVERIES_PER_MESSAGE)
             if not letters:
                 return replayed
             redeliveries = [_redelivery(subscription, letter) for letter in letters]
             await self._bus.send(OUTBOUND_QUEUE, [delivery_message(redeliveries, occasion=asked_at)])
             await self._dead_letters.remove(letters)
             replayed += len(letters)
+
+    async def dead_letters(
+        self, consumer: str, subscription_id: str, after: str | None, limit: int
+    ) -> tuple[list[DeadLetter], str | None]:
+        """A page of the consumer's subscription's dead letters, oldest first."""
+        subscription = await self.get(consumer, subscription_id)
+        return await self._dead_letters.page(subscription.id, after, limit)
+
+    async def deliveries(
+        self, consumer: str, subscription_id: str, limit: int, before: str | None
+    ) -> tuple[list[Attempt], str | None]:
+        """A page of the consumer's subscription's delivery attempts, newest first."""
+        subscription = await self.get(consumer, subscription_id)
+        return await self._delivery_log.attempts(subscription.id, limit, before)
+
+    async def expire_delivery_log(self) -> int:
+        """Drops the delivery log's entries older than its retention; returns how many day tables went."""
+        return await self._delivery_log.expire(self._clock.now())
 
     # ----------------------------------------------------------------------------- validation
 
@@ -240,18 +275,16 @@ class SubscriptionService:
             },
             separators=(",", ":"),
         ).encode()
-        message_id = f"msg_{event_id.replace('-', '')}"
-        headers = push_headers(message_id, body, subscription.secrets.signing(now), self._origin, now)
-        response = await self._client.post(subscription.endpoint, body, headers, self._timeout)
-        first = message.first or now
-        decision = decide(
-            status=response.status,
-            headers=response.headers,
+        pushed = await self._pusher.push(
+            subscription.endpoint,
+            f"msg_{event_id.replace('-', '')}",
+            body,
+            subscription.secrets,
             attempt=message.attempt,
-            first_attempt_at=first,
-            now=self._clock.now(),
-            policy=self._policy,
+            first_attempt_at=message.first,
+            at=now,  # the attempt began before the handshake
         )
+        first, decision = pushed.first_attempt_at, pushed.decision
         if decision.verdict is Verdict.DELIVERED:
 
             def activate(current: Subscription) -> Subscription | None:

@@ -115,7 +115,7 @@ def test_every_success_body_has_a_schema(document):
 
 
 def test_security_is_the_scope_each_route_asks_for(app, document):
-    """From the routes' own dependencies (what tests/integration/test_authentication.py checks), not a list."""
+    """From the routes' own dependencies (what tests/identity/test_authentication.py checks), not a list."""
     expected: dict[tuple[str, str], list[dict[str, list[str]]]] = {}
     for route in api_routes(app.routes):
         scope = next(

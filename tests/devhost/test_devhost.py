@@ -408,15 +408,20 @@ def event(event_type: str = "Herald.Event.Published", **overrides: Any) -> dict[
     return document
 
 
+async def post_to_eventgrid(host: DevHost, function: str, body: Any, kind: str = "Notification") -> httpx.Response:
+    """One delivery to devhost's Event Grid webhook for ``function``, with the system key."""
+    async with httpx.AsyncClient(base_url=host.url) as client:
+        return await client.post(
+            f"/runtime/webhooks/eventgrid?functionName={function}",
+            headers={"aeg-event-type": kind, "x-functions-key": host.eventgrid_key},
+            json=body,
+        )
+
+
 async def test_event_grid_validation_handshake(harness: Harness) -> None:
     host = await harness.start()
     validation = event("Microsoft.EventGrid.SubscriptionValidationEvent", data={"validationCode": "code-123"})
-    async with httpx.AsyncClient(base_url=host.url) as client:
-        response = await client.post(
-            "/runtime/webhooks/eventgrid?functionName=on_event",
-            headers={"aeg-event-type": "SubscriptionValidation", "x-functions-key": host.eventgrid_key},
-            json=[validation],
-        )
+    response = await post_to_eventgrid(host, "on_event", [validation], kind="SubscriptionValidation")
     assert response.status_code == 200
     assert response.json() == {"validationResponse": "code-123"}
     assert harness.recorder.of("on_event") == []
@@ -454,12 +459,7 @@ async def test_event_grid_input_the_worker_rejects_fails_the_invocation_with_its
     """azure-functions parses event times with fixed formats: an offset other than UTC is refused, as in Azure."""
     host = await harness.start()
     oslo = event() | {"eventTime": "2026-11-26T10:00:00+01:00"}
-    async with httpx.AsyncClient(base_url=host.url) as client:
-        response = await client.post(
-            "/runtime/webhooks/eventgrid?functionName=on_event",
-            headers={"aeg-event-type": "Notification", "x-functions-key": host.eventgrid_key},
-            json=[oslo],
-        )
+    response = await post_to_eventgrid(host, "on_event", [oslo])
     assert response.status_code == 500
     assert "time data '2026-11-26T10:00:00+01:00' does not match format" in response.json()["detail"]
     assert harness.recorder.of("on_event") == []
@@ -468,12 +468,7 @@ async def test_event_grid_input_the_worker_rejects_fails_the_invocation_with_its
 async def test_event_grid_str_parameter_gets_the_raw_event(harness: Harness) -> None:
     host = await harness.start()
     cloud = {"specversion": "1.0", "id": "ce-raw", "source": "/x", "type": "T", "time": "2026-11-26T10:00:00-05:00"}
-    async with httpx.AsyncClient(base_url=host.url) as client:
-        response = await client.post(
-            "/runtime/webhooks/eventgrid?functionName=on_raw_event",
-            headers={"aeg-event-type": "Notification", "x-functions-key": host.eventgrid_key},
-            json=cloud,
-        )
+    response = await post_to_eventgrid(host, "on_raw_event", cloud)
     assert response.status_code == 200
     (call,) = harness.recorder.of("on_raw_event")
     assert json.loads(call["raw"]) == cloud
@@ -481,17 +476,9 @@ async def test_event_grid_str_parameter_gets_the_raw_event(harness: Harness) -> 
 
 async def test_event_grid_errors(harness: Harness) -> None:
     host = await harness.start()
+    failing = await post_to_eventgrid(host, "on_event_fails", [event()])
+    unknown = await post_to_eventgrid(host, "nope", [event()])
     async with httpx.AsyncClient(base_url=host.url, headers={"x-functions-key": host.eventgrid_key}) as client:
-        failing = await client.post(
-            "/runtime/webhooks/eventgrid?functionName=on_event_fails",
-            headers={"aeg-event-type": "Notification"},
-            json=[event()],
-        )
-        unknown = await client.post(
-            "/runtime/webhooks/eventgrid?functionName=nope",
-            headers={"aeg-event-type": "Notification"},
-            json=[event()],
-        )
         no_header = await client.post("/runtime/webhooks/eventgrid?functionName=on_event", json=[event()])
     assert failing.status_code == 500
     assert failing.headers["content-type"] == "application/problem+json"

@@ -6,32 +6,26 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support.devhost_process import devhost_process
+from tests.support.devhost_process import devhost_token
 
-REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def devhost(azurite, settings, tmp_path_factory):
+def devhost(devhost):
     # Nothing in the environment names the port; devhost_process starts on a free one, never 7071.
-    with devhost_process(azurite, settings, tmp_path_factory.mktemp("devhost-port")) as process:
-        assert process.port != 7071
-        yield process
+    assert devhost.port != 7071
+    return devhost
 
 
 def token(devhost, sub: str, scopes: str) -> str:
-    command = [sys.executable, "-m", "devhost", "token", "--sub", sub, "--scope", scopes]
-    return subprocess.run(command, cwd=REPO, env=devhost.env, capture_output=True, text=True, check=True).stdout.strip()
+    return devhost_token(devhost.env, sub, scopes)
 
 
 async def test_the_validation_event_names_the_port_devhost_serves_on(devhost, receiver):

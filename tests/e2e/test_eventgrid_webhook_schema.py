@@ -7,10 +7,7 @@ every event, and the function refuses it: logged, counted, parked, and acknowled
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,23 +15,15 @@ import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableServiceClient
 
-from shared.adapters.table_notifications import REPORTS_TABLE
-from tests.support.devhost_process import devhost_process
+from shared.adapters.table_dead_reports import REPORTS_TABLE
+from tests.support.devhost_process import devhost_cli
 
-REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def devhost(azurite, settings, tmp_path_factory):
-    with devhost_process(azurite, settings, tmp_path_factory.mktemp("devhost-schema")) as process:
-        yield process
-
-
-@pytest.fixture(scope="module")
 def key(devhost) -> str:
-    command = [sys.executable, "-m", "devhost", "key", "eventgrid_extension"]
-    return subprocess.run(command, cwd=REPO, env=devhost.env, capture_output=True, text=True, check=True).stdout.strip()
+    return devhost_cli(devhost.env, "key", "eventgrid_extension")
 
 
 def report(**changes: Any) -> dict[str, Any]:

@@ -4,32 +4,17 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from shared.adapters.local_sink import email_report
-from tests.support.devhost_process import devhost_process
+from tests.support.devhost_process import devhost_cli
 
-REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def devhost(azurite, settings, tmp_path_factory):
-    with devhost_process(azurite, settings, tmp_path_factory.mktemp("devhost-forged")) as process:
-        yield process
-
-
-def devhost_cli(env: dict[str, str], *args: str) -> str:
-    command = [sys.executable, "-m", "devhost", *args]
-    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=True).stdout.strip()
 
 
 def get(url: str, token: str) -> Any:

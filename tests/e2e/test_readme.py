@@ -18,51 +18,19 @@ from shared.api.events_publish import STRUCTURED
 from shared.events.ingest import EVENTGRID_QUEUE
 from shared.messaging import OutgoingMessage
 from tests.support.azurite import free_port
-from tests.support.devhost_process import devhost_process
+from tests.support.devhost_process import devhost_token, open_resource, run_as_written, shell_blocks
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
 
 
-def shell_blocks() -> list[str]:
-    text = (REPO / "README.md").read_text()
-    return [block for block in re.findall(r"```sh\n(.*?)```", text, re.S) if "make " not in block]
-
-
-@pytest.fixture(scope="module")
-def devhost(azurite, settings, tmp_path_factory):
-    with devhost_process(azurite, settings, tmp_path_factory.mktemp("devhost-state")) as process:
-        yield process.port, process.env, process.state
-
-
-def devhost_token(env: dict[str, str], sub: str, scopes: str) -> str:
-    command = [sys.executable, "-m", "devhost", "token", "--sub", sub, "--scope", scopes]
-    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=True).stdout.strip()
-
-
-def open_resource(port: int, env: dict[str, str], resource: str) -> None:
-    """An administrator lets every identity publish, read and subscribe on the resource."""
-    admin = devhost_token(env, "system:e2e-admin", "admin")
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/api/v1/admin/policies/{resource}",
-        data=json.dumps({"publishers": ["*"], "owners": ["*"]}).encode(),
-        method="PUT",
-        headers={"Authorization": f"Bearer {admin}", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        assert response.status == 200
-
-
 def run(block: str, port: int, env: dict[str, str]) -> str:
-    script = "set -euo pipefail\n" + block.replace("7071", str(port)).replace(".venv/bin/python", sys.executable)
-    completed = subprocess.run(["bash", "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
-    assert completed.returncode == 0, completed.stderr
-    return completed.stdout
+    return run_as_written(block, env, {"7071": str(port)}, timeout=60)
 
 
 def test_readme_examples_work_as_written(devhost):
-    port, env, _ = devhost
-    token_block, policy_block, publish_block, read_block, subscribe_block = shell_blocks()
+    port, env = devhost.port, devhost.env
+    token_block, policy_block, publish_block, read_block, subscribe_block = shell_blocks(REPO / "README.md")
     prelude = token_block + "\n"
 
     policy = json.loads(run(policy_block, port, env))
@@ -86,7 +54,7 @@ def test_readme_examples_work_as_written(devhost):
 
 def test_devhost_pushes_published_events_to_a_webhook(devhost, receiver_process):
     """Publish → inbound → outbound through devhost's own queue drivers, to a real receiver."""
-    port, env, _ = devhost
+    port, env = devhost.port, devhost.env
     url, received = receiver_process
     token = devhost_token(env, "org:991825827", "events.publish events.subscribe")
     headers = {"Authorization": f"Bearer {token}"}
@@ -153,7 +121,7 @@ http.server.ThreadingHTTPServer(('127.0.0.1', {port}), H).serve_forever()
 
 def test_devhost_runs_an_email_order_to_delivered(devhost):
     """Order → notifications-orders → notifications-email → local sink → Event Grid report → Delivered."""
-    port, env, _ = devhost
+    port, env = devhost.port, devhost.env
     token = devhost_token(env, "org:991825827", "notifications.order")
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     order = {
@@ -190,10 +158,10 @@ def test_devhost_runs_an_email_order_to_delivered(devhost):
     )
 
 
-async def test_devhost_ingests_cloudevents_routed_through_event_grid(devhost, services):
+async def test_devhost_ingests_cloudevents_routed_through_event_grid(devhost, services, stores):
     """The Event Grid custom topic puts each CloudEvent on events-eventgrid as the publisher sent it;
     ingest_event_grid publishes it, any UTC offset in ``time`` included, and it is readable as sent."""
-    port, env, _ = devhost
+    port, env = devhost.port, devhost.env
     resource = f"urn:e2e:herald:grid{port}"
     open_resource(port, env, resource)
     routed = [
@@ -209,7 +177,7 @@ async def test_devhost_ingests_cloudevents_routed_through_event_grid(devhost, se
         }
         for n, moment in enumerate(("2026-11-26T10:00:00+01:00", "2026-11-26T10:00:00.5-05:00"))
     ]
-    await services.bus.send(
+    await stores.bus.send(
         EVENTGRID_QUEUE,
         [
             OutgoingMessage(body=json.dumps(event).encode(), message_id=event["id"], content_type=STRUCTURED)

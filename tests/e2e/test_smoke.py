@@ -14,9 +14,8 @@ from pathlib import Path
 import pytest
 
 from smoke.receiver import LoopbackReceiver
-from tests.e2e.test_readme import devhost_token, open_resource
 from tests.support.azurite import free_port
-from tests.support.devhost_process import DevhostProcess, devhost_process
+from tests.support.devhost_process import DevhostProcess, devhost_process, devhost_token, open_resource
 
 REPO = Path(__file__).resolve().parents[2]
 SCOPES = "events.publish events.read events.subscribe notifications.order"

@@ -12,8 +12,8 @@ from aiohttp.abc import AbstractResolver
 
 from shared.adapters.table_publish_limits import TablePublishBuckets
 from shared.adapters.webhook_http import AiohttpWebhookClient
+from shared.endpoint_policy import EndpointPolicy, EndpointRefused
 from shared.identity.rate_limit import LeasedTokenBuckets
-from shared.subscriptions.endpoint_policy import EndpointPolicy, EndpointRefused
 from tests.support.events import event, publish
 
 
@@ -115,9 +115,9 @@ async def test_subscription_api_refuses_ssrf_targets(client, issuer, resource):
         assert response.json()["type"] == "urn:herald:problem:endpoint-refused"
 
 
-async def test_token_buckets_refill_at_the_rate(services):
+async def test_token_buckets_refill_at_the_rate(services, stores):
     now = [time.time()]
-    store = TablePublishBuckets(services.tables)
+    store = TablePublishBuckets(stores.tables)
     buckets = LeasedTokenBuckets(store, rate_per_second=10, burst=20, clock=lambda: now[0])
     a, b = (f"system:rate-{uuid.uuid4().hex[:12]}" for _ in range(2))
     assert await buckets.take(a, 20) is None
@@ -128,9 +128,9 @@ async def test_token_buckets_refill_at_the_rate(services):
     assert await buckets.take(a, 5) is None
 
 
-async def test_a_publisher_over_its_rate_gets_429_with_retry_after(client, issuer, resource, services):
+async def test_a_publisher_over_its_rate_gets_429_with_retry_after(client, issuer, resource, services, stores):
     original = services.publish_limiter
-    services.publish_limiter = LeasedTokenBuckets(TablePublishBuckets(services.tables), rate_per_second=1, burst=5)
+    services.publish_limiter = LeasedTokenBuckets(TablePublishBuckets(stores.tables), rate_per_second=1, burst=5)
     try:
         headers = issuer.headers("events.publish", sub=f"system:rate-{uuid.uuid4().hex[:12]}")
         assert (await publish(client, headers, [event(resource, f"r{i}") for i in range(5)])).status_code == 202

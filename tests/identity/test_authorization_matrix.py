@@ -109,24 +109,24 @@ async def test_subscribe(client, issuer, governed, receiver, consumer, filters, 
     assert response.status_code == status, response.text
 
 
-async def test_push_is_authorized_again_and_a_refusal_is_logged(client, issuer, governed, receiver, services):
+async def test_push_is_authorized_again_and_a_refusal_is_logged(client, issuer, governed, receiver, services, stores):
     admin = issuer.headers("admin", sub="system:herald-admin")
     url = receiver.behave("manager-hook", Behaviour(status=200))
     body = {"endPoint": url, "resourceFilter": governed, "subjectFilter": CLIENT}
     created = (
         await client.post("/api/v1/subscriptions", json=body, headers=issuer.headers("events.subscribe", sub=MANAGER))
     ).json()
-    await drain(services, (VALIDATION_QUEUE,))
+    await drain(stores, (VALIDATION_QUEUE,))
 
     await publish(client, issuer.headers("events.publish", sub=PUBLISHER), [event(governed, "push-1", subject=CLIENT)])
-    await drain(services, (INBOUND_QUEUE, OUTBOUND_QUEUE))
+    await drain(stores, (INBOUND_QUEUE, OUTBOUND_QUEUE))
     # The role is revoked: the next push is refused at once, not after a cache expires.
     revoked = await client.delete(
         "/api/v1/admin/roles", params={"party": CLIENT, "holder": MANAGER, "role": "DAGL"}, headers=admin
     )
     assert revoked.status_code == 204
     await publish(client, issuer.headers("events.publish", sub=PUBLISHER), [event(governed, "push-2", subject=CLIENT)])
-    await drain(services, (INBOUND_QUEUE, OUTBOUND_QUEUE))
+    await drain(stores, (INBOUND_QUEUE, OUTBOUND_QUEUE))
 
     pushed = [json.loads(p.body)["id"] for p in receiver.posts("manager-hook")]
     assert "push-1" in pushed and "push-2" not in pushed
@@ -192,20 +192,21 @@ async def test_an_administrator_deletes_a_policy_and_publishing_is_refused_at_on
     ("topic_identity", "stored"),
     [(PUBLISHER, True), (OWNER, False), (STRANGER, False), (None, False)],  # None: HERALD_EVENTGRID_PUBLISHER unset
 )
-async def test_ingest_publishes_as_the_topic_identity(client, issuer, governed, services, topic_identity, stored):
+async def test_ingest_publishes_as_the_topic_identity(
+    client, issuer, governed, services, stores, topic_identity, stored
+):
     """Events from the Event Grid topic pass the same publish check as POST /api/v1/events, as the
     identity the topic maps to."""
-    from dataclasses import replace
-
     from shared.api.events_publish import STRUCTURED
     from shared.events.ingest import EVENTGRID_QUEUE
     from shared.messaging import OutgoingMessage
+    from tests.events.test_eventgrid_ingest import topic_publishes_as
 
-    services.settings = replace(services.settings, eventgrid_publisher=topic_identity)
+    topic_publishes_as(services, topic_identity)
     routed = event(governed, f"grid-{uuid.uuid4().hex[:8]}", subject=CLIENT, type="no.tax.assessed")
     message = OutgoingMessage(body=json.dumps(routed).encode(), message_id=routed["id"], content_type=STRUCTURED)
-    await services.bus.send(EVENTGRID_QUEUE, [message])
-    assert await drain(services, (EVENTGRID_QUEUE,)) == 1  # refused or not, the message completes
+    await stores.bus.send(EVENTGRID_QUEUE, [message])
+    assert await drain(stores, (EVENTGRID_QUEUE,)) == 1  # refused or not, the message completes
     assert (routed["id"] in await read_ids(client, issuer, governed, OWNER)) is stored
 
 

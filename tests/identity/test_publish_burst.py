@@ -26,10 +26,10 @@ def headers(issuer):
 
 
 @pytest.fixture
-def small_bucket(services, clock):
+def small_bucket(services, stores, clock):
     """The publish limiter with HERALD_PUBLISH_BURST=5 at 1 event a second, on a clock the test moves."""
     original = services.publish_limiter
-    store = TablePublishBuckets(services.tables)
+    store = TablePublishBuckets(stores.tables)
     services.publish_limiter = LeasedTokenBuckets(store, rate_per_second=1, burst=5, clock=lambda: clock[0])
     yield services.publish_limiter
     services.publish_limiter = original
@@ -61,8 +61,8 @@ async def test_a_batch_that_fits_later_is_429_with_retry_after(client, headers, 
     assert (await publish(client, headers, batch)).status_code == 202
 
 
-async def test_taking_more_than_the_burst_raises_rather_than_waiting_forever(services):
-    buckets = LeasedTokenBuckets(TablePublishBuckets(services.tables), rate_per_second=10, burst=20)
+async def test_taking_more_than_the_burst_raises_rather_than_waiting_forever(services, stores):
+    buckets = LeasedTokenBuckets(TablePublishBuckets(stores.tables), rate_per_second=10, burst=20)
     key = f"system:burst-{uuid.uuid4().hex[:12]}"
     with pytest.raises(BeyondBurst) as raised:
         await buckets.take(key, 21)

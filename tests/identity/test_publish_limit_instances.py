@@ -15,9 +15,10 @@ import pytest
 from azure.data.tables.aio import TableServiceClient
 
 from shared.adapters.table_publish_limits import TablePublishBuckets
+from shared.composition.root import build_herald
 from shared.config import Settings
-from shared.container import Services, build_services
 from shared.identity.rate_limit import LeasedTokenBuckets
+from shared.services import Services
 from tests.support.counting import StorageCounter
 from tests.support.events import event, publish
 
@@ -109,11 +110,11 @@ async def two_instances(settings: Settings, services: Services) -> AsyncIterator
     from shared.api.app import create_api
 
     limited = dataclasses.replace(settings, publish_burst=5, publish_rate_per_second=0.001)
-    built = [build_services(limited) for _ in range(2)]
+    built = [build_herald(limited) for _ in range(2)]
     clients = []
     for instance in built:
 
-        async def provide(instance: Services = instance) -> Services:
+        async def provide(instance: Services = instance.services) -> Services:
             return instance
 
         transport = httpx.ASGITransport(app=create_api(provide))

@@ -14,7 +14,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from shared.identity.secret_box import EnvelopeSecretBox, LocalSecretBox
 
 
-async def test_the_stored_subscription_holds_no_readable_secret(client, issuer, receiver, resource, services, caplog):
+async def test_the_stored_subscription_holds_no_readable_secret(
+    client, issuer, receiver, resource, services, stores, caplog
+):
     caplog.set_level("DEBUG")
     created = (
         await client.post(
@@ -24,7 +26,7 @@ async def test_the_stored_subscription_holds_no_readable_secret(client, issuer, 
         )
     ).json()
     secret = created["secret"]
-    table = services.tables.get_table_client("subscriptions")
+    table = stores.tables.get_table_client("subscriptions")
     [entity] = [e async for e in table.query_entities("RowKey eq @id", parameters={"id": created["id"]})]
     stored = " ".join(str(v) for v in entity.values())
     assert secret not in stored and secret[len("whsec_") :] not in stored
@@ -97,26 +99,26 @@ async def _subscribe(client, issuer, receiver, resource, name: str) -> dict[str,
     return created
 
 
-async def _stored(services, subscription_id: str) -> dict[str, object]:
-    table = services.tables.get_table_client("subscriptions")
+async def _stored(stores, subscription_id: str) -> dict[str, object]:
+    table = stores.tables.get_table_client("subscriptions")
     [entity] = [e async for e in table.query_entities("RowKey eq @id", parameters={"id": subscription_id})]
     return dict(entity)
 
 
-async def _write(services, entity: dict[str, object]) -> None:
-    await services.tables.get_table_client("subscriptions").update_entity(entity, mode=UpdateMode.MERGE)
+async def _write(stores, entity: dict[str, object]) -> None:
+    await stores.tables.get_table_client("subscriptions").update_entity(entity, mode=UpdateMode.MERGE)
 
 
 async def test_a_sealed_secret_copied_to_another_subscription_does_not_open(
-    client, issuer, receiver, resource, services
+    client, issuer, receiver, resource, services, stores
 ):
     """Someone who can write the table but not read the key moves A's sealed secret into B's row:
     Herald must not sign B's deliveries with A's secret."""
     a = await _subscribe(client, issuer, receiver, resource, "a")
     b = await _subscribe(client, issuer, receiver, resource, "b")
-    stolen = (await _stored(services, a["id"]))["secret"]
-    target = await _stored(services, b["id"])
-    await _write(services, {"PartitionKey": target["PartitionKey"], "RowKey": target["RowKey"], "secret": stolen})
+    stolen = (await _stored(stores, a["id"]))["secret"]
+    target = await _stored(stores, b["id"])
+    await _write(stores, {"PartitionKey": target["PartitionKey"], "RowKey": target["RowKey"], "secret": stolen})
     try:
         with pytest.raises(InvalidTag):
             await services.subscriptions.get("org:991825827", b["id"])
@@ -128,21 +130,21 @@ async def test_a_sealed_secret_copied_to_another_subscription_does_not_open(
         ids: set[str] = set()
         after = None
         while True:
-            page, after = await services.subscription_store.page("org:991825827", after, 500)
+            page, after = await stores.subscription_store.page("org:991825827", after, 500)
             ids |= {s.id for s in page}
             if after is None:
                 break
         assert a["id"] in ids and b["id"] not in ids
-        matched = await services.subscription_store.matching([target["PartitionKey"]])
+        matched = await stores.subscription_store.matching([target["PartitionKey"]])
         assert {s.id for found in matched.values() for s in found} <= {a["id"]}
         # A mangled value (not even a sealed one) is left out the same way.
-        await _write(services, {"PartitionKey": target["PartitionKey"], "RowKey": target["RowKey"], "secret": "v9.x"})
-        matched = await services.subscription_store.matching([target["PartitionKey"]])
+        await _write(stores, {"PartitionKey": target["PartitionKey"], "RowKey": target["RowKey"], "secret": "v9.x"})
+        matched = await stores.subscription_store.matching([target["PartitionKey"]])
         assert {s.id for found in matched.values() for s in found} <= {a["id"]}
     finally:
         # Put B's own sealed secret back, so no later test meets the tampered row.
         await _write(
-            services, {"PartitionKey": target["PartitionKey"], "RowKey": target["RowKey"], "secret": target["secret"]}
+            stores, {"PartitionKey": target["PartitionKey"], "RowKey": target["RowKey"], "secret": target["secret"]}
         )
 
 
@@ -160,20 +162,20 @@ def _sealed_before_binding(key_path: Path, plaintext: str) -> str:
 
 
 async def test_a_secret_sealed_before_binding_still_opens_and_is_bound_on_the_next_write(
-    client, issuer, receiver, resource, services, settings
+    client, issuer, receiver, resource, services, stores, settings
 ):
     created = await _subscribe(client, issuer, receiver, resource, "old")
-    stored = await _stored(services, created["id"])
+    stored = await _stored(stores, created["id"])
     # A real signing secret, so the subscription still signs whatever later test pushes to it.
     secret = created["secret"]
     old = _sealed_before_binding(Path(settings.secret_key_path), secret)
-    await _write(services, {"PartitionKey": stored["PartitionKey"], "RowKey": stored["RowKey"], "secret": old})
+    await _write(stores, {"PartitionKey": stored["PartitionKey"], "RowKey": stored["RowKey"], "secret": old})
 
     loaded = await services.subscriptions.get("org:991825827", created["id"])
     assert loaded.secrets.current == secret
 
     # Any write of the subscription seals it again, bound to its id.
-    await services.subscription_store.update(loaded.index_key, loaded.id, lambda s: s)
-    resealed = (await _stored(services, created["id"]))["secret"]
+    await stores.subscription_store.update(loaded.index_key, loaded.id, lambda s: s)
+    resealed = (await _stored(stores, created["id"]))["secret"]
     assert isinstance(resealed, str) and resealed.startswith("v2.local.")
     assert (await services.subscriptions.get("org:991825827", created["id"])).secrets.current == secret

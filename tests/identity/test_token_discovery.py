@@ -9,7 +9,8 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from shared.identity.tokens import OpenIdKeys, TokenInvalid, TokenValidator
+from shared.adapters.openid_keys import OpenIdKeys
+from shared.identity.tokens import TokenInvalid, TokenValidator
 from tests.support.tokens import AUDIENCE
 
 

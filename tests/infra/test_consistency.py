@@ -2,7 +2,7 @@
 
 Queues and Event Grid-triggered functions come FROM THE APP (``function_app.app.get_functions()``),
 settings from ``local.settings.sample.json`` (its ``Documentation`` scopes), tables from
-``shared.container.TABLES``; the Bicep side is evaluated from ``infra/main.bicep`` (variables and module
+``shared.composition.storage.TABLES``; the Bicep side is evaluated from ``infra/main.bicep`` (variables and module
 parameters) with every optional feature turned on, so conditional settings are checked too. The roles
 each connection needs are derived from the same places.
 """
@@ -26,7 +26,7 @@ PLATFORM_SETTINGS: dict[str, str] = {
     "AzureWebJobsStorage__accountName": "Functions host storage (leases, timers), identity-based: replaces AzureWebJobsStorage.",
     "AzureWebJobsStorage__credential": "Functions host storage uses the managed identity.",
     "AzureWebJobsStorage__clientId": "Functions host storage uses the user-assigned identity.",
-    "APPLICATIONINSIGHTS_CONNECTION_STRING": "Host and shared/telemetry.py export to this Application Insights resource.",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING": "Host and shared/adapters/azure_monitor.py export to this Application Insights resource.",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "Entra ID ingestion (local auth is disabled) with the user-assigned identity.",
 }
 QUEUE_PROPERTIES = {
@@ -122,11 +122,11 @@ def test_every_bound_queue_is_declared_and_every_declared_queue_is_bound() -> No
     assert declared - bound == set(), f"queues Bicep declares but the app does not bind: {sorted(declared - bound)}"
 
 
-def test_queue_names_match_shared_queues() -> None:
-    from shared.queues import ALL_QUEUES
+def test_queue_names_match_the_composition_roots() -> None:
+    from shared.composition.storage import QUEUES
 
     declared = {queue["name"] for queue in _bicep()["serviceBusQueues"]}
-    assert set(ALL_QUEUES) == declared
+    assert set(QUEUES) == declared
 
 
 def test_every_queue_has_its_delivery_properties() -> None:
@@ -288,6 +288,6 @@ def test_azure_mode_values() -> None:
 
 
 def test_tables_match_the_app() -> None:
-    from shared.container import TABLES
+    from shared.composition.storage import TABLES
 
     assert set(_bicep()["storageTables"]) == set(TABLES)

@@ -24,7 +24,7 @@ MUST_SHIP = [
     "functions/__init__.py",
     "functions/inbound.py",
     "shared/__init__.py",
-    "shared/queues.py",
+    "shared/messaging.py",
     "shared/events/__init__.py",
 ]
 MUST_NOT_SHIP = [
@@ -34,7 +34,7 @@ MUST_NOT_SHIP = [
     "docs/deploy.md",
     "infra/main.bicep",
     "smoke/runner.py",
-    ".mypy_cache/3.11/shared/queues.data.json",
+    ".mypy_cache/3.11/shared/messaging.data.json",
     ".pytest_cache/v/cache/nodeids",
     ".ruff_cache/0.6.0/123",
     ".hypothesis/examples/abc",
@@ -43,7 +43,7 @@ MUST_NOT_SHIP = [
     "functions/__pycache__/inbound.cpython-311.pyc",
     ".venv/bin/python",
     "local.settings.json",
-    "build/lib/shared/queues.py",
+    "build/lib/shared/messaging.py",
     "herald.egg-info/PKG-INFO",
 ]
 
@@ -103,7 +103,7 @@ def test_a_wheel_builds_offline_with_the_app_and_its_requirements(tmp_path: Path
         names = set(archive.namelist())
         metadata = next(archive.read(n).decode() for n in names if n.endswith(".dist-info/METADATA"))
     assert "function_app.py" in names
-    assert {"shared/__init__.py", "shared/queues.py", "functions/__init__.py", "functions/inbound.py"} <= names
+    assert {"shared/__init__.py", "shared/messaging.py", "functions/__init__.py", "functions/inbound.py"} <= names
     assert not {
         n for n in names if n.split("/", 1)[0] in ("tests", "devhost", "bench", "smoke", "infra", "docs", "examples")
     }

@@ -52,7 +52,7 @@ FLEX_REJECTED_APP_SETTINGS = {
     "WEBSITE_TIME_ZONE",
     "WEBSITE_VNET_ROUTE_ALL",
 }
-# Herald configures Azure Monitor itself (shared/telemetry.py); either setting would instrument twice.
+# Herald configures Azure Monitor itself (shared/adapters/azure_monitor.py); either setting would instrument twice.
 DOUBLE_INSTRUMENTATION_SETTINGS = {"PYTHON_ENABLE_OPENTELEMETRY", "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY"}
 # Functions docs, Flex Consumption "Considerations": the lowest maximum scale is 40, the highest 1000.
 FLEX_MAXIMUM_INSTANCES = (40, 1000)

@@ -1,4 +1,5 @@
-"""shared/telemetry.py: off without a connection string, metrics through the API, trace context through queues."""
+"""shared/telemetry.py and shared/adapters/azure_monitor.py: off without a connection string, metrics through
+the API, trace context through queues."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from shared import telemetry
+from shared.adapters import azure_monitor
 from tests.conftest import REPO
 from tests.support.events import event
 from tests.support.metrics import metric_points, metric_reader
@@ -40,38 +42,39 @@ _points = metric_points
 
 
 def test_configure_does_nothing_without_a_connection_string() -> None:
-    assert telemetry.configure_telemetry({}) is False
-    assert telemetry.configure_telemetry({"APPLICATIONINSIGHTS_CONNECTION_STRING": "  "}) is False
+    assert azure_monitor.configure_telemetry({}) is False
+    assert azure_monitor.configure_telemetry({"APPLICATIONINSIGHTS_CONNECTION_STRING": "  "}) is False
 
 
-def test_configure_uses_the_managed_identity_once(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def monitor_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
+    """The calls to a fake ``configure_azure_monitor``, with the adapter not yet configured before and after."""
     calls: list[dict[str, Any]] = []
     fake = types.ModuleType("azure.monitor.opentelemetry")
     fake.configure_azure_monitor = lambda **kwargs: calls.append(kwargs)  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "azure.monitor.opentelemetry", fake)
-    monkeypatch.setattr(telemetry, "_configured", False)
+    monkeypatch.setattr(azure_monitor, "_configured", False)
+    yield calls
+    monkeypatch.setattr(azure_monitor, "_configured", False)
+
+
+def test_configure_uses_the_managed_identity_once(monitor_calls: list[dict[str, Any]]) -> None:
+    calls = monitor_calls
     env = {
         "APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=https://x/",
         "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "ClientId=11111111-1111-1111-1111-111111111111;Authorization=AAD",
     }
-    assert telemetry.configure_telemetry(env) is True
-    assert telemetry.configure_telemetry(env) is True
+    assert azure_monitor.configure_telemetry(env) is True
+    assert azure_monitor.configure_telemetry(env) is True
     assert len(calls) == 1
     assert calls[0]["connection_string"].startswith("InstrumentationKey=")
     credential = calls[0]["credential"]
     assert type(credential).__name__ == "ManagedIdentityCredential"
-    monkeypatch.setattr(telemetry, "_configured", False)
 
 
-def test_configure_without_aad_passes_no_credential(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[dict[str, Any]] = []
-    fake = types.ModuleType("azure.monitor.opentelemetry")
-    fake.configure_azure_monitor = lambda **kwargs: calls.append(kwargs)  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "azure.monitor.opentelemetry", fake)
-    monkeypatch.setattr(telemetry, "_configured", False)
-    assert telemetry.configure_telemetry({"APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=x"}) is True
-    assert "credential" not in calls[0]
-    monkeypatch.setattr(telemetry, "_configured", False)
+def test_configure_without_aad_passes_no_credential(monitor_calls: list[dict[str, Any]]) -> None:
+    assert azure_monitor.configure_telemetry({"APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=x"}) is True
+    assert "credential" not in monitor_calls[0]
 
 
 def test_inject_is_empty_without_a_span() -> None:

@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import function_app  # noqa: F401  (first, as the worker imports it)
 from functions.http_api import api
-from shared.container import services
+from shared.composition.root import process_herald
 from shared.events.dispatch import INBOUND_QUEUE
 from tests.support.pipeline import drain
 
@@ -29,14 +29,14 @@ async def main() -> None:
     assert isinstance(provider, TracerProvider), "configure_telemetry installed no SDK tracer provider"
     exporter = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    herald = await services()
+    herald = await process_herald()
     headers = {"Authorization": os.environ["PROBE_AUTHORIZATION"], "Content-Type": "application/cloudevents+json"}
     transport = httpx.ASGITransport(app=api)  # the ASGI app function_app.app serves
     async with httpx.AsyncClient(transport=transport, base_url="http://herald.test") as http:
         response = await http.post("/api/v1/events", headers=headers, content=os.environ["PROBE_EVENT"])
         assert (await http.get("/api/v1/health")).status_code == 200
     assert response.status_code == 202, response.text
-    assert await drain(herald, (INBOUND_QUEUE,)) >= 1
+    assert await drain(herald.stores, (INBOUND_QUEUE,)) >= 1
     await herald.close()
     for span in exporter.get_finished_spans():
         context = span.get_span_context()

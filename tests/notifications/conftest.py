@@ -15,17 +15,18 @@ import pytest
 from azure.core.exceptions import ResourceNotFoundError
 
 from shared.adapters.local_sink import LocalSink
-from shared.adapters.storage_queue_bus import decode_envelope
-from shared.adapters.table_notifications import STATE_TABLE
-from shared.container import Services
+from shared.adapters.table_send_pause import PAUSE_TABLE
+from shared.clock import FixedClock
+from shared.composition.notifications import build_notifications
+from shared.composition.root import Stores
 from shared.messaging import Bus, OutgoingMessage
 from shared.notifications.config import NotificationConfig, NotificationSettings
 from shared.notifications.limits import Limits
+from shared.notifications.messages import EMAIL_QUEUE, ORDERS_QUEUE, SMS_QUEUE, SendBatch, StartOrder
 from shared.notifications.model import Channel
-from shared.notifications.orders import EMAIL_QUEUE, ORDERS_QUEUE, SMS_QUEUE
-from shared.notifications.ports import FixedClock
-from shared.notifications.wiring import build_notifications
+from shared.services import Services
 from tests.support.identities import random_org
+from tests.support.pipeline import take
 
 # A weekday noon in Oslo: inside the daytime window.
 NOON = datetime(2026, 3, 4, 11, 0, tzinfo=UTC)
@@ -70,8 +71,17 @@ def grid_event(event: dict[str, Any]) -> func.EventGridEvent:
 
 
 class Harness:
-    def __init__(self, services: Services, clock: FixedClock, sink: LocalSink, reports: Reports, bus: RecordingBus):
+    def __init__(
+        self,
+        services: Services,
+        stores: Stores,
+        clock: FixedClock,
+        sink: LocalSink,
+        reports: Reports,
+        bus: RecordingBus,
+    ):
         self.services = services
+        self.stores = stores
         self.clock = clock
         self.sink = sink
         self.reports = reports
@@ -83,29 +93,20 @@ class Harness:
 
     async def take(self, queue: str, order_id: str) -> list[bytes]:
         """Visible messages of ``queue`` for ``order_id``, read back from Azurite and deleted."""
-        client = self.services.bus.service.get_queue_client(queue)  # type: ignore[attr-defined]
-        found: list[bytes] = []
-        for _ in range(5):
-            batch = [m async for m in client.receive_messages(messages_per_page=32, visibility_timeout=1)]
-            if not batch:
-                break
-            for message in batch:
-                envelope = decode_envelope(message.content)
-                if json.loads(envelope.body).get("orderId") == order_id:
-                    found.append(envelope.body)
-                    await client.delete_message(message)
-        return found
+        return await take(
+            self.stores, queue, lambda body: json.loads(body).get("orderId") == order_id, visibility_timeout=1
+        )
 
     async def run(self, order_id: str) -> None:
         """Drives the order through the queues as the Functions host would, until they are empty."""
         for _ in range(5):
             moved = 0
             for body in await self.take(ORDERS_QUEUE, order_id):
-                await self.feature.processor.start_order(body)
+                await self.feature.starting.start(StartOrder.decode(body))
                 moved += 1
             for queue, channel in ((EMAIL_QUEUE, Channel.EMAIL), (SMS_QUEUE, Channel.SMS)):
                 for body in await self.take(queue, order_id):
-                    await self.feature.processor.send_batch(channel, body)
+                    await self.feature.sending.send(channel, SendBatch.decode(body))
                     moved += 1
             if not moved:
                 return
@@ -132,20 +133,18 @@ def limits() -> Limits:
 
 
 @pytest.fixture
-async def harness(services: Services, limits: Limits) -> AsyncIterator[Harness]:
-    from shared.container import install_services
-
+async def harness(services: Services, stores: Stores, limits: Limits) -> AsyncIterator[Harness]:
     clock = FixedClock(NOON)
     reports = Reports()
     sink = LocalSink(reports.post, delay=0)
-    bus = RecordingBus(services.bus)
+    bus = RecordingBus(stores.bus)
     config = NotificationConfig(retry_delays=(timedelta(seconds=1), timedelta(seconds=1)))
     settings = NotificationSettings(
         config=config, limits=limits, sms_report_username=REPORT_USER, sms_report_password=REPORT_PASSWORD
     )
     services.notifications = build_notifications(
         services.settings,
-        services.tables,
+        stores.tables,
         bus,
         services.publisher,
         settings=settings,
@@ -155,11 +154,10 @@ async def harness(services: Services, limits: Limits) -> AsyncIterator[Harness]:
         sink=sink,
         publishing=services.access.authorizer,
     )
-    install_services(services)
     # Tests share one Azurite: start without another test's email pause.
     with contextlib.suppress(ResourceNotFoundError):
-        await services.tables.get_table_client(STATE_TABLE).delete_entity("pause", "email")
-    yield Harness(services, clock, sink, reports, bus)
+        await stores.tables.get_table_client(PAUSE_TABLE).delete_entity("pause", "email")
+    yield Harness(services, stores, clock, sink, reports, bus)
 
 
 @pytest.fixture
@@ -193,6 +191,25 @@ async def post_order(client: httpx.AsyncClient, issuer: Any, sender: str, **over
         "/api/v1/notifications/orders",
         json=order_body(**overrides),
         headers=issuer.headers("notifications.order", sub=sender),
+    )
+
+
+async def post_sms_order(
+    client: httpx.AsyncClient,
+    issuer: Any,
+    sender: str,
+    numbers: list[str],
+    template: dict[str, Any] | None = None,
+) -> httpx.Response:
+    """An order of one SMS to each of ``numbers`` (``template`` defaults to the body "hei")."""
+    return await post_order(
+        client,
+        issuer,
+        sender,
+        notificationChannel="Sms",
+        emailTemplate=None,
+        smsTemplate=template or {"body": "hei"},
+        recipients=[{"mobileNumber": number} for number in numbers],
     )
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import httpx
 
+from shared.notifications.messages import EMAIL_QUEUE, ORDERS_QUEUE, SendBatch, StartOrder
 from shared.notifications.model import Channel
-from shared.notifications.orders import EMAIL_QUEUE, ORDERS_QUEUE
-from tests.notifications.conftest import REPORT_PASSWORD, REPORT_USER, post_order, status_of, statuses
+from tests.notifications.conftest import REPORT_PASSWORD, REPORT_USER, post_order, post_sms_order, status_of, statuses
 from tests.support.identities import random_org
 
 REPORTS = "/api/v1/notifications/sms/reports"
@@ -21,17 +21,7 @@ async def test_gateway_reports_need_the_basic_credentials(client, harness):
 
 
 async def test_gateway_reports_move_sms_to_final_status(client, issuer, harness, sender):
-    order_id = (
-        await post_order(
-            client,
-            issuer,
-            sender,
-            notificationChannel="Sms",
-            emailTemplate=None,
-            smsTemplate={"body": "hei"},
-            recipients=[{"mobileNumber": "+4799999901"}, {"mobileNumber": "+4799999902"}],
-        )
-    ).json()["orderId"]
+    order_id = (await post_sms_order(client, issuer, sender, ["+4799999901", "+4799999902"])).json()["orderId"]
     await harness.run(order_id)
     refs = {m["to"]: m["reference"] for m in harness.sink.captured() if m["channel"] == "sms"}
     auth = httpx.BasicAuth(REPORT_USER, REPORT_PASSWORD)
@@ -56,10 +46,10 @@ async def test_dev_outbox_shows_an_orderer_its_own_messages_and_an_administrator
         # Straight from what the order sent, not through the shared queues other tests leave messages in.
         for queue, message in list(harness.bus.sent):
             if queue == ORDERS_QUEUE and message.correlation_id == order["orderId"]:
-                await harness.feature.processor.start_order(message.body)
+                await harness.feature.starting.start(StartOrder.decode(message.body))
         for queue, message in list(harness.bus.sent):
             if queue == EMAIL_QUEUE and message.correlation_id == order["orderId"]:
-                await harness.feature.processor.send_batch(Channel.EMAIL, message.body)
+                await harness.feature.sending.send(Channel.EMAIL, SendBatch.decode(message.body))
 
     async def outbox(headers: dict[str, str]) -> set[str]:
         response = await client.get("/api/v1/dev/outbox", headers=headers)

@@ -10,20 +10,20 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 from shared.adapters.http_notification_condition import HttpConditionChecker
+from shared.composition.notifications import build_notifications
 from shared.config import Mode
-from shared.notifications.orders import ORDERS_QUEUE
-from shared.notifications.wiring import build_notifications
-from shared.subscriptions.endpoint_policy import EndpointPolicy
+from shared.endpoint_policy import EndpointPolicy
+from shared.notifications.messages import ORDERS_QUEUE
 from tests.identity.test_abuse_protection import RebindingResolver, StubResolver
 from tests.notifications.conftest import Harness, post_order, status_of, statuses
 
 
 def in_azure_mode(harness: Harness) -> None:
     """Herald's notifications as deployed (HERALD_MODE=azure), still sending through the local sink."""
-    services = harness.services
+    services, stores = harness.services, harness.stores
     services.notifications = build_notifications(
         replace(services.settings, mode=Mode.AZURE),
-        services.tables,
+        stores.tables,
         harness.bus,
         services.publisher,
         settings=harness.feature.settings,

@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 
 from shared.notifications.model import Channel
-from shared.notifications.processing import ReportNotMatched
-from tests.notifications.conftest import post_order, status_of, statuses
+from shared.notifications.reports import ReportNotMatched
+from tests.notifications.conftest import post_order, post_sms_order, status_of, statuses
 
 
 async def test_email_order_runs_to_delivered_and_publishes_status_events(client, issuer, harness, sender):
@@ -64,14 +64,8 @@ async def test_email_failure_kinds(client, issuer, harness, sender):
 
 async def test_sms_lifecycle_and_failure_kinds(client, issuer, harness, sender):
     numbers = ["+4799999901", "+4799999991", "+4799999992"]
-    response = await post_order(
-        client,
-        issuer,
-        sender,
-        notificationChannel="Sms",
-        emailTemplate=None,
-        smsTemplate={"body": "Code for $recipientName$", "senderNumber": "Herald"},
-        recipients=[{"mobileNumber": n} for n in numbers],
+    response = await post_sms_order(
+        client, issuer, sender, numbers, {"body": "Code for $recipientName$", "senderNumber": "Herald"}
     )
     assert response.status_code == 202, response.text
     order_id = response.json()["orderId"]
@@ -99,7 +93,7 @@ async def test_transient_failure_is_retried_by_a_delayed_message(client, issuer,
 async def test_429_pauses_all_email_sending(client, issuer, harness, sender):
     first = (await post_order(client, issuer, sender, recipients=[{"emailAddress": "throttle@example.com"}])).json()
     await harness.run(first["orderId"])
-    paused = await harness.feature.processor.pause.paused_until(Channel.EMAIL)
+    paused = await harness.feature.sending.pause.paused_until(Channel.EMAIL)
     assert paused is not None and paused > harness.clock.now()
     # Another order's batch during the pause is not sent: it is re-queued until the pause ends.
     second = (await post_order(client, issuer, sender, recipients=[{"emailAddress": "other@example.com"}])).json()
@@ -125,11 +119,11 @@ async def test_same_report_twice_changes_nothing_and_status_never_moves_back(cli
 
 async def test_early_delivery_report_is_retried_then_parked(harness):
     report = {"messageId": "never-stored", "status": "Delivered", "recipient": "x@example.com"}
-    for _ in range(harness.feature.processor.config.report_max_attempts - 1):
+    for _ in range(harness.feature.reports.config.report_max_attempts - 1):
         with pytest.raises(ReportNotMatched):
-            await harness.feature.email_delivery_report(report)
-    assert await harness.feature.email_delivery_report(report) == "parked"
-    parked = await harness.feature.dead_reports.parked()
+            await harness.feature.reports.from_event_grid(Channel.EMAIL, "event", report, cloud_event=False)
+    assert await harness.feature.reports.from_event_grid(Channel.EMAIL, "event", report, cloud_event=False) == "parked"
+    parked = await harness.feature.reports.parked()
     assert any(p["reference"] == "never-stored" and p["reason"] == "RETRY_THRESHOLD_EXCEEDED" for p in parked)
 
 
@@ -140,10 +134,10 @@ async def test_notification_without_final_status_expires_to_failed_ttl(client, i
     await harness.run(order_id)
     assert statuses(await status_of(client, issuer, sender, order_id)) == {"silent@example.com": "Succeeded"}
     harness.clock.advance(timedelta(hours=47))
-    await harness.feature.processor.expire()
+    await harness.feature.expiry.expire()
     assert statuses(await status_of(client, issuer, sender, order_id)) == {"silent@example.com": "Succeeded"}
     harness.clock.advance(timedelta(hours=2))
-    assert await harness.feature.processor.expire() >= 1
+    assert await harness.feature.expiry.expire() >= 1
     assert statuses(await status_of(client, issuer, sender, order_id)) == {"silent@example.com": "Failed_TTL"}
 
 
@@ -152,36 +146,36 @@ async def test_a_send_cut_off_by_a_crash_is_taken_over_after_its_lease(client, i
     message waits out the claim's lease, then sends it (at least once, never stuck in Sending)."""
     import asyncio
 
-    from shared.notifications.orders import EMAIL_QUEUE, ORDERS_QUEUE
+    from shared.notifications.messages import EMAIL_QUEUE, ORDERS_QUEUE, SendBatch, StartOrder
 
     order_id = (await post_order(client, issuer, sender, recipients=[{"emailAddress": "crash@example.com"}])).json()[
         "orderId"
     ]
     for body in await harness.take(ORDERS_QUEUE, order_id):
-        await harness.feature.processor.start_order(body)
+        await harness.feature.starting.start(StartOrder.decode(body))
     [batch] = await harness.take(EMAIL_QUEUE, order_id)
 
-    processor = harness.feature.processor
-    real_email = processor.email
+    sending = harness.feature.sending
+    real_email = sending.email
 
     class Killed:
         async def send(self, *args, **kwargs):
             raise asyncio.CancelledError  # the worker is gone mid-send
 
-    processor.email = Killed()
+    sending.email = Killed()
     with pytest.raises(asyncio.CancelledError):
-        await processor.send_batch(Channel.EMAIL, batch)
-    processor.email = real_email
+        await sending.send(Channel.EMAIL, SendBatch.decode(batch))
+    sending.email = real_email
     assert statuses(await status_of(client, issuer, sender, order_id)) == {"crash@example.com": "Sending"}
 
     harness.clock.advance(timedelta(seconds=5))  # redelivered at once: the claim is still leased
-    await processor.send_batch(Channel.EMAIL, batch)
+    await sending.send(Channel.EMAIL, SendBatch.decode(batch))
     assert not [m for m in harness.sink.captured() if m["to"] == "crash@example.com"]
     [lease] = [m for q, m in harness.bus.sent if q == EMAIL_QUEUE and m.deliver_at is not None]
     assert lease.deliver_at - harness.clock.now() <= timedelta(minutes=2)
 
     harness.clock.advance(timedelta(minutes=2))
-    await processor.send_batch(Channel.EMAIL, lease.body)
+    await sending.send(Channel.EMAIL, SendBatch.decode(lease.body))
     assert len([m for m in harness.sink.captured() if m["to"] == "crash@example.com"]) == 1
     assert statuses(await status_of(client, issuer, sender, order_id)) == {"crash@example.com": "Succeeded"}
 
@@ -189,8 +183,7 @@ async def test_a_send_cut_off_by_a_crash_is_taken_over_after_its_lease(client, i
 async def test_a_report_before_the_send_is_recorded_is_retried_then_applied(client, issuer, harness, sender):
     """A provider may report delivery before Herald has recorded the send (the batch is still
     settling): the report is answered 'retry', not dropped, and applies once the send is recorded."""
-    processor = harness.feature.processor
-    store = processor.notifications
+    store = harness.feature.sending.notifications
     index_reference = store.index_reference
     early: list[str] = []
 
@@ -198,7 +191,7 @@ async def test_a_report_before_the_send_is_recorded_is_retried_then_applied(clie
         await index_reference(channel, reference, creator, order_id, notification_id)
         report = {"messageId": reference, "status": "Delivered", "recipient": "kari@example.com"}
         with pytest.raises(ReportNotMatched, match="still being sent"):
-            await harness.feature.email_delivery_report(report)
+            await harness.feature.reports.from_event_grid(Channel.EMAIL, "event", report, cloud_event=False)
         early.append(reference)
 
     store.index_reference = index_then_report
@@ -212,21 +205,21 @@ async def test_a_report_before_the_send_is_recorded_is_retried_then_applied(clie
 
     # The provider retries: now it applies, and the early attempt counted nothing toward parking.
     report = {"messageId": early[0], "status": "Delivered", "recipient": "kari@example.com"}
-    assert await harness.feature.email_delivery_report(report) == "applied"
+    assert await harness.feature.reports.from_event_grid(Channel.EMAIL, "event", report, cloud_event=False) == "applied"
     assert statuses(await status_of(client, issuer, sender, order_id)) == {"kari@example.com": "Delivered"}
-    assert not [p for p in await harness.feature.dead_reports.parked() if p["reference"] == early[0]]
+    assert not [p for p in await harness.feature.reports.parked() if p["reference"] == early[0]]
 
 
 async def test_a_change_from_held_versions_never_overwrites_another_writers_change(client, issuer, harness, sender):
     from dataclasses import replace
 
-    from shared.notifications.orders import ORDERS_QUEUE
+    from shared.notifications.messages import ORDERS_QUEUE, StartOrder
 
     recipients = [{"emailAddress": f"person{i}@example.com"} for i in range(3)]
     order_id = (await post_order(client, issuer, sender, recipients=recipients)).json()["orderId"]
     for body in await harness.take(ORDERS_QUEUE, order_id):
-        await harness.feature.processor.start_order(body)
-    store = harness.feature.processor.notifications
+        await harness.feature.starting.start(StartOrder.decode(body))
+    store = harness.feature.starting.notifications
     ids = [n.id for n in await store.of_order(order_id)]
     assert len(ids) == 3
 

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pytest_httpserver import HTTPServer
 
-from tests.notifications.conftest import let_publish, order_body, post_order, status_of, statuses
+from shared.notifications.messages import SendBatch, StartOrder
+from tests.notifications.conftest import let_publish, order_body, post_order, post_sms_order, status_of, statuses
 from tests.support.identities import random_org
 
 H = "notifications.order"
@@ -112,40 +113,30 @@ async def test_scheduled_order_waits_for_its_send_time(client, issuer, harness, 
     start = [m for q, m in harness.bus.sent if q == "notifications-orders" and m.correlation_id == order_id]
     assert start[0].deliver_at == at
     # Delivered early (a storage queue hides a message for at most 7 days): it waits again.
-    await harness.feature.processor.start_order(start[0].body)
+    await harness.feature.starting.start(StartOrder.decode(start[0].body))
     assert (await status_of(client, issuer, sender, order_id))["processingStatus"]["status"] == "Registered"
     # The due timer finds it once due (plus grace) and starts it.
     harness.clock.advance(timedelta(minutes=32))
-    assert await harness.feature.processor.enqueue_due() >= 1
+    assert await harness.feature.starting.enqueue_due() >= 1
     await harness.run(order_id)
     assert statuses(await status_of(client, issuer, sender, order_id)) == {"kari@example.com": "Succeeded"}
 
 
 async def test_daytime_sms_waits_for_0900_oslo(client, issuer, harness, sender):
     harness.clock.at = datetime(2026, 3, 4, 20, 0, tzinfo=UTC)  # 21:00 in Oslo
-    order_id = (
-        await post_order(
-            client,
-            issuer,
-            sender,
-            notificationChannel="Sms",
-            emailTemplate=None,
-            smsTemplate={"body": "hei"},
-            recipients=[{"mobileNumber": "+4799999901"}],
-        )
-    ).json()["orderId"]
+    order_id = (await post_sms_order(client, issuer, sender, ["+4799999901"])).json()["orderId"]
     await harness.run(order_id)
     batch = [m for q, m in harness.bus.sent if q == "notifications-sms" and m.correlation_id == order_id]
     assert batch[0].deliver_at == datetime(2026, 3, 5, 8, 0, tzinfo=UTC)  # 09:00 Oslo (CET)
     assert statuses(await status_of(client, issuer, sender, order_id)) == {"+4799999901": "New"}
     # A batch handled outside the window is re-queued, not sent.
-    await harness.feature.processor.send_batch(
-        __import__("shared.notifications.model", fromlist=["Channel"]).Channel.SMS, batch[0].body
+    await harness.feature.sending.send(
+        __import__("shared.notifications.model", fromlist=["Channel"]).Channel.SMS, SendBatch.decode(batch[0].body)
     )
     assert not [m for m in harness.sink.captured() if m["to"] == "+4799999901"]
     harness.clock.at = datetime(2026, 3, 5, 8, 30, tzinfo=UTC)
-    await harness.feature.processor.send_batch(
-        __import__("shared.notifications.model", fromlist=["Channel"]).Channel.SMS, batch[0].body
+    await harness.feature.sending.send(
+        __import__("shared.notifications.model", fromlist=["Channel"]).Channel.SMS, SendBatch.decode(batch[0].body)
     )
     assert statuses(await status_of(client, issuer, sender, order_id)) == {"+4799999901": "Accepted"}
 
@@ -229,15 +220,7 @@ async def test_condition_endpoint_false_and_failures(client, issuer, harness, se
 
 async def test_sms_at_the_limit_is_accepted(client, issuer, harness, sender):
     for body in ("x" * 2448, "ł" * 1072, "€" * 1224):
-        response = await post_order(
-            client,
-            issuer,
-            sender,
-            notificationChannel="Sms",
-            emailTemplate=None,
-            smsTemplate={"body": body},
-            recipients=[{"mobileNumber": "+4799999999"}],
-        )
+        response = await post_sms_order(client, issuer, sender, ["+4799999999"], {"body": body})
         assert response.status_code == 202, response.text
 
 
@@ -259,7 +242,7 @@ async def test_an_order_read_without_its_recipients_keeps_every_other_field_and_
     response = await client.post("/api/v1/notifications/orders", json=body, headers=issuer.headers(H, sub=sender))
     assert response.status_code == 202, response.text
     order_id = response.json()["orderId"]
-    store = harness.feature.processor.orders
+    store = harness.feature.starting.orders
 
     whole = await store.get(sender, order_id)
     summary = await store.get(sender, order_id, recipients=False)

@@ -6,7 +6,8 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.notifications.event_templates import NotificationIn, order_for_event
+from shared.api.subscription_schemas import NotificationIn
+from shared.notifications.event_orders import order_for_event
 from shared.notifications.model import ContentType, EmailTemplate, SmsTemplate
 from shared.notifications.templates import render_email, render_sms
 

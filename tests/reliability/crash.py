@@ -134,7 +134,7 @@ class Chaos:
         await asyncio.to_thread(self.devhost.start)
         token = await asyncio.to_thread(self.devhost.token, "events.publish events.read events.subscribe admin")
         http.headers["Authorization"] = f"Bearer {token}"
-        for resource in RESOURCES:  # open to every identity where resource policies exist (issue 4)
+        for resource in RESOURCES:  # open to every identity: publishing needs a resource policy naming the publisher
             opened = await http.put(f"/api/v1/admin/policies/{resource}", json={"publishers": ["*"], "owners": ["*"]})
             assert opened.status_code in (200, 404, 405), opened.text
         subscriptions: dict[str, dict[str, Any]] = {}

@@ -12,7 +12,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devhost.readiness import wait_for_port, wait_until_serving
+from devhost.azurite import Azurite as HostAzurite
+from devhost.azurite import AzuritePorts, free_ports
+from devhost.launch import start_devhost_process
+from devhost.readiness import wait_for_port
 from shared.config import azurite_connection_string
 from tests.support.azurite import azurite_binary, free_port
 
@@ -35,33 +38,20 @@ class DiskAzurite:
     """Azurite with ``--location`` on disk; ``restart`` stops it gracefully and starts it on the same ports."""
 
     location: Path
-    ports: tuple[int, int, int] = field(default_factory=lambda: (free_port(), free_port(), free_port()))
+    ports: AzuritePorts = field(default_factory=free_ports)
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
 
     @property
     def connection_string(self) -> str:
-        return azurite_connection_string(blob=self.ports[0], queue=self.ports[1], table=self.ports[2])
+        return azurite_connection_string(blob=self.ports.blob, queue=self.ports.queue, table=self.ports.table)
 
     def start(self) -> None:
-        command = [
-            azurite_binary(),
-            "--skipApiVersionCheck",
-            "--loose",
-            "--disableTelemetry",
-            "--silent",
-            "--blobPort",
-            str(self.ports[0]),
-            "--queuePort",
-            str(self.ports[1]),
-            "--tablePort",
-            str(self.ports[2]),
-            "--location",
-            str(self.location),
-        ]
+        # devhost's command line for it; started here, to restart on the same ports and stop with any signal.
+        command = HostAzurite(binary=Path(azurite_binary()), location=self.location, ports=self.ports).command()
         log = (self.location.parent / f"{self.location.name}.log").open("ab")
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        for port in self.ports:
+        for port in self.ports.as_tuple():
             wait_for_port(port, timeout=60)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
@@ -75,7 +65,7 @@ class DiskAzurite:
                 self.process.kill()
                 self.process.wait(timeout=10)
         self.process = None
-        for port in self.ports:
+        for port in self.ports.as_tuple():
             _wait_closed(port)
 
     def restart(self, sig: int = signal.SIGTERM) -> None:
@@ -113,25 +103,10 @@ class DevhostProcess:
         }
 
     def start(self, timeout: float = 90.0) -> None:
-        a = self.azurite
-        command = [
-            sys.executable,
-            "-m",
-            "devhost",
-            "start",
-            "--port",
-            str(self.port),
-            "--no-azurite",
-            "--blob-port",
-            str(a.ports[0]),
-            "--queue-port",
-            str(a.ports[1]),
-            "--table-port",
-            str(a.ports[2]),
-        ]
-        log = (self.state / "devhost.log").open("ab")
-        self.process = subprocess.Popen(command, cwd=REPO, env=self.env(), stdout=log, stderr=subprocess.STDOUT)
-        wait_until_serving(f"{self.url}/api/v1/health", self.process, self.state / "devhost.log", timeout)
+        log_path = self.state / "devhost.log"
+        self.process = start_devhost_process(
+            self.port, self.azurite.ports, self.env(), log_path, timeout=timeout, append_log=True
+        )
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, no flush, handlers cut mid-flight."""

@@ -13,13 +13,14 @@ import pytest
 from azure.core.exceptions import ResourceNotFoundError
 
 from shared.adapters.local_sink import LocalSink
-from shared.adapters.table_notifications import STATE_TABLE
+from shared.adapters.table_send_pause import PAUSE_TABLE
+from shared.clock import FixedClock
+from shared.composition.notifications import build_notifications
 from shared.notifications.config import NotificationConfig, NotificationSettings
 from shared.notifications.model import Channel, Status
-from shared.notifications.ports import EmailMessage, FixedClock, SendResult
-from shared.notifications.processing import ReportNotMatched
+from shared.notifications.ports import EmailMessage, SendResult
+from shared.notifications.reports import ReportNotMatched
 from shared.notifications.status import is_final
-from shared.notifications.wiring import build_notifications
 from tests.notifications.conftest import NOON, RecordingBus, Reports, grid_event, order_body
 from tests.reliability.figures import record_figures
 
@@ -56,30 +57,29 @@ class EarlyReports:
         pass
 
 
-async def test_recipients_end_in_exactly_one_final_status(client, issuer, services):
-    await run_order(client, issuer, services, recipients=100, name="notification-faults-short")
+async def test_recipients_end_in_exactly_one_final_status(client, issuer, services, stores):
+    await run_order(client, issuer, services, stores, recipients=100, name="notification-faults-short")
 
 
 @pytest.mark.soak
 @pytest.mark.timeout(1200)
-async def test_a_thousand_recipients_end_in_exactly_one_final_status(client, issuer, services):
-    await run_order(client, issuer, services, recipients=1_000, name="notification-faults")
+async def test_a_thousand_recipients_end_in_exactly_one_final_status(client, issuer, services, stores):
+    await run_order(client, issuer, services, stores, recipients=1_000, name="notification-faults")
 
 
-async def run_order(client, issuer, services, *, recipients: int, name: str) -> None:
+async def run_order(client, issuer, services, stores, *, recipients: int, name: str) -> None:
     RECIPIENTS = recipients
     from functions import delivery_reports
-    from shared.container import install_services
 
     clock = FixedClock(NOON)
     reports = Reports()
     sink = LocalSink(reports.post, delay=0, keep=10_000)
     early = EarlyReports(sink, reports)
-    bus = RecordingBus(services.bus)
+    bus = RecordingBus(stores.bus)
     config = NotificationConfig(retry_delays=(timedelta(seconds=1), timedelta(seconds=1)))
     services.notifications = build_notifications(
         services.settings,
-        services.tables,
+        stores.tables,
         bus,
         services.publisher,
         settings=NotificationSettings(config=config),
@@ -89,9 +89,8 @@ async def run_order(client, issuer, services, *, recipients: int, name: str) -> 
         sink=sink,
         publishing=services.access.authorizer,
     )
-    install_services(services)
     with contextlib.suppress(ResourceNotFoundError):
-        await services.tables.get_table_client(STATE_TABLE).delete_entity("pause", "email")
+        await stores.tables.get_table_client(PAUSE_TABLE).delete_entity("pause", "email")
     by_name = {
         b._function.get_function_name(): b._function.get_user_function()
         for b in (delivery_reports.email_delivery_report, delivery_reports.sms_delivery_report)
@@ -102,7 +101,7 @@ async def run_order(client, issuer, services, *, recipients: int, name: str) -> 
 
     early.deliver = deliver
 
-    try:  # a valid organisation number where token subjects are checked (issue 4)
+    try:  # a valid organisation number where token subjects are checked
         from tests.support.identities import random_org
 
         sender = random_org()
@@ -117,7 +116,7 @@ async def run_order(client, issuer, services, *, recipients: int, name: str) -> 
 
     from tests.notifications.conftest import Harness
 
-    harness = Harness(services, clock, sink, reports, bus)  # drives the queues as the host would
+    harness = Harness(services, stores, clock, sink, reports, bus)  # drives the queues as the host would
     report_deliveries = duplicate_reports = 0
     rounds = 0
     for _ in range(400):
@@ -143,7 +142,7 @@ async def run_order(client, issuer, services, *, recipients: int, name: str) -> 
     # The silent ones never get a report: Failed_TTL after 48 h.
     clock.advance(timedelta(hours=49))
     for _ in range(20):
-        if not await services.notifications.processor.expire():
+        if not await services.notifications.expiry.expire():
             break
 
     document = (

@@ -13,6 +13,7 @@ import json
 from collections import defaultdict
 from datetime import datetime, timedelta
 
+from shared.adapters.table_fanout_marks import TableFanoutMarks
 from shared.subscriptions.endpoint_guard import EndpointGuard
 from shared.subscriptions.fanout import Fanout
 from shared.subscriptions.messages import OUTBOUND_QUEUE, RETRY_QUEUE, DeliveryBatch
@@ -28,15 +29,16 @@ SCHEDULE = (10, 30, 60, 300, 600, 1800, 3600, 10800, 21600, 43200)
 EVENTS = 40
 
 
-def make_worker(services, clock: FakeClock, bus: RecordingBus) -> OutboundWorker:
+def make_worker(herald, clock: FakeClock, bus: RecordingBus) -> OutboundWorker:
     # Production guard thresholds, on simulated time.
-    return worker_with(services, clock, bus, SCHEDULE, guard=EndpointGuard(clock=lambda: clock.now().timestamp()))
+    return worker_with(herald, clock, bus, SCHEDULE, guard=EndpointGuard(clock=lambda: clock.now().timestamp()))
 
 
-async def outbound_batches(services, resource: str) -> list[DeliveryBatch]:
+async def outbound_batches(stores, resource: str) -> list[DeliveryBatch]:
     bus = RecordingBus()
-    rows = await services.event_log.rows_from(resource, 0, 1000)
-    await Fanout(services.subscription_store, services.event_log, bus).fan_out(resource, rows)
+    rows = await stores.event_log.rows_from(resource, 0, 1000)
+    fanout = Fanout(stores.subscription_store, TableFanoutMarks(stores.tables), bus, rows=stores.inbound)
+    await fanout.fan_out(resource, rows)
     return [DeliveryBatch.model_validate_json(m.body) for m in bus.take(OUTBOUND_QUEUE)]
 
 
@@ -71,9 +73,11 @@ class Outage:
         return self.status if self.until is None or now < self.until else 200
 
 
-async def test_endpoint_down_two_hours_gets_everything_on_the_schedule(client, issuer, receiver, resource, services):
+async def test_endpoint_down_two_hours_gets_everything_on_the_schedule(
+    client, issuer, receiver, resource, services, stores, herald
+):
     url = receiver.behave("down", Behaviour(status=200))
-    await active_subscription(client, issuer, services, {"endPoint": url, "resourceFilter": resource})
+    await active_subscription(client, issuer, stores, {"endPoint": url, "resourceFilter": resource})
     validation_posts = len(receiver.posts("down"))
     ids = [f"o{i}" for i in range(EVENTS)]
     assert (
@@ -84,7 +88,7 @@ async def test_endpoint_down_two_hours_gets_everything_on_the_schedule(client, i
     start = clock.now()
     outage = Outage(clock, until=start + timedelta(hours=2))
     receiver.behaviours["/down"] = Behaviour(status=outage)
-    rounds = await run_clock(make_worker(services, clock, bus), bus, clock, await outbound_batches(services, resource))
+    rounds = await run_clock(make_worker(herald, clock, bus), bus, clock, await outbound_batches(stores, resource))
 
     posts = receiver.posts("down")[validation_posts:]
     assert len(posts) == len(outage.moments)
@@ -123,10 +127,10 @@ async def test_endpoint_down_two_hours_gets_everything_on_the_schedule(client, i
 
 
 async def test_endpoint_down_past_the_horizon_is_dead_lettered_then_replayed(
-    client, issuer, receiver, resource, services
+    client, issuer, receiver, resource, services, stores, herald
 ):
     url = receiver.behave("dead", Behaviour(status=200))
-    sub = await active_subscription(client, issuer, services, {"endPoint": url, "resourceFilter": resource})
+    sub = await active_subscription(client, issuer, stores, {"endPoint": url, "resourceFilter": resource})
     ids = [f"d{i}" for i in range(EVENTS)]
     assert (
         await publish(client, issuer.headers("events.publish"), [event(resource, i) for i in ids])
@@ -135,7 +139,7 @@ async def test_endpoint_down_past_the_horizon_is_dead_lettered_then_replayed(
     clock, bus = FakeClock(), RecordingBus()
     outage = Outage(clock, until=None, status=500)
     receiver.behaviours["/dead"] = Behaviour(status=outage)
-    await run_clock(make_worker(services, clock, bus), bus, clock, await outbound_batches(services, resource))
+    await run_clock(make_worker(herald, clock, bus), bus, clock, await outbound_batches(stores, resource))
     # Every delivery is dead once a trial after its 24 h horizon fails; behind an open circuit the
     # trials go one per breaker window (at most 10 min), so the last one waits for its turn.
     simulated = clock.now() - FakeClock().now()
@@ -150,7 +154,7 @@ async def test_endpoint_down_past_the_horizon_is_dead_lettered_then_replayed(
     before = len(receiver.posts("dead"))
     replay = await client.post(f"/api/v1/subscriptions/{sub['id']}/replay", headers=headers)
     assert replay.status_code == 202 and replay.json() == {"replayed": EVENTS}
-    await drain(services, (OUTBOUND_QUEUE, RETRY_QUEUE))
+    await drain(stores, (OUTBOUND_QUEUE, RETRY_QUEUE))
     replayed = [json.loads(p.body)["id"] for p in receiver.posts("dead")[before:]]
     assert sorted(replayed) == sorted(ids)
     assert (await client.get(f"/api/v1/subscriptions/{sub['id']}/deadletters", headers=headers)).json()["count"] == 0

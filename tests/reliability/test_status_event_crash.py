@@ -25,13 +25,15 @@ from typing import Any
 import httpx
 import pytest
 
+from devhost.azurite import AzuritePorts
 from shared.events.log import AppendResult, EventLog
 from shared.events.model import ValidatedEvent
 from shared.events.publishing import EventPublisher
-from shared.notifications.events import HubStatusEvents
+from shared.notifications.messages import EMAIL_QUEUE, ORDERS_QUEUE, SendBatch, StartOrder
 from shared.notifications.model import Channel
-from shared.notifications.orders import EMAIL_QUEUE, ORDERS_QUEUE
-from shared.notifications.processing import SEND_LEASE, ReportNotMatched
+from shared.notifications.reports import ReportNotMatched
+from shared.notifications.sending import SEND_LEASE
+from shared.notifications.status_events import HubStatusEvents
 from tests.notifications import conftest as notification_fixtures
 from tests.notifications.conftest import grid_event, order_body
 from tests.reliability.processes import DevhostProcess
@@ -74,15 +76,18 @@ JOURNEYS = {
 
 
 @pytest.mark.parametrize("killed_at", ["Sending", "Succeeded", "Delivered", "Failed_TTL"])
-async def test_a_status_event_owed_at_a_crash_is_published_exactly_once(client, issuer, services, harness, killed_at):
+async def test_a_status_event_owed_at_a_crash_is_published_exactly_once(
+    client, issuer, services, stores, harness, killed_at
+):
     from functions import delivery_reports, timers
     from tests.support.identities import random_org
 
     clock, sink, reports = harness.clock, harness.sink, harness.reports
-    processor = services.notifications.processor
+    feature = services.notifications
     # The real status event adapter, publishing through the real event log with the kill in front of it.
-    log = KillAtPublish(services.event_log, killed_at)
-    processor.events = HubStatusEvents(EventPublisher(log), clock, processor.config.default_resource)  # type: ignore[arg-type]
+    log = KillAtPublish(stores.event_log, killed_at)
+    default_resource = feature.sending.config.default_resource
+    feature.status_outbox.events = HubStatusEvents(EventPublisher(log), clock, default_resource)  # type: ignore[arg-type]
     report_functions = {
         b._function.get_function_name(): b._function.get_user_function()
         for b in (delivery_reports.email_delivery_report, delivery_reports.sms_delivery_report)
@@ -105,9 +110,9 @@ async def test_a_status_event_owed_at_a_crash_is_published_exactly_once(client, 
         for queue, message in work:
             try:
                 if queue == ORDERS_QUEUE:
-                    await processor.start_order(message)
+                    await feature.starting.start(StartOrder.decode(message))
                 else:
-                    await processor.send_batch(Channel.EMAIL, message)
+                    await feature.sending.send(Channel.EMAIL, SendBatch.decode(message))
             except ProcessKilled:
                 redeliver.append((queue, message))
         await sink.drain()
@@ -123,7 +128,7 @@ async def test_a_status_event_owed_at_a_crash_is_published_exactly_once(client, 
     clock.advance(timedelta(hours=49))
     for _ in range(3):  # the expiry timer, run again after a crash
         with contextlib.suppress(ProcessKilled):
-            await processor.expire()
+            await feature.expiry.expire()
     assert log.killed == 1
 
     status = (await client.get(f"/api/v1/notifications/orders/{order_id}/status", headers=headers)).json()
@@ -144,7 +149,7 @@ async def test_a_status_event_owed_at_a_crash_is_published_exactly_once(client, 
 
     # The outbox sweep (every minute), past the grace period.
     clock.advance(timedelta(seconds=services.settings.outbox_grace_seconds) + timedelta(minutes=5))
-    sweep = timers.outbox_sweep._function.get_user_function()
+    sweep = timers.notification_outbox_sweep._function.get_user_function()
     await sweep(None)
     assert await hub() == want  # every status event of both notifications, each exactly once
     await sweep(None)
@@ -206,6 +211,7 @@ class KillingTableProxy:
             await asyncio.gather(upstream(), downstream())
 
 
+@pytest.mark.azurite  # starts its own Azurite and devhost
 @pytest.mark.timeout(300)
 def test_devhost_killed_between_storing_delivered_and_publishing_it(tmp_path):
     """A real process, a real SIGKILL: devhost dies right after the delivery report's status change is
@@ -215,7 +221,7 @@ def test_devhost_killed_between_storing_delivered_and_publishing_it(tmp_path):
     proxy.start()
     port = free_port()
     devhost = DevhostProcess(
-        azurite=SimpleNamespace(ports=(azurite.blob_port, azurite.queue_port, proxy.port)),  # type: ignore[arg-type]
+        azurite=SimpleNamespace(ports=AzuritePorts(azurite.blob_port, azurite.queue_port, proxy.port)),  # type: ignore[arg-type]
         state=tmp_path,
         port=port,
         extra_env={

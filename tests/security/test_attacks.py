@@ -191,7 +191,7 @@ REFUSED = [
     "javascript:alert(1)",
     "https:///nohost",
 ]
-# https to a private, link-local or otherwise internal address: needs the resolver of issue 4.
+# https to a private, link-local or otherwise internal address: refused by the endpoint policy's resolver.
 # Internal targets behind https. Loopback is left out: this suite runs Herald in local mode, where
 # loopback webhooks are how developers test; tests/identity/test_abuse_protection.py proves
 # loopback (and DNS rebinding to it) is refused outside local mode.

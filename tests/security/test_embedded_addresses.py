@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from shared.adapters.webhook_http import AiohttpWebhookClient
-from shared.subscriptions.endpoint_policy import EndpointPolicy, EndpointRefused, forbidden_reason
+from shared.endpoint_policy import EndpointPolicy, EndpointRefused, forbidden_reason
 
 EXAMPLES = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 V4 = ipaddress.IPv4Address

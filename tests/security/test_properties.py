@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from shared.api.subscription_schemas import SubscriptionRequest
 from shared.events.cursor import CursorInvalid, decode_cursor, encode_cursor
 from shared.events.log import Position
 from shared.events.model import MAX_EVENT_BYTES, EventInvalid, EventTooLarge, event_key_hash, validate_event
@@ -20,7 +21,6 @@ from shared.notifications.status import STATUSES, TRANSITIONS, can_move, event_t
 from shared.subscriptions.model import (
     FilterProblem,
     Filters,
-    SubscriptionRequest,
     index_keys_for_event,
     matches_pattern,
 )

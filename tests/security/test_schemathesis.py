@@ -113,7 +113,9 @@ async def test_generated_requests_never_5xx_and_every_4xx_is_a_problem(client, i
         elif response.status_code >= 400 and (why := problem_errors(response)):
             failures.append(f"{case.method} {case.path} -> {response.status_code}: {why}: {response.text[:200]}")
         elif why := undocumented(case, response):
-            failures.append(f"{case.method} {case.path} -> {response.status_code}: not as documented: {why}")
+            failures.append(
+                f"{case.method} {case.path} -> {response.status_code}: not as documented: {why} [{kwargs['url']}: {response.text[:120]}]"
+            )
     record_figures(
         "schemathesis",
         {

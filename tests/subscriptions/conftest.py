@@ -6,20 +6,20 @@ from datetime import timedelta
 from shared.config import DEFAULT_RETRY_SCHEDULE
 from shared.subscriptions.delivery import RetryPolicy
 from shared.subscriptions.endpoint_guard import EndpointGuard
+from shared.subscriptions.health import SubscriptionEvents, SubscriptionHealth
 from shared.subscriptions.messages import VALIDATION_QUEUE
 from shared.subscriptions.outbound import OutboundWorker
 from shared.subscriptions.ports import WebhookClient
-from shared.subscriptions.state import SubscriptionEvents, SubscriptionHealth
 from tests.support.pipeline import drain
 
 
-async def active_subscription(client, issuer, services, payload, sub="org:991825827") -> dict:
+async def active_subscription(client, issuer, stores, payload, sub="org:991825827") -> dict:
     """Create a subscription and run its validation, so it is active."""
     response = await client.post(
         "/api/v1/subscriptions", json=payload, headers=issuer.headers("events.subscribe", sub=sub)
     )
     assert response.status_code == 201, response.text
-    await drain(services, (VALIDATION_QUEUE,))
+    await drain(stores, (VALIDATION_QUEUE,))
     created = response.json()
     fetched = await client.get(
         f"/api/v1/subscriptions/{created['id']}", headers=issuer.headers("events.subscribe", sub=sub)
@@ -37,7 +37,7 @@ def events_received(receiver, path: str) -> list[dict]:
 
 
 def worker_with(
-    services,
+    herald,
     clock,
     bus,
     schedule: tuple[int, ...] = DEFAULT_RETRY_SCHEDULE,
@@ -46,21 +46,22 @@ def worker_with(
     timeout_seconds: float = 5,
     client: WebhookClient | None = None,
 ) -> OutboundWorker:
-    """The outbound worker on the test's services, with a controllable clock and a recording bus.
+    """The outbound worker on the test's Herald, with a controllable clock and a recording bus.
     The default guard never opens its circuit, so schedules play out attempt by attempt."""
+    services, stores = herald.services, herald.stores
     health = SubscriptionHealth(
-        services.subscription_store,
+        stores.subscription_store,
         SubscriptionEvents(services.publisher, clock),
         clock,
         disable_after=timedelta(days=5),
     )
     return OutboundWorker(
-        store=services.subscription_store,
-        event_log=services.event_log,
-        delivery_log=services.delivery_log,
-        dead_letters=services.dead_letters,
+        store=stores.subscription_store,
+        event_log=stores.event_log,
+        delivery_log=stores.delivery_log,
+        dead_letters=stores.dead_letters,
         bus=bus,
-        client=client or services.webhooks,
+        client=client or stores.webhooks,
         guard=guard or EndpointGuard(failure_threshold=10_000),
         health=health,
         clock=clock,

@@ -9,16 +9,14 @@ import time
 import pytest
 
 from devhost import DevHost, DevHostOptions
-from shared import container
+from shared.composition.storage import QUEUES
 from shared.config import load_settings
-from shared.container import build_services
-from shared.provisioning import provision
-from shared.queues import ALL_QUEUES
 from shared.subscriptions.endpoint_guard import EndpointGuard
 from shared.subscriptions.messages import RETRY_QUEUE, DeliveryBatch
 from tests.subscriptions.conftest import active_subscription, worker_with
 from tests.support.events import event, publish
 from tests.support.fakes import FakeClock, RecordingBus
+from tests.support.installed_herald import installed_herald
 from tests.support.pipeline import clear
 from tests.support.receiver import Behaviour
 
@@ -34,24 +32,18 @@ async def slow_timeout_services(azurite, issuer):
             "HERALD_SECRET_KEY_PATH": str(issuer.jwks_path.parent / "secret.key"),
         }
     )
-    await provision(settings)
-    built = build_services(settings)
-    container.install_services(built)
-    yield built
-    await built.close()
-    container._services = None
+    async with installed_herald(settings) as built:
+        yield built
 
 
 async def test_hanging_endpoint_does_not_slow_a_healthy_one(client, issuer, receiver, resource, slow_timeout_services):
     from function_app import app
     from tests.support.functions_index import functions  # noqa: F401  (indexes the app once per session)
 
-    services = slow_timeout_services
-    await active_subscription(
-        client, issuer, services, {"endPoint": receiver.url("healthy"), "resourceFilter": resource}
-    )
+    services, stores = slow_timeout_services.services, slow_timeout_services.stores
+    await active_subscription(client, issuer, stores, {"endPoint": receiver.url("healthy"), "resourceFilter": resource})
     hanging = receiver.behave("hanging", Behaviour(status=200))
-    await active_subscription(client, issuer, services, {"endPoint": hanging, "resourceFilter": resource})
+    await active_subscription(client, issuer, stores, {"endPoint": hanging, "resourceFilter": resource})
     released = asyncio.Event()
     receiver.behaviours["/hanging"] = Behaviour(status=200, hold=released)  # answers only when the test says
 
@@ -63,7 +55,7 @@ async def test_hanging_endpoint_does_not_slow_a_healthy_one(client, issuer, rece
         max_idle_wait=0.1,
     )
     # Timed: the hosted functions must not also work through what earlier tests left in the queues.
-    await clear(services, ALL_QUEUES)
+    await clear(stores, QUEUES)
     async with DevHost(app, options):
         for i in range(40):
             await publish(client, issuer.headers("events.publish"), [event(resource, f"h{i}")])
@@ -83,7 +75,7 @@ async def test_hanging_endpoint_does_not_slow_a_healthy_one(client, issuer, rece
 
 
 async def test_a_message_settles_its_healthy_deliveries_without_waiting_for_a_hanging_endpoint(
-    client, issuer, receiver, resource, services
+    client, issuer, receiver, resource, services, stores, herald
 ):
     """One outbound message to a busy healthy endpoint and a hanging one: the healthy deliveries
     deferred at the busy endpoint's cap are queued for retry at once, and the hanging endpoint
@@ -93,14 +85,14 @@ async def test_a_message_settles_its_healthy_deliveries_without_waiting_for_a_ha
     healthy = receiver.url("healthy")
     hanging = receiver.behave("hanging", Behaviour(status=200))
     for url in (healthy, hanging):
-        await active_subscription(client, issuer, services, {"endPoint": url, "resourceFilter": resource})
+        await active_subscription(client, issuer, stores, {"endPoint": url, "resourceFilter": resource})
     receiver.behaviours["/hanging"] = Behaviour(status=200, delay=30)
     await publish(client, issuer.headers("events.publish"), [event(resource, f"m{i}") for i in range(6)])
-    batch = await first_outbound(services, resource)
+    batch = await first_outbound(stores, resource)
 
     clock, bus = FakeClock(), RecordingBus()
     guard = EndpointGuard()
-    worker = worker_with(services, clock, bus, (10, 30), guard=guard, timeout_seconds=2)
+    worker = worker_with(herald, clock, bus, (10, 30), guard=guard, timeout_seconds=2)
     # Another message holds the healthy endpoint's two slow-start slots.
     assert guard.admit(healthy).admitted and guard.admit(healthy).admitted
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from azure.data.tables.aio import TableServiceClient
 
-from shared.adapters.table_subscriptions import TableSubscriptionStore
+from shared.adapters.table_subscription_store import TableSubscriptionStore
 from shared.events.log import LogRow
 from shared.identity.secret_box import LocalSecretBox
 from shared.subscriptions.fanout import Fanout
@@ -63,7 +63,7 @@ async def measure(settings, resource: str, total: int) -> tuple[int, int, int]:
             ],
         )
         policy.reset()
-        deliveries = await Fanout(store, None, RecordingBus()).match(resource, [row])  # type: ignore[arg-type]
+        deliveries = await Fanout(store, None, RecordingBus(), rows=None).match(resource, [row])  # type: ignore[arg-type]
         return len(deliveries), policy.requests, policy.entities_read
     finally:
         await service.close()
@@ -76,13 +76,13 @@ async def test_matching_cost_is_flat_in_the_number_of_subscriptions(settings, se
 
 
 async def test_storage_and_queue_operations_per_delivered_event_stay_far_below_one_at_high_fan_out(
-    settings, services, receiver, resource
+    settings, herald, receiver, resource
 ):
     """600 subscribers of one resource, one event: count every storage and queue request from the
     append to the last push, and divide by the deliveries."""
-    from shared import container
     from shared.adapters.storage_queue_bus import StorageQueueBus
-    from shared.container import build_services
+    from shared.composition import root
+    from shared.composition.root import build_herald
     from shared.events.dispatch import INBOUND_QUEUE
     from shared.events.model import validate_event
     from shared.subscriptions.messages import OUTBOUND_QUEUE
@@ -96,21 +96,23 @@ async def test_storage_and_queue_operations_per_delivered_event_stay_far_below_o
     await plain.close()
 
     counter = StorageCounter()
-    instrumented = build_services(
+    instrumented = build_herald(
         settings,
         tables=TableServiceClient.from_connection_string(settings.storage_connection_string, **counter.hooks()),
         bus=StorageQueueBus(settings.storage_connection_string, **counter.hooks()),
     )
-    container.install_services(instrumented)
+    root.install(instrumented)
     try:
-        await clear(instrumented, (INBOUND_QUEUE, OUTBOUND_QUEUE))
+        await clear(instrumented.stores, (INBOUND_QUEUE, OUTBOUND_QUEUE))
         counter.reset()
-        await instrumented.publisher.publish([validate_event(event(resource, "fan-1"), received_at=datetime.now(UTC))])
-        await drain(instrumented, (INBOUND_QUEUE, OUTBOUND_QUEUE))
+        await instrumented.services.publisher.publish(
+            [validate_event(event(resource, "fan-1"), received_at=datetime.now(UTC))]
+        )
+        await drain(instrumented.stores, (INBOUND_QUEUE, OUTBOUND_QUEUE))
         delivered = sum(len(receiver.posts(f"fan/{n}")) for n in range(600))
         assert delivered == 600
         per_delivery = counter.requests / delivered
         assert per_delivery < 0.1, f"{counter.requests} storage and queue requests for {delivered} deliveries"
     finally:
         await instrumented.close()
-        container.install_services(services)
+        root.install(herald)

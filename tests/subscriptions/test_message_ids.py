@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from shared.subscriptions.messages import Delivery, delivery_message, validation_message
+from shared.subscriptions.delivery import Delivery
+from shared.subscriptions.messages import delivery_message, validation_message
 
 NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 DELIVERIES = [Delivery("key", "sub-1", "urn:altinn:resource:case", 7, 0), Delivery("key", "sub-1", "urn:x", 8, 1)]

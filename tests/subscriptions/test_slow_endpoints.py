@@ -14,8 +14,9 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
+from shared.subscriptions.delivery import Delivery
 from shared.subscriptions.endpoint_guard import HANDLERS, EndpointGuard
-from shared.subscriptions.messages import RETRY_QUEUE, Delivery, DeliveryBatch
+from shared.subscriptions.messages import RETRY_QUEUE, DeliveryBatch
 from tests.subscriptions.conftest import active_subscription, events_received, worker_with
 from tests.subscriptions.test_push import first_outbound
 from tests.support.events import event, publish
@@ -128,17 +129,17 @@ async def _until(condition, limit: float = 20.0) -> None:
 
 
 async def test_an_endpoint_that_turns_slow_holds_at_most_its_share_while_the_fast_one_keeps_receiving(
-    client, issuer, receiver, resource, services
+    client, issuer, receiver, resource, services, stores, herald
 ):
     fast = receiver.url("fast")
     slow = receiver.behave("slow", Behaviour(status=200))
     for url in (fast, slow):
-        await active_subscription(client, issuer, services, {"endPoint": url, "resourceFilter": resource})
+        await active_subscription(client, issuer, stores, {"endPoint": url, "resourceFilter": resource})
     await publish(client, issuer.headers("events.publish"), [event(resource, f"warm{i}") for i in range(30)])
     await publish(client, issuer.headers("events.publish"), [event(resource, f"e{i}") for i in range(40)])
-    warm, messages = _split(_one_message_per_event((await first_outbound(services, resource)).deliveries()), 30)
+    warm, messages = _split(_one_message_per_event((await first_outbound(stores, resource)).deliveries()), 30)
     clock, bus = FakeClock(), RecordingBus()
-    worker = worker_with(services, clock, bus, guard=EndpointGuard(patience_seconds=0.5))
+    worker = worker_with(herald, clock, bus, guard=EndpointGuard(patience_seconds=0.5))
 
     # Healthy at first: one event at a time, every answer prompt.
     for message in warm:
@@ -167,7 +168,7 @@ async def test_an_endpoint_that_turns_slow_holds_at_most_its_share_while_the_fas
 
 
 async def test_a_message_hands_a_known_slow_endpoints_remaining_deliveries_on_without_attempting_them(
-    client, issuer, receiver, resource, services
+    client, issuer, receiver, resource, services, stores, herald
 ):
     """One message with six events for an endpoint known to be slow: its cap's worth go out, the rest
     is deferred without an attempt instead of waiting its turn behind them, and the fast endpoint's
@@ -175,17 +176,17 @@ async def test_a_message_hands_a_known_slow_endpoints_remaining_deliveries_on_wi
     fast = receiver.url("fast")
     slow = receiver.behave("slow", Behaviour(status=200))
     for url in (fast, slow):
-        await active_subscription(client, issuer, services, {"endPoint": url, "resourceFilter": resource})
+        await active_subscription(client, issuer, stores, {"endPoint": url, "resourceFilter": resource})
     await publish(client, issuer.headers("events.publish"), [event(resource, "before")])
     clock, bus = FakeClock(), RecordingBus()
-    worker = worker_with(services, clock, bus, guard=EndpointGuard(patience_seconds=0.3))
+    worker = worker_with(herald, clock, bus, guard=EndpointGuard(patience_seconds=0.3))
     receiver.behaviours["/slow"] = Behaviour(status=200, delay=0.5)  # longer than the patience
-    await worker.handle((await first_outbound(services, resource)).deliveries())
+    await worker.handle((await first_outbound(stores, resource)).deliveries())
 
     answers = asyncio.Event()
     receiver.behaviours["/slow"] = Behaviour(status=200, hold=answers)
     await publish(client, issuer.headers("events.publish"), [event(resource, f"m{i}") for i in range(6)])
-    batch = [d for d in (await first_outbound(services, resource)).deliveries() if d.seq > 1 or d.index > 0]
+    batch = [d for d in (await first_outbound(stores, resource)).deliveries() if d.seq > 1 or d.index > 0]
     sent_before = len(_received(receiver, "slow"))
     handled = asyncio.create_task(worker.handle(batch))
     try:
@@ -220,7 +221,7 @@ def _trusted(url: str, at_once: int, patience: float, clock: Callable[[], float]
 
 
 async def test_an_endpoint_trusted_with_every_handler_that_turns_slow_is_cut_back_to_its_share(
-    client, issuer, receiver, resource, services
+    client, issuer, receiver, resource, services, stores, herald
 ):
     """Its cap had grown past the handlers when it stopped answering: every handler took one of its
     requests before any was late. Past the patience, all but its share are cut (and retried), so the
@@ -228,16 +229,16 @@ async def test_an_endpoint_trusted_with_every_handler_that_turns_slow_is_cut_bac
     fast = receiver.url("fast")
     slow = receiver.behave("slow", Behaviour(status=200))
     for url in (fast, slow):
-        await active_subscription(client, issuer, services, {"endPoint": url, "resourceFilter": resource})
+        await active_subscription(client, issuer, stores, {"endPoint": url, "resourceFilter": resource})
     answers = asyncio.Event()
     receiver.behaviours["/slow"] = Behaviour(status=200, hold=answers)
     await publish(client, issuer.headers("events.publish"), [event(resource, f"e{i}") for i in range(40)])
     messages = sorted(
-        _one_message_per_event((await first_outbound(services, resource)).deliveries()),
+        _one_message_per_event((await first_outbound(stores, resource)).deliveries()),
         key=lambda m: (m[0].seq, m[0].index),
     )
     clock, bus = FakeClock(), RecordingBus()
-    worker = worker_with(services, clock, bus, guard=_trusted(slow, HANDLERS + 4, patience=0.3))
+    worker = worker_with(herald, clock, bus, guard=_trusted(slow, HANDLERS + 4, patience=0.3))
 
     handlers = await _handlers(worker, messages, HANDLERS)
     wanted = {f"e{i}" for i in range(40)}
@@ -258,18 +259,18 @@ async def test_an_endpoint_trusted_with_every_handler_that_turns_slow_is_cut_bac
 
 
 async def test_a_message_whose_own_request_is_out_waits_for_it_without_spinning(
-    client, issuer, receiver, resource, services, monkeypatch
+    client, issuer, receiver, resource, services, monkeypatch, stores, herald
 ):
     """A delivery turned away as busy, once its wait for a slot is over, is deferred; the message then
     waits for its own request still out, as one wait, not a loop of zero-second ones."""
     answers = asyncio.Event()
     slow = receiver.behave("slow", Behaviour(status=200))
-    await active_subscription(client, issuer, services, {"endPoint": slow, "resourceFilter": resource})
+    await active_subscription(client, issuer, stores, {"endPoint": slow, "resourceFilter": resource})
     receiver.behaviours["/slow"] = Behaviour(status=200, hold=answers)
     await publish(client, issuer.headers("events.publish"), [event(resource, f"b{i}") for i in range(4)])
-    batch = (await first_outbound(services, resource)).deliveries()
+    batch = (await first_outbound(stores, resource)).deliveries()
     clock, bus = FakeClock(), RecordingBus()
-    worker = worker_with(services, clock, bus, guard=EndpointGuard(patience_seconds=5.0))
+    worker = worker_with(herald, clock, bus, guard=EndpointGuard(patience_seconds=5.0))
     waits = 0
     wait = asyncio.wait
 

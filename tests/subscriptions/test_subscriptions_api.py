@@ -39,9 +39,9 @@ async def test_create_returns_pending_subscription_with_secret_once(client, issu
     assert "secret" not in again.json()
 
 
-async def test_validation_event_activates_the_subscription(client, issuer, receiver, resource, services):
+async def test_validation_event_activates_the_subscription(client, issuer, receiver, resource, services, stores):
     created = (await create(client, issuer, body(resource, receiver.url("valid")))).json()
-    await drain(services, (VALIDATION_QUEUE,))
+    await drain(stores, (VALIDATION_QUEUE,))
     [validation] = receiver.posts("valid")
     assert validation.headers["content-type"].startswith("application/cloudevents+json")
     import json
@@ -58,12 +58,12 @@ async def test_validation_event_activates_the_subscription(client, issuer, recei
     assert status == "active"
 
 
-async def test_abuse_protection_handshake_grants_a_rate(client, issuer, receiver, resource, services):
+async def test_abuse_protection_handshake_grants_a_rate(client, issuer, receiver, resource, services, stores):
     url = receiver.behave(
         "rated", Behaviour(options_headers={"WebHook-Allowed-Origin": "*", "WebHook-Allowed-Rate": "30"})
     )
     created = (await create(client, issuer, body(resource, url))).json()
-    await drain(services, (VALIDATION_QUEUE,))
+    await drain(stores, (VALIDATION_QUEUE,))
     [options] = [r for r in receiver.received["/rated"] if r.method == "OPTIONS"]
     assert options.headers["webhook-request-origin"] == "127.0.0.1"
     fetched = (await client.get(f"/api/v1/subscriptions/{created['id']}", headers=issuer.headers(*SUBSCRIBE))).json()
@@ -71,10 +71,10 @@ async def test_abuse_protection_handshake_grants_a_rate(client, issuer, receiver
     assert fetched["allowedRatePerMinute"] == 30
 
 
-async def test_failed_validation_is_retried_later(client, issuer, receiver, resource, services):
+async def test_failed_validation_is_retried_later(client, issuer, receiver, resource, services, stores):
     url = receiver.behave("down", Behaviour(status=503))
     created = (await create(client, issuer, body(resource, url))).json()
-    await drain(services, (VALIDATION_QUEUE,))
+    await drain(stores, (VALIDATION_QUEUE,))
     assert len(receiver.posts("down")) == 1
     fetched = (await client.get(f"/api/v1/subscriptions/{created['id']}", headers=issuer.headers(*SUBSCRIBE))).json()
     assert fetched["status"] == "pending"  # the next attempt is a delayed message (10 s)

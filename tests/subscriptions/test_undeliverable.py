@@ -17,12 +17,12 @@ from tests.support.fakes import FakeClock, RecordingBus
 from tests.support.receiver import Behaviour
 
 
-async def _pushed_by_a_process_that_forbids_loopback(services, clock, bus, batch) -> None:
+async def _pushed_by_a_process_that_forbids_loopback(herald, clock, bus, batch) -> None:
     """The subscription was created where loopback is allowed (local mode); this process's policy
     forbids it, as Azure's does, so the guarded connector refuses the address."""
     guarded = AiohttpWebhookClient(allow_loopback=False)
     try:
-        await worker_with(services, clock, bus, client=guarded).handle(batch.deliveries())
+        await worker_with(herald, clock, bus, client=guarded).handle(batch.deliveries())
     finally:
         await guarded.close()
 
@@ -50,15 +50,15 @@ def _events_posted(receiver, path: str) -> list[str]:
 
 
 async def test_a_delivery_the_address_guard_refuses_is_dead_lettered_at_once_with_the_reason(
-    client, issuer, receiver, resource, services
+    client, issuer, receiver, resource, services, stores, herald
 ):
     url = f"http://localhost:{receiver.port}/refused"  # a name: the guarded resolver sees 127.0.0.1
-    sub = await active_subscription(client, issuer, services, {"endPoint": url, "resourceFilter": resource})
+    sub = await active_subscription(client, issuer, stores, {"endPoint": url, "resourceFilter": resource})
     await publish(client, issuer.headers("events.publish"), [event(resource, "to-loopback")])
-    batch = await first_outbound(services, resource)
+    batch = await first_outbound(stores, resource)
     clock, bus = FakeClock(), RecordingBus()
 
-    await _pushed_by_a_process_that_forbids_loopback(services, clock, bus, batch)
+    await _pushed_by_a_process_that_forbids_loopback(herald, clock, bus, batch)
 
     assert bus.take(RETRY_QUEUE) == []  # not retried for a day
     assert _events_posted(receiver, "refused") == []
@@ -71,16 +71,16 @@ async def test_a_delivery_the_address_guard_refuses_is_dead_lettered_at_once_wit
 
 
 async def test_a_literal_address_the_policy_forbids_is_refused_at_connection(
-    client, issuer, receiver, resource, services
+    client, issuer, receiver, resource, services, stores, herald
 ):
     """No resolver sees a host that is an address; the guard checks it as the request starts."""
     sub = await active_subscription(
-        client, issuer, services, {"endPoint": receiver.url("literal"), "resourceFilter": resource}
+        client, issuer, stores, {"endPoint": receiver.url("literal"), "resourceFilter": resource}
     )
     await publish(client, issuer.headers("events.publish"), [event(resource, "to-127")])
-    batch = await first_outbound(services, resource)
+    batch = await first_outbound(stores, resource)
 
-    await _pushed_by_a_process_that_forbids_loopback(services, FakeClock(), RecordingBus(), batch)
+    await _pushed_by_a_process_that_forbids_loopback(herald, FakeClock(), RecordingBus(), batch)
 
     assert _events_posted(receiver, "literal") == []
     [letter] = await _deadletters(client, issuer, sub["id"])
@@ -88,16 +88,16 @@ async def test_a_literal_address_the_policy_forbids_is_refused_at_connection(
 
 
 async def test_behind_an_open_circuit_past_the_horizon_a_delivery_is_dead_lettered_without_an_attempt(
-    client, issuer, receiver, resource, services
+    client, issuer, receiver, resource, services, stores, herald
 ):
     url = receiver.behave("broken", Behaviour(status=200))
-    sub = await active_subscription(client, issuer, services, {"endPoint": url, "resourceFilter": resource})
+    sub = await active_subscription(client, issuer, stores, {"endPoint": url, "resourceFilter": resource})
     receiver.behaviours["/broken"] = Behaviour(status=500)
     await publish(client, issuer.headers("events.publish"), [event(resource, "fresh"), event(resource, "old")])
-    fresh, old = (await first_outbound(services, resource)).deliveries()
+    fresh, old = (await first_outbound(stores, resource)).deliveries()
     clock, bus = FakeClock(), RecordingBus()
     guard = EndpointGuard(failure_threshold=1, clock=lambda: clock.now().timestamp())
-    worker = worker_with(services, clock, bus, guard=guard)
+    worker = worker_with(herald, clock, bus, guard=guard)
 
     await worker.handle([fresh])  # fails: the circuit opens
     bus.take(RETRY_QUEUE)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from devhost.readiness import wait_until_serving
+from devhost.launch import start_devhost_process
 from shared.config import Settings
 from tests.support.azurite import Azurite, free_port
 
@@ -47,15 +50,53 @@ def devhost_process(
         "HERALD_LOCAL_SINK_REPORT_DELAY_SECONDS": "0.2",
         **(extra_env or {}),
     }
-    command = [sys.executable, "-m", "devhost", "start", "--port", str(port), "--no-azurite"]
-    command += ["--blob-port", str(azurite.blob_port), "--queue-port", str(azurite.queue_port)]
-    command += ["--table-port", str(azurite.table_port)]
-    with (state / "devhost.log").open("wb") as log:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            wait_until_serving(f"http://127.0.0.1:{port}/api/v1/health", process, state / "devhost.log", timeout=60)
-            yield DevhostProcess(port, env, state)
-        finally:
-            process.send_signal(signal.SIGTERM)
-            code = process.wait(timeout=30)
-    assert code == 0, f"devhost exited with {code}:\n" + (state / "devhost.log").read_text()[-3000:]
+    log_path = state / "devhost.log"
+    process = start_devhost_process(port, azurite.instance.ports, env, log_path, timeout=60)
+    try:
+        yield DevhostProcess(port, env, state)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=30)
+    assert code == 0, f"devhost exited with {code}:\n" + log_path.read_text()[-3000:]
+
+
+def devhost_cli(env: Mapping[str, str], *args: str) -> str:
+    """What ``python -m devhost <args>`` prints, run as a developer runs it beside the devhost process."""
+    command = [sys.executable, "-m", "devhost", *args]
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def devhost_token(env: Mapping[str, str], sub: str, scopes: str) -> str:
+    return devhost_cli(env, "token", "--sub", sub, "--scope", scopes)
+
+
+def open_resource(port: int, env: Mapping[str, str], resource: str) -> None:
+    """An administrator lets every identity publish, read and subscribe on the resource."""
+    admin = devhost_token(env, "system:e2e-admin", "admin")
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/v1/admin/policies/{resource}",
+        data=json.dumps({"publishers": ["*"], "owners": ["*"]}).encode(),
+        method="PUT",
+        headers={"Authorization": f"Bearer {admin}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+
+
+def shell_blocks(readme: Path) -> list[str]:
+    """The ``sh`` blocks of a README, but those that run make."""
+    text = readme.read_text()
+    return [block for block in re.findall(r"```sh\n(.*?)```", text, re.S) if "make " not in block]
+
+
+def run_as_written(block: str, env: Mapping[str, str], replacements: Mapping[str, str], *, timeout: float) -> str:
+    """Runs a README's shell block with bash (``set -euo pipefail``) in the repository, with only
+    ``replacements`` made and ``.venv/bin/python`` read as this interpreter; returns what it printed."""
+    for written, actual in {".venv/bin/python": sys.executable, **replacements}.items():
+        block = block.replace(written, actual)
+    script = "set -euo pipefail\n" + block
+    completed = subprocess.run(
+        ["bash", "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    return completed.stdout

@@ -24,7 +24,8 @@ def event(resource: str, event_id: str, **attributes: Any) -> dict[str, Any]:
 
 
 def binary_headers(resource: str, event_id: str = "bin-1", **headers: str | bytes) -> list[tuple[str, str | bytes]]:
-    """A binary-mode event's headers: the required ``ce-`` ones, then ``headers`` (``ce_subject`` is ``ce-subject``)."""
+    """A binary-mode event's headers: the required ``ce-`` ones, then ``headers`` (``ce_subject`` is
+    ``ce-subject``); one of ``headers`` named as a required one takes its place."""
     required = {
         "ce-specversion": "1.0",
         "ce-id": event_id,
@@ -32,7 +33,8 @@ def binary_headers(resource: str, event_id: str = "bin-1", **headers: str | byte
         "ce-type": "no.example.case.updated",
         "ce-resource": resource,
     }
-    return [*required.items(), *((name.replace("_", "-"), value) for name, value in headers.items())]
+    given = {name.replace("_", "-"): value for name, value in headers.items()}
+    return [*{**required, **given}.items()]
 
 
 async def publish(client: httpx.AsyncClient, headers: dict[str, str], events: list[dict[str, Any]]) -> httpx.Response:

@@ -8,6 +8,7 @@ Herald is mocked.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import azure.functions as func
@@ -15,7 +16,7 @@ from azure.storage.queue import QueueMessage
 
 from devhost.bindings import ReceivedMessage, decode, service_bus_input
 from shared.adapters.storage_queue_bus import decode_envelope
-from shared.container import Services
+from shared.composition.root import Stores
 from tests.support.functions_index import functions
 
 
@@ -48,14 +49,31 @@ def service_bus_message(queue: str, message: QueueMessage, sequence: int) -> fun
     return decode("serviceBusTrigger", func.ServiceBusMessage, service_bus_input(queue, [received], many=False))
 
 
-async def clear(services: Services, queues: tuple[str, ...]) -> None:
+async def take(stores: Stores, queue: str, wanted: Callable[[bytes], bool], *, visibility_timeout: int) -> list[bytes]:
+    """The bodies of the visible messages in ``queue`` that are ``wanted``, taken off the queue; the
+    others stay for whoever they are for, hidden for ``visibility_timeout`` seconds."""
+    client = stores.bus.service.get_queue_client(queue)  # type: ignore[attr-defined]
+    found: list[bytes] = []
+    for _ in range(5):
+        batch = [m async for m in client.receive_messages(messages_per_page=32, visibility_timeout=visibility_timeout)]
+        if not batch:
+            break
+        for message in batch:
+            body = decode_envelope(message.content).body
+            if wanted(body):
+                found.append(body)
+                await client.delete_message(message)
+    return found
+
+
+async def clear(stores: Stores, queues: tuple[str, ...]) -> None:
     """Empty the named queues: the session's queues are shared, and a test that counts or times its
     own messages must not also handle what earlier tests left behind."""
     for queue in queues:
-        await services.bus.service.get_queue_client(queue).clear_messages()  # type: ignore[attr-defined]
+        await stores.bus.service.get_queue_client(queue).clear_messages()  # type: ignore[attr-defined]
 
 
-async def drain(services: Services, queues: tuple[str, ...], *, rounds: int = 20, idle_rounds: int = 2) -> int:
+async def drain(stores: Stores, queues: tuple[str, ...], *, rounds: int = 20, idle_rounds: int = 2) -> int:
     """Run messages until every named queue stays empty for ``idle_rounds`` polls; returns messages handled."""
     handlers = queue_handlers()
     handled = 0
@@ -63,7 +81,7 @@ async def drain(services: Services, queues: tuple[str, ...], *, rounds: int = 20
     for _ in range(rounds * 10):
         progressed = False
         for queue in queues:
-            client = services.bus.service.get_queue_client(queue)  # type: ignore[attr-defined]
+            client = stores.bus.service.get_queue_client(queue)  # type: ignore[attr-defined]
             async for message in client.receive_messages(messages_per_page=32, visibility_timeout=30):
                 await handlers[queue](service_bus_message(queue, message, handled + 1))  # type: ignore[operator]
                 await client.delete_message(message)
