@@ -37,7 +37,7 @@ from azure.data.tables import TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient, TableServiceClient
 
 from shared.adapters.table_transactions import submit_transaction
-from shared.adapters.tables import TRANSACTION_OPERATIONS, escape_key, get_or_none, int64, int_of
+from shared.adapters.tables import TRANSACTION_OPERATIONS, escape_key, get_or_none, int64, int_of, pack, unpack
 from shared.events.log import AppendOutcome, AppendResult, CommitListener, LogRow, PendingDispatch
 from shared.events.model import ValidatedEvent, is_republish, stored_identity
 
@@ -73,16 +73,12 @@ def fanout_mark_key(seq: int, chunk: str = "") -> str:
 
 
 def _pack(events: Sequence[bytes]) -> dict[str, bytes]:
-    payload = b"\n".join(events)
-    return {
-        f"d{index:02d}": payload[start : start + CHUNK_BYTES]
-        for index, start in enumerate(range(0, len(payload), CHUNK_BYTES))
-    }
+    """A row's events, one a line, in the ``d00``, ``d01`` ... properties."""
+    return pack(b"\n".join(events), "d", chunk=CHUNK_BYTES)
 
 
 def _unpack(entity: dict[str, Any]) -> list[bytes]:
-    chunks = sorted((name, value) for name, value in entity.items() if name.startswith("d") and name[1:].isdigit())
-    payload = b"".join(bytes(value) for _, value in chunks)
+    payload = unpack(entity, "d")
     return payload.split(b"\n") if payload else []
 
 

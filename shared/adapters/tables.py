@@ -114,11 +114,11 @@ def etag_of(entity: Any) -> str | None:
 PACKED_CHUNK_BYTES = 60 * 1024  # a binary property holds at most 64 KiB
 
 
-def pack(payload: bytes, prefix: str) -> dict[str, bytes]:
+def pack(payload: bytes, prefix: str, *, chunk: int = PACKED_CHUNK_BYTES) -> dict[str, bytes]:
     """A payload larger than one property as binary properties ``<prefix>00``, ``<prefix>01`` ..."""
     return {
-        f"{prefix}{index:02d}": payload[start : start + PACKED_CHUNK_BYTES]
-        for index, start in enumerate(range(0, len(payload), PACKED_CHUNK_BYTES))
+        f"{prefix}{index:02d}": payload[start : start + chunk]
+        for index, start in enumerate(range(0, len(payload), chunk))
     }
 
 

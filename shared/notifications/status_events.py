@@ -89,7 +89,7 @@ class StatusOutbox:
     """Publishes the status events that notification changes owe, and sweeps up what a crash left."""
 
     def __init__(
-        self, notifications: NotificationStore, events: StatusEvents, clock: Clock, *, grace: timedelta = timedelta(0)
+        self, notifications: NotificationStore, events: StatusEvents, clock: Clock, *, grace: timedelta
     ) -> None:
         self.notifications = notifications
         self.events = events
