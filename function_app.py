@@ -9,6 +9,7 @@ configure_telemetry()
 import azure.functions as func  # noqa: E402
 
 from functions import (  # noqa: E402
+    backfill,
     delivery_reports,
     eventgrid_ingest,
     inbound,
@@ -21,5 +22,15 @@ from functions import (  # noqa: E402
 from functions.http_api import api  # noqa: E402
 
 app = func.AsgiFunctionApp(app=api, http_auth_level=func.AuthLevel.ANONYMOUS, function_name="http_api")
-for stage in (eventgrid_ingest, inbound, outbound, validation, timers, notifications, delivery_reports, notify):
+for stage in (
+    eventgrid_ingest,
+    inbound,
+    outbound,
+    backfill,
+    validation,
+    timers,
+    notifications,
+    delivery_reports,
+    notify,
+):
     app.register_functions(stage.bp)

@@ -33,7 +33,7 @@ from devhost.durations import parse_timespan
 from devhost.functions_index import FunctionIndex, TriggerKind, index_functions
 from devhost.http import DEFAULT_MAX_REQUEST_BODY_SIZE, DEFAULT_REQUEST_BODY_TIMEOUT, DevHostHttpApp
 from devhost.invocation import Invoker
-from devhost.issuer import DEFAULT_ISSUER, ensure_issuer_keys
+from devhost.issuer import DEFAULT_ISSUER, KEY_FILE, ensure_issuer_keys
 from devhost.queue_properties import QUEUES_FILE, QueueProperties, load_queue_properties
 from devhost.servicebus import ListenerOptions, ServiceBusListener, ensure_queues
 from devhost.settings import DEFAULT_PORT, follow_port, load_local_settings
@@ -50,6 +50,7 @@ STORAGE_SETTING = "HeraldStorage"
 WEBJOBS_STORAGE_SETTING = "AzureWebJobsStorage"
 # Where the app's local sink finds the key devhost's Event Grid webhook requires.
 SINK_KEY_SETTING = "HERALD_LOCAL_EVENTGRID_KEY"
+ISSUER_KEY_SETTING = "HERALD_LOCAL_ISSUER_KEY_PATH"
 BODY_SIZE_LIMIT_SETTING = "FUNCTIONS_REQUEST_BODY_SIZE_LIMIT"
 
 
@@ -506,6 +507,9 @@ def run_start(config: StartConfig) -> int:
         state_dir = config.state_dir or Path(os.environ.get("HERALD_DEVHOST_STATE") or root / ".local" / "devhost")
         jwks_path = ensure_issuer_keys(state_dir)
         _point_app_at_jwks(jwks_path, explicit=config.state_dir is not None)
+        # devhost is the issuer: the app signs its own outbound tokens (webhook gateways, Event Grid fakes)
+        # with this key, as the managed identity gets them from Entra ID in Azure.
+        os.environ[ISSUER_KEY_SETTING] = str((state_dir / KEY_FILE).resolve())
         eventgrid_key = ensure_system_key(EVENTGRID_KEY_NAME, state_dir)
         # The webhook takes no other key, so the app's local sink gets this one, whatever was set.
         os.environ[SINK_KEY_SETTING] = eventgrid_key

@@ -1,4 +1,4 @@
-"""Timers: the outbox sweeps (every minute) and the retention sweeps (nightly)."""
+"""Timers: the outbox sweeps and the ordered lanes' sweep (every minute), and the retention sweeps (nightly)."""
 
 import logging
 
@@ -25,6 +25,15 @@ async def notification_outbox_sweep(timer: func.TimerRequest) -> None:
     owed = await (await services()).notifications.status_outbox.publish_owed()
     if owed:
         log.warning("outbox sweep published owed notification status events", extra={"entries": owed})
+
+
+@bp.function_name("ordered_lanes_sweep")
+@bp.timer_trigger(arg_name="timer", schedule="0 * * * * *")
+async def ordered_lanes_sweep(timer: func.TimerRequest) -> None:
+    # Ordered lanes whose claimed push was lost, or whose next entry waits for no one to kick it.
+    swept = await (await services()).ordered_lanes.sweep()
+    if swept.resent or swept.claimed:
+        log.warning("ordered lanes swept", extra={"resent": swept.resent, "claimed": swept.claimed})
 
 
 @bp.function_name("event_retention")

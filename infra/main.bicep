@@ -218,6 +218,8 @@ var storageTables = [
   'subscriptions'
   'subscriptionowners'
   'deadletters'
+  'backfills'
+  'orderedlanes'
   'notificationorders'
   'notifications'
   'notificationreports'

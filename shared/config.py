@@ -122,6 +122,9 @@ class Settings:
     # The identity the Event Grid custom topic publishes as, as set (ingestion checks it is an org: or
     # system: identity; None or anything else: ingestion refuses every event).
     eventgrid_publisher: str | None
+    # Locally, devhost's issuer key: Herald signs its own tokens with it for webhook gateways and local
+    # Event Grid fakes (shared/adapters/local_issuer.py). devhost sets it; in Azure the managed identity.
+    local_issuer_key_path: str | None = None
 
     @property
     def local(self) -> bool:
@@ -168,6 +171,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         pdp_client_secret=read_secret(env, "HERALD_PDP_CLIENT_SECRET"),
         pdp_scope=env.get("HERALD_PDP_SCOPE") or None,
         eventgrid_publisher=(env.get("HERALD_EVENTGRID_PUBLISHER") or "").strip() or None,
+        local_issuer_key_path=env.get("HERALD_LOCAL_ISSUER_KEY_PATH") or None,
     )
 
 

@@ -19,8 +19,10 @@ from shared.identity.authorization import Access
 from shared.identity.rate_limit import LeasedTokenBuckets
 from shared.identity.tokens import TokenValidator
 from shared.notifications.service import Notifications
+from shared.subscriptions.backfill import BackfillPushes, Backfills
 from shared.subscriptions.fanout import Fanout
 from shared.subscriptions.notification_target import EventNotifier
+from shared.subscriptions.ordering import OrderedLanes
 from shared.subscriptions.outbound import OutboundWorker
 from shared.subscriptions.service import SubscriptionService
 
@@ -42,5 +44,10 @@ class Services:
     fanout: Fanout
     outbound: OutboundWorker
     notifier: EventNotifier
+    # backfill: stored events of a range pushed to a subscription, and those pushes
+    backfills: Backfills
+    backfill_pushes: BackfillPushes
+    # ordered push per subject: the lanes' sweep (fan-out and the outbound worker use them too)
+    ordered_lanes: OrderedLanes
     # notifications: orders, sending, reports, expiry and their administration
     notifications: Notifications

@@ -39,6 +39,7 @@ def settings(azurite: Azurite, issuer: TestIssuer) -> Settings:
             "HERALD_BUS": "storage-queue",
             "HERALD_AUTH_JWKS_PATH": str(issuer.jwks_path),
             "HERALD_SECRET_KEY_PATH": str(issuer.jwks_path.parent / "secret.key"),
+            "HERALD_LOCAL_ISSUER_KEY_PATH": str(issuer.key_path),
         }
     )
 

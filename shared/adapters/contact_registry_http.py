@@ -5,7 +5,10 @@ Contract (Herald's; an external registry or a thin facade in front of one implem
 - ``POST {base}/persons/lookup`` ``{"nationalIdentityNumbers": [...]}`` ->
   ``{"persons": [{"nationalIdentityNumber", "name", "emailAddress", "mobileNumber", "reserved"}]}``
 - ``POST {base}/organizations/lookup`` ``{"organizationNumbers": [...]}`` ->
-  ``{"organizations": [{"organizationNumber", "name", "emailAddresses", "mobileNumbers", "roles"}]}``
+  ``{"organizations": [{"organizationNumber", "name", "emailAddresses", "mobileNumbers", "roles",
+  "parentOrganizationNumber"}]}``; ``parentOrganizationNumber`` (optional) is a subunit's main unit, which
+  subscriptions with ``includeSubunits`` are matched through. An organisation left out of the answer is
+  unknown (no contact points, no main unit).
 
 Each call carries ``Authorization: Bearer <token>`` from a :class:`TokenProvider`.
 """

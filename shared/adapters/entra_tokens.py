@@ -1,10 +1,15 @@
-"""Outbound tokens from Microsoft Entra ID (client credentials, with msal), for the external
-systems Herald calls: the contact registry and the policy decision point."""
+"""Outbound tokens from Microsoft Entra ID: client credentials with msal, for the external systems Herald
+calls (the contact registry, the policy decision point); and Herald's own identity's tokens for the
+audiences of webhook gateways (``CredentialTokens``)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any, Protocol
+
+from azure.core.credentials import AccessToken
+from azure.core.credentials_async import AsyncTokenCredential
 
 
 class TokenProvider(Protocol):
@@ -59,3 +64,33 @@ def client_credentials(
     if not (url and authority and client_id and client_secret and scope):
         raise RuntimeError(needs)
     return url, MsalTokenProvider(authority=authority, client_id=client_id, client_secret=client_secret, scope=scope)
+
+
+class CredentialTokens:
+    """Bearer tokens as Herald's own identity, for the audiences webhook gateways name: an azure-identity
+    credential (the managed identity in Azure; devhost's issuer locally). Each token is kept until
+    ``refresh_seconds`` before it expires, and fetched once however many pushes want it at once."""
+
+    def __init__(self, credential: AsyncTokenCredential, *, refresh_seconds: float = 300.0) -> None:
+        self._credential = credential
+        self._refresh = refresh_seconds
+        self._tokens: dict[str, AccessToken] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def _fresh(self, scope: str) -> str | None:
+        held = self._tokens.get(scope)
+        return held.token if held is not None and held.expires_on - self._refresh > time.time() else None
+
+    async def token(self, scope: str) -> str:
+        fresh = self._fresh(scope)
+        if fresh is not None:
+            return fresh
+        async with self._locks.setdefault(scope, asyncio.Lock()):
+            fresh = self._fresh(scope)
+            if fresh is None:
+                self._tokens[scope] = await self._credential.get_token(scope)
+                fresh = self._tokens[scope].token
+        return fresh
+
+    async def close(self) -> None:
+        await self._credential.close()

@@ -104,3 +104,14 @@ class TableDeadLetterStore:
         await self._in_transactions(
             letters, lambda letter: ("delete", {"PartitionKey": letter.subscription_id, "RowKey": self._key(letter)})
         )
+
+    async def count(self, subscription_id: str, limit: int) -> int:
+        """Keys only, a page at a time, stopping at ``limit``: a health check never reads a backlog whole."""
+        counted = 0
+        async for _ in self._table.query_entities(
+            "PartitionKey eq @pk", parameters={"pk": subscription_id}, select=["RowKey"], results_per_page=1000
+        ):
+            counted += 1
+            if counted >= limit:
+                break
+        return counted

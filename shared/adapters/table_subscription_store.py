@@ -7,6 +7,13 @@
 - ``subscriptionowners``: per consumer, ``s:<id>`` (points at the index entry, lists in
   creation order) and ``h:<identity hash>`` (makes an identical create return the existing
   subscription); both written in one transaction.
+
+A subscription's row stays in the partition it was created in (deliveries and validations queued
+with that key keep finding it). Every other partition its filters are matched in (each further
+subject of a list, or the new ones after a PATCH) holds a small **ref row** (status ``ref``, the
+row's key in ``home``) that matching resolves with a point read; the owners' ``i:`` row lists them
+(``refs``). A row whose own partition its filters no longer name is stored with status ``away``
+(the real one in ``awayStatus``), so matching never reads it there.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -30,17 +37,37 @@ from shared.adapters.table_transactions import submit_transaction
 from shared.adapters.tables import escape_key
 from shared.identity.secret_box import SecretBox
 from shared.notifications.event_orders import NotificationSpec
-from shared.subscriptions.model import Filters, Secrets, Status, Subscription
+from shared.subscriptions.model import Filters, Ordering, Secrets, Status, Subscription, identity_of
+from shared.subscriptions.ports import IdenticalExists
+from shared.subscriptions.targets import AuthenticationKind, Destination, EndpointAuthentication
 
 log = logging.getLogger(__name__)
 
 INDEX_TABLE = "subscriptions"
 OWNERS_TABLE = "subscriptionowners"
-_SECRET_FIELDS = ("secret", "previousSecret", "upcomingSecret")  # sealed at rest
+# Sealed at rest: the signing secrets, and the custom header values a webhook's gateway asks for.
+_SECRET_FIELDS = ("secret", "previousSecret", "upcomingSecret", "authHeaders")
+REF = "ref"  # the status of a ref row: matching resolves it to the subscription's row
+AWAY = "away"  # the status column of a row its own partition's events can never match
+
+
+def _ref_keys(subscription: Subscription) -> list[str]:
+    """The partitions besides its row's own that the subscription is matched in."""
+    return [key for key in subscription.filters.match_keys() if key != subscription.index_key]
+
+
+def _single(value: str | tuple[str, ...] | None) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _listed_values(value: str | tuple[str, ...] | None) -> str | None:
+    # A list goes to a column of its own: a one-value column keeps reading as it was written before lists.
+    return json.dumps(list(value)) if isinstance(value, tuple) else None
 
 
 def _to_entity(subscription: Subscription) -> dict[str, Any]:
     filters = subscription.filters
+    matched_here = subscription.index_key in filters.match_keys()
     return {
         "PartitionKey": escape_key(subscription.index_key),
         "RowKey": subscription.id,
@@ -48,20 +75,31 @@ def _to_entity(subscription: Subscription) -> dict[str, Any]:
         "endpoint": subscription.endpoint,
         "resource": filters.resource,
         "source": filters.source,
-        "subject": filters.subject,
+        "subject": _single(filters.subject),
+        "subjects": _listed_values(filters.subject),
         "alternativesubject": filters.alternativesubject,
-        "type": filters.type,
-        "status": subscription.status.value,
+        "type": _single(filters.type),
+        "types": _listed_values(filters.type),
+        "includeSubunits": filters.include_subunits or None,
+        "homeKey": subscription.home_key,
+        "status": subscription.status.value if matched_here else AWAY,
+        "awayStatus": None if matched_here else subscription.status.value,
         "created": subscription.created,
         "secret": subscription.secrets.current,
         "previousSecret": subscription.secrets.previous,
         "previousExpires": subscription.secrets.previous_expires,
         "upcomingSecret": subscription.secrets.upcoming,
         "failingSince": subscription.failing_since,
+        "circuitOpenedAt": subscription.circuit_opened_at,
         "disabledReason": subscription.disabled_reason,
         "allowedRate": subscription.allowed_rate,
         # Notification subscriptions: the order fields as JSON; None for webhooks.
         "notification": subscription.notification.canonical() if subscription.notification else None,
+        "ordering": subscription.ordering.value,
+        # A broker instead of a webhook (``endpoint`` is its address), and the webhook's authentication:
+        # its type and audience or header names here, the header values in sealed authHeaders.
+        "destination": json.dumps(subscription.destination.public()) if subscription.destination else None,
+        **_authentication_columns(subscription.authentication),
     }
 
 
@@ -73,20 +111,53 @@ def _from_entity(entity: Mapping[str, Any]) -> Subscription:
         filters=Filters(
             resource=entity["resource"],
             source=entity.get("source"),
-            subject=entity.get("subject"),
+            subject=_values(entity, "subjects", "subject"),
             alternativesubject=entity.get("alternativesubject"),
-            type=entity.get("type"),
+            type=_values(entity, "types", "type"),
+            include_subunits=bool(entity.get("includeSubunits")),
         ),
-        status=Status(entity["status"]),
+        status=Status(entity.get("awayStatus") or entity["status"]),
+        home_key=entity.get("homeKey"),
         created=entity["created"],
         secrets=Secrets(
             entity["secret"], entity.get("previousSecret"), entity.get("previousExpires"), entity.get("upcomingSecret")
         ),
         failing_since=entity.get("failingSince"),
+        circuit_opened_at=entity.get("circuitOpenedAt"),
         disabled_reason=entity.get("disabledReason"),
         allowed_rate=entity.get("allowedRate"),
         notification=_notification(entity.get("notification")),
+        ordering=Ordering(entity.get("ordering") or Ordering.NONE),
+        destination=Destination.from_public(json.loads(entity["destination"])) if entity.get("destination") else None,
+        authentication=_authentication(entity.get("authentication"), entity.get("authHeaders")),
     )
+
+
+def _authentication_columns(authentication: EndpointAuthentication | None) -> dict[str, str | None]:
+    if authentication is None:
+        return {"authentication": None, "authHeaders": None}
+    described: dict[str, object] = {"type": authentication.kind.value}
+    if authentication.kind is AuthenticationKind.ENTRA_TOKEN:
+        described["audience"] = authentication.audience
+    else:
+        described["headerNames"] = authentication.header_names
+    values = json.dumps(dict(authentication.headers)) if authentication.headers else None
+    return {"authentication": json.dumps(described), "authHeaders": values}
+
+
+def _authentication(described: str | None, values: str | None) -> EndpointAuthentication | None:
+    if not described:
+        return None
+    document = json.loads(described)
+    kind = AuthenticationKind(document["type"])
+    if kind is AuthenticationKind.ENTRA_TOKEN:
+        return EndpointAuthentication(kind, audience=document["audience"])
+    return EndpointAuthentication(kind, headers=tuple(json.loads(values or "{}").items()))
+
+
+def _values(entity: Mapping[str, Any], listed: str, single: str) -> str | tuple[str, ...] | None:
+    stored = entity.get(listed)
+    return tuple(json.loads(stored)) if stored else entity.get(single)
 
 
 def _notification(stored: str | None) -> NotificationSpec | None:
@@ -144,6 +215,7 @@ class TableSubscriptionStore:
                             "indexKey": subscription.index_key,
                             "listKey": list_key,
                             "identity": identity,
+                            "refs": json.dumps(_ref_keys(subscription)),
                         },
                     ),
                     (
@@ -167,9 +239,34 @@ class TableSubscriptionStore:
             # The owner rows exist but the index entry does not (a create died half-way): finish it.
             row = await self._owners.get_entity(owner, f"i:{existing_id}")
             subscription = replace(subscription, id=existing_id, created=_created_of(row["listKey"]))
+        # Refs before the row: a row found by an identical create is complete (a ref to no row matches nothing).
+        await self._put_refs(subscription)
         with contextlib.suppress(ResourceExistsError):
             await self._index.create_entity(await self._sealed(subscription))
         return subscription, True
+
+    async def _put_refs(self, subscription: Subscription) -> None:
+        await asyncio.gather(
+            *(
+                self._index.upsert_entity(
+                    {
+                        "PartitionKey": escape_key(key),
+                        "RowKey": subscription.id,
+                        "status": REF,
+                        "home": subscription.index_key,
+                    },
+                    mode=UpdateMode.REPLACE,
+                )
+                for key in _ref_keys(subscription)
+            )
+        )
+
+    async def _delete_refs(self, keys: Iterable[str], subscription_id: str) -> None:
+        async def one(key: str) -> None:
+            with contextlib.suppress(ResourceNotFoundError):
+                await self._index.delete_entity(escape_key(key), subscription_id)
+
+        await asyncio.gather(*(one(key) for key in keys))
 
     async def get(self, consumer: str, subscription_id: str) -> Subscription | None:
         try:
@@ -180,12 +277,16 @@ class TableSubscriptionStore:
 
     async def get_by_key(self, index_key: str, subscription_id: str) -> Subscription | None:
         try:
-            return await self._opened(await self._index.get_entity(escape_key(index_key), subscription_id))
+            entity = await self._index.get_entity(escape_key(index_key), subscription_id)
+            if entity.get("status") == REF:  # deliveries carry the row's own key; a ref is followed all the same
+                entity = await self._index.get_entity(escape_key(entity["home"]), subscription_id)
+            return await self._opened(entity)
         except ResourceNotFoundError:
             return None
 
     async def id_range(self, index_key: str, first_id: str, last_id: str) -> list[Subscription]:
-        query = "PartitionKey eq @pk and RowKey ge @first and RowKey le @last"
+        # Other subscriptions' ref rows may share the partition; deliveries name the rows themselves.
+        query = "PartitionKey eq @pk and RowKey ge @first and RowKey le @last and status ne 'ref'"
         parameters = {"pk": escape_key(index_key), "first": first_id, "last": last_id}
         found = [await self._readable(e) async for e in self._index.query_entities(query, parameters=parameters)]
         return [subscription for subscription in found if subscription is not None]
@@ -213,19 +314,29 @@ class TableSubscriptionStore:
             return None
 
     async def delete(self, subscription: Subscription) -> None:
-        # The index entry first: from here on no event matches the subscription.
+        owner = escape_key(subscription.consumer)
+        row: Mapping[str, Any] | None = None
+        with contextlib.suppress(ResourceNotFoundError):
+            row = await self._owners.get_entity(owner, f"i:{subscription.id}")
+        refs = set(_ref_keys(subscription)) | set(json.loads(row.get("refs") or "[]") if row else ())
+        # The refs, then the index entry: from here on no event matches the subscription. A delete that
+        # dies half-way leaves the entry readable, so asking again finishes it.
+        await self._delete_refs(refs - {subscription.index_key}, subscription.id)
         with contextlib.suppress(ResourceNotFoundError):
             await self._index.delete_entity(escape_key(subscription.index_key), subscription.id)
-        owner = escape_key(subscription.consumer)
-        try:
-            row = await self._owners.get_entity(owner, f"i:{subscription.id}")
-        except ResourceNotFoundError:
+        if row is None:
             return
+        pending = row.get("pendingIdentity")
         await submit_transaction(
             self._owners,
             [
                 ("delete", {"PartitionKey": owner, "RowKey": row["listKey"]}),
                 ("delete", {"PartitionKey": owner, "RowKey": f"h:{row['identity']}"}),
+                *(
+                    [("delete", {"PartitionKey": owner, "RowKey": f"h:{pending}"})]
+                    if pending and pending != row["identity"]
+                    else []
+                ),
                 ("delete", {"PartitionKey": owner, "RowKey": f"i:{subscription.id}"}),
             ],
         )
@@ -255,16 +366,136 @@ class TableSubscriptionStore:
             return changed
         raise RuntimeError(f"subscription {subscription_id} kept changing under concurrent updates")
 
-    async def matching(self, index_keys: Sequence[str]) -> Mapping[str, list[Subscription]]:
-        async def partition(key: str) -> tuple[str, list[Subscription]]:
-            query = "PartitionKey eq @pk and status eq 'active'"
-            found = [
-                await self._readable(e)
-                async for e in self._index.query_entities(query, parameters={"pk": escape_key(key)})
-            ]
-            return key, [subscription for subscription in found if subscription is not None]
+    async def revise(
+        self, index_key: str, subscription_id: str, mutate: Callable[[Subscription], Subscription | None]
+    ) -> Subscription | None:
+        """A change of filters, target or settings; the row stays where it is (see the module docstring).
 
-        return dict(await asyncio.gather(*(partition(key) for key in set(index_keys))))
+        The steps, each safe to die after: (1) the owners' ``i:`` row lists every ref row about to be
+        written, and a changed identity is reserved (``h:<new>`` created beside the old one, named in
+        ``pendingIdentity``), which fails if another subscription holds it; (2) the new ref rows are
+        written (a ref matches only what the row's filters match, so until step 3 they match nothing
+        new); (3) the row is replaced under its ETag: the one step that changes what matches and is
+        read; (4) ``_settle``: refs the filters no longer use are deleted, then the old identity row,
+        and ``i:`` lists what is left. A change that died before (3) changed nothing but two owner
+        rows (its reservation, which delete also removes); one that died after it is finished by the
+        next revise of the subscription (a repeated PATCH, whether or not it changes anything)."""
+        for _ in range(20):
+            try:
+                entity = await self._index.get_entity(escape_key(index_key), subscription_id)
+            except ResourceNotFoundError:
+                return None
+            current = await self._opened(entity)
+            owner = escape_key(current.consumer)
+            try:
+                row = await self._owners.get_entity(owner, f"i:{subscription_id}")
+            except ResourceNotFoundError:
+                return None
+            changed = mutate(current)
+            if changed is None:
+                await self._settle(owner, current)
+                return current
+            changed = replace(changed, home_key=current.index_key)  # the row never moves
+            identity = identity_of(changed)
+            tracked = set(json.loads(row.get("refs") or "[]")) | set(_ref_keys(changed))
+            reserve = identity not in (row["identity"], row.get("pendingIdentity"))
+            operations: list[Any] = []
+            if reserve:
+                operations.append(("create", {"PartitionKey": owner, "RowKey": f"h:{identity}", "id": subscription_id}))
+            kept = {k: v for k, v in row.items() if k not in ("refs", "pendingIdentity")}
+            pending = identity if identity != row["identity"] else row.get("pendingIdentity")
+            operations.append(
+                (
+                    "upsert",
+                    {**kept, "refs": json.dumps(sorted(tracked)), "pendingIdentity": pending},
+                    {"mode": UpdateMode.REPLACE},
+                )
+            )
+            try:
+                await submit_transaction(self._owners, operations)
+            except TableTransactionError as error:
+                if not reserve or getattr(error, "error_code", None) != "EntityAlreadyExists":
+                    raise
+                holder = (await self._owners.get_entity(owner, f"h:{identity}"))["id"]
+                if holder != subscription_id:
+                    raise IdenticalExists(holder) from error
+                # Ours already (an earlier change that died): name it pending and go on.
+                operations.pop(0)
+                await submit_transaction(self._owners, operations)
+            await self._put_refs(changed)
+            try:
+                await self._index.update_entity(
+                    await self._sealed(changed),
+                    mode=UpdateMode.REPLACE,
+                    etag=entity.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            except ResourceModifiedError:
+                continue  # changed meanwhile (a validation, a health update): apply the change to the new state
+            except ResourceNotFoundError:
+                return None
+            await self._settle(owner, changed)
+            return changed
+        raise RuntimeError(f"subscription {subscription_id} kept changing under concurrent updates")
+
+    async def _settle(self, owner: str, subscription: Subscription) -> None:
+        """After a change: the ref rows and the identity row follow the stored filters (see ``revise``)."""
+        row = await self._owners.get_entity(owner, f"i:{subscription.id}")
+        # Read again: a change made meanwhile by another request decides which refs are still needed.
+        latest = await self.get_by_key(subscription.index_key, subscription.id) or subscription
+        needed = set(_ref_keys(latest))
+        tracked = set(json.loads(row.get("refs") or "[]"))
+        identity, pending = identity_of(latest), row.get("pendingIdentity")
+        if tracked == needed and not pending:
+            return
+        await self._delete_refs(tracked - needed - {latest.index_key}, latest.id)
+        operations: list[Any] = []
+        stored = row["identity"]
+        if pending and pending != stored:
+            # The reservation became the identity, or it was left by a change that never committed.
+            gone = stored if pending == identity else pending
+            operations.append(("delete", {"PartitionKey": owner, "RowKey": f"h:{gone}"}))
+            stored = identity if pending == identity else stored
+        kept = {k: v for k, v in row.items() if k not in ("refs", "pendingIdentity", "identity")}
+        operations.append(
+            ("upsert", {**kept, "identity": stored, "refs": json.dumps(sorted(needed))}, {"mode": UpdateMode.REPLACE})
+        )
+        await submit_transaction(self._owners, operations)
+
+    async def matching(self, index_keys: Sequence[str]) -> Mapping[str, list[Subscription]]:
+        """Rows are read with their partition; ref rows cost a point read of the row they name (once per
+        call however many partitions name it), and count only when that row is active."""
+        refs: dict[tuple[str, str], Subscription | None] = {}
+
+        async def partition(key: str) -> tuple[str, list[Subscription | tuple[str, str]]]:
+            query = "PartitionKey eq @pk and (status eq 'active' or status eq 'ref')"
+            found: list[Subscription | tuple[str, str]] = []
+            async for entity in self._index.query_entities(query, parameters={"pk": escape_key(key)}):
+                if entity["status"] == REF:
+                    refs[(entity["home"], entity["RowKey"])] = None
+                    found.append((entity["home"], entity["RowKey"]))
+                elif (subscription := await self._readable(entity)) is not None:
+                    found.append(subscription)
+            return key, found
+
+        partitions = await asyncio.gather(*(partition(key) for key in set(index_keys)))
+
+        async def resolve(home: str, subscription_id: str) -> None:
+            # A ref whose row is gone (a delete that died half-way) matches nothing.
+            with contextlib.suppress(ResourceNotFoundError):
+                refs[(home, subscription_id)] = await self._readable(
+                    await self._index.get_entity(escape_key(home), subscription_id)
+                )
+
+        await asyncio.gather(*(resolve(home, sid) for home, sid in list(refs)))
+        result: dict[str, list[Subscription]] = {}
+        for key, found in partitions:
+            result[key] = []
+            for item in found:
+                subscription = refs.get(item) if isinstance(item, tuple) else item
+                if subscription is not None and subscription.status is Status.ACTIVE:
+                    result[key].append(subscription)
+        return result
 
 
 def _created_of(list_key: str) -> datetime:

@@ -16,6 +16,7 @@ from shared.api import (
     health,
     notification_orders,
     sms_reports,
+    subscription_backfills,
     subscriptions,
 )
 from shared.api.dependencies import ServicesProvider
@@ -48,7 +49,7 @@ def create_api(services: ServicesProvider, on_shutdown: Callable[[], Awaitable[N
     )
     api.state.services = services
     install_problem_handlers(api)
-    for module in (health, events_publish, events_read, subscriptions, admin_access):
+    for module in (health, events_publish, events_read, subscriptions, subscription_backfills, admin_access):
         api.include_router(module.router)
     for module in (notification_orders, sms_reports, contacts_admin, dev_outbox):
         api.include_router(module.router)

@@ -62,6 +62,7 @@ async def put_organizations(
                 )
                 for role in o.roles
             ),
+            parent_organization_number=o.parentOrganizationNumber,
         )
         for o in body.organizations
     ]

@@ -38,6 +38,11 @@ class OrganizationIn(_Strict):
     emailAddresses: list[str] = Field(default_factory=list, max_length=100)
     mobileNumbers: list[str] = Field(default_factory=list, max_length=100)
     roles: list[RoleIn] = Field(default_factory=list, max_length=100)
+    parentOrganizationNumber: str | None = Field(
+        default=None,
+        pattern=r"^\d{9}$",
+        description="A subunit's main unit: subscriptions to it with includeSubunits also get this organisation's events",
+    )
 
 
 class PersonsIn(_Strict):

@@ -27,6 +27,24 @@ class Health(_Body):
 # ------------------------------------------------------------------------------- subscriptions
 
 
+class DestinationView(_Body):
+    """An Event Grid topic (``topicEndpoint``) or a Service Bus queue or topic (``namespace``, ``name``)."""
+
+    type: Literal["eventGridTopic", "serviceBusQueue", "serviceBusTopic"]
+    topicEndpoint: str | None = None
+    namespace: str | None = None
+    name: str | None = None
+
+
+class AuthenticationView(_Body):
+    """A bearer token for ``audience`` (``entraToken``), or custom headers, shown by name only."""
+
+    type: Literal["entraToken", "headers"]
+    audience: str | None = None
+    headerNames: list[str] | None = None
+    valuesHidden: bool | None = Field(default=None, description="Always true: header values are never shown")
+
+
 class SubscriptionView(_Body):
     """A subscription; ``secret`` only in the answer that created or rotated it."""
 
@@ -34,19 +52,33 @@ class SubscriptionView(_Body):
     endPoint: str | None = Field(description="The webhook; null for a notification subscription")
     resourceFilter: str
     sourceFilter: str | None
-    subjectFilter: str | None
+    subjectFilter: str | list[str] | None = Field(description="One subject, or a list (sorted) of which any matches")
     alternativeSubjectFilter: str | None
-    typeFilter: str | None
+    typeFilter: str | list[str] | None = Field(
+        description="One type or prefix, or a list (sorted) of which any matches"
+    )
+    includeSubunits: bool = Field(
+        default=False, description="Events about the subject organisations' subunits match too"
+    )
     consumer: str
     createdBy: str
     created: str = Field(description="ISO 8601")
     status: Literal["pending", "active", "disabled"]
+    ordering: Literal["none", "subject"] = Field(
+        default="none", description="`subject`: one subject's events are pushed in log order"
+    )
     disabledReason: str | None = None
     allowedRatePerMinute: int | None = Field(
         default=None, description="The request rate the endpoint granted in the validation handshake"
     )
     notification: dict[str, object] | None = Field(
         default=None, description="The notification a notification subscription orders, as created"
+    )
+    destination: DestinationView | None = Field(
+        default=None, description="The broker a destination subscription publishes to (endPoint is null)"
+    )
+    authentication: AuthenticationView | None = Field(
+        default=None, description="What the endPoint's gateway gets besides the signature; header values never"
     )
     secret: str | None = Field(default=None, description="The signing secret (whsec_…), shown only this once")
 
@@ -95,6 +127,83 @@ class DeadLetterPage(_Body):
 
 class Replayed(_Body):
     replayed: int = Field(description="Dead letters queued again")
+
+
+class SubscriptionTestResult(_Body):
+    """What one test push came to (it is not retried, logged or counted in the health figures)."""
+
+    eventId: str = Field(description="The id of the herald.subscription.test event pushed")
+    webhookId: str = Field(description="Its webhook-id header")
+    at: str = Field(description="ISO 8601: when it was signed and sent")
+    delivered: bool = Field(description="The endpoint answered 2xx")
+    statusCode: int | None = Field(description="The endpoint's answer; null when none came")
+    latencyMs: int
+    error: str | None = Field(description="Why it was not delivered: the connection error, timeout or answer")
+    responseExcerpt: str | None = Field(description="The first 1 KiB of the endpoint's answer")
+
+
+class HealthWindow(_Body):
+    delivered: int = Field(description="Attempts the endpoint answered 2xx")
+    failed: int = Field(description="Attempts that failed: another answer, a timeout, a refused address")
+    successRate: float | None = Field(description="delivered / (delivered + failed); null without attempts")
+    p50LatencyMs: int | None = Field(description="Median answer time, within 10 %; null without answers")
+    p95LatencyMs: int | None = Field(description="95th percentile answer time, within 10 %")
+
+
+class HealthOutcome(_Body):
+    at: str = Field(description="ISO 8601")
+    statusCode: int | None
+    latencyMs: int
+    outcome: str = Field(description="As in the delivery log: delivered, retry, dead, gone, refused")
+    error: str | None = None
+
+
+class CircuitView(_Body):
+    state: Literal["open", "closed"] = Field(
+        description="`open` from when an outbound worker's circuit breaker opened for the endpoint until a push succeeds"
+    )
+    openedAt: str | None = Field(description="ISO 8601")
+
+
+class SubscriptionHealthView(_Body):
+    """Delivery figures of a subscription: counted by each outbound worker and written every few seconds."""
+
+    subscriptionId: str
+    status: Literal["pending", "active", "disabled"]
+    asOf: str = Field(description="ISO 8601")
+    lastHour: HealthWindow = Field(description="From the start of the ten-minute slot an hour ago")
+    lastDay: HealthWindow = Field(description="From the start of the clock hour 24 hours ago")
+    last14Days: HealthWindow = Field(description="From the start of the clock hour 14 days ago")
+    retriesWaiting: int = Field(description="Deliveries queued for a retry and not yet taken")
+    deadLetters: int = Field(description="Dead letters waiting for a replay (counted up to 10,000)")
+    deadLettersCapped: bool = Field(description="true: there are more than `deadLetters`")
+    lastSuccess: HealthOutcome | None
+    lastFailure: HealthOutcome | None
+    failingSince: str | None = Field(description="ISO 8601: every delivery has failed since then")
+    circuit: CircuitView
+
+
+class BackfillView(_Body):
+    """A backfill and its progress."""
+
+    id: str = Field(description="bf_ and 32 hex digits")
+    subscriptionId: str
+    state: Literal["running", "completed", "cancelled", "failed"] = Field(
+        description="`running` until the range is scanned and every matched event was pushed, failed or dropped"
+    )
+    from_: str = Field(alias="from", description="Read cursor: the range begins after it")
+    to: str = Field(description="Read cursor: the range ends with it (follow it with GET /api/v1/events)")
+    position: str = Field(description="Read cursor: how far the scan has come")
+    scanComplete: bool
+    scanned: int = Field(description="Events of the range read so far")
+    matched: int = Field(description="Events that match the filters and the consumer may receive: queued for pushing")
+    unauthorized: int = Field(description="Events that match the filters but the consumer may not receive: not pushed")
+    pushed: int = Field(description="Accepted by the endpoint")
+    failed: int = Field(description="Dead-lettered (replayable), refused, or unauthorized at push time")
+    dropped: int = Field(description="Not pushed: cancelled, or the subscription or event is gone")
+    created: str = Field(description="ISO 8601")
+    updated: str = Field(description="ISO 8601: the scan's last step")
+    reason: str | None = Field(default=None, description="Why it was cancelled or failed")
 
 
 # ------------------------------------------------------------------------------- administration
@@ -171,6 +280,7 @@ class OrganizationView(_Body):
     emailAddresses: list[str]
     mobileNumbers: list[str]
     roles: list[OrganizationRoleView]
+    parentOrganizationNumber: str | None = Field(default=None, description="A subunit's main unit")
 
 
 # ------------------------------------------------------------------------------- notifications

@@ -21,19 +21,28 @@ from shared.api.responses import (
     DeadLetterPage,
     DeliveryPage,
     Replayed,
+    SubscriptionHealthView,
     SubscriptionPage,
+    SubscriptionTestResult,
     SubscriptionView,
 )
-from shared.api.subscription_schemas import SubscriptionRequest, subscription_view
+from shared.api.subscription_schemas import SubscriptionPatch, SubscriptionRequest, subscription_view
 from shared.endpoint_policy import EndpointRefused
 from shared.identity.tokens import Principal
 from shared.notifications.orders import SenderForbidden
+from shared.subscriptions.changes import ChangeRefused
+from shared.subscriptions.model import FilterProblem
+from shared.subscriptions.ports import IdenticalExists
 from shared.subscriptions.service import (
+    NotAWebhook,
     RotatedRecently,
     SubscriptionForbidden,
     SubscriptionNotFound,
     SubscriptionService,
+    TooManyTestPushes,
 )
+from shared.subscriptions.stats import HealthReport, WindowFigures
+from shared.subscriptions.targets import TargetProblem
 
 router = APIRouter(tags=["subscriptions"])
 subscriber = require_scope("events.subscribe")
@@ -76,7 +85,10 @@ def _next_link(request: Request, name: str, token: str | None) -> dict[str, str]
         "The new subscription is `pending` until its endpoint accepts a `platform.events.validatesubscription` event; "
         "the signing secret is returned only here. Creating an identical subscription again returns the existing one (200). "
         "With `notification` instead of `endPoint` (and the scope `notifications.order` too), each matching event "
-        "becomes an email/SMS order to the event's subject; such a subscription is `active` at once and has no secret."
+        "becomes an email/SMS order to the event's subject; such a subscription is `active` at once and has no secret. "
+        "With `destination` instead, events are published to your Azure Event Grid topic or Service Bus queue or "
+        "topic, with Herald's managed identity; `authentication` gives an `endPoint`'s gateway a bearer token as "
+        "Herald or custom headers (docs/push-targets.md)."
     ),
     response_model=SubscriptionView,
     response_description="The new subscription, with its secret",
@@ -109,9 +121,15 @@ async def create_subscription(
             raise refused_problem(error) from error
     try:
         subscription, secret, created = await service.create(
-            principal.subject, body.filters(), endpoint=body.end_point, notification=spec
+            principal.subject,
+            body.filters(),
+            endpoint=body.end_point,
+            notification=spec,
+            ordering=body.ordering,
+            destination=body.destination_value(),
+            authentication=body.authentication_value(),
         )
-    except EndpointRefused as error:
+    except (EndpointRefused, TargetProblem) as error:
         raise Problem(400, "Bad Request", str(error), kind="endpoint-refused") from error
     except SubscriptionForbidden as error:
         raise Problem(403, "Forbidden", str(error), kind="subscribe-forbidden") from error
@@ -152,6 +170,68 @@ async def get_subscription(
 ) -> JSONResponse:
     with _own(subscription_id):
         subscription = await (await _service(request)).get(principal.subject, subscription_id)
+    return JSONResponse(subscription_view(subscription))
+
+
+@router.patch(
+    "/api/v1/subscriptions/{subscription_id}",
+    summary="Change a subscription",
+    description=(
+        "Changes filters (`null` clears an optional one), `endPoint`, `ordering` or a notification subscription's "
+        "`notification`; the fields left out stay as they are. The result is checked as a create is, and applies "
+        "to the next event matched. A new `endPoint` makes the subscription `pending`: it receives nothing, "
+        "queued deliveries included, until it has accepted a `platform.events.validatesubscription` event, sent "
+        "a few seconds after the change. Changing `notification` needs the scope `notifications.order` too."
+    ),
+    response_model=SubscriptionView,
+    responses={
+        **problems(404, 503),
+        400: {"description": "Invalid change, filters that could never match, or an endpoint Herald may not call"},
+        403: {"description": "The token lacks a scope, or the consumer may not subscribe with the new filters"},
+        409: {"description": "The change would make it identical to another of your subscriptions"},
+    },
+)
+async def change_subscription(
+    request: Request,
+    subscription_id: SubscriptionId,
+    body: Annotated[SubscriptionPatch, Body()],
+    principal: Principal = Depends(subscriber),
+) -> JSONResponse:
+    service = await _service(request)
+    change = body.change()
+    with _own(subscription_id):
+        await service.get(principal.subject, subscription_id)  # another consumer's is a 404 before anything else
+        if change.notification is not None:
+            if NOTIFICATION_SCOPE not in principal.scopes:
+                raise Problem(
+                    403,
+                    "Forbidden",
+                    f"a notification subscription orders notifications: the token also needs the scope "
+                    f"'{NOTIFICATION_SCOPE}'",
+                    kind="insufficient-scope",
+                )
+            spec = change.notification
+            try:
+                notifications = (await use_cases(request)).notifications
+                await notifications.orders.check_senders(principal.subject, spec.email_template, spec.sms_template)
+            except SenderForbidden as error:
+                raise refused_problem(error) from error
+        try:
+            subscription = await service.update(principal.subject, subscription_id, change)
+        except (ChangeRefused, FilterProblem) as error:
+            raise Problem(400, "Bad Request", f"{error}; nothing changed", kind="change-refused") from error
+        except (EndpointRefused, TargetProblem) as error:
+            raise Problem(400, "Bad Request", str(error), kind="endpoint-refused") from error
+        except SubscriptionForbidden as error:
+            raise Problem(403, "Forbidden", str(error), kind="subscribe-forbidden") from error
+        except IdenticalExists as error:
+            raise Problem(
+                409,
+                "Conflict",
+                f"the change would make it identical to your subscription {error.existing_id}; nothing changed",
+                kind="subscription-exists",
+                extensions={"existingId": error.existing_id},
+            ) from error
     return JSONResponse(subscription_view(subscription))
 
 
@@ -262,6 +342,95 @@ async def deliveries(
         attempts, token = await (await _service(request)).deliveries(principal.subject, subscription_id, size, before)
     body = {"count": len(attempts), "deliveries": [_json(asdict(attempt)) for attempt in attempts]}
     return JSONResponse(body, headers=_next_link(request, "before", token))
+
+
+def _not_a_webhook(error: NotAWebhook) -> Problem:
+    return Problem(409, "Conflict", str(error), kind="not-a-webhook")
+
+
+@router.post(
+    "/api/v1/subscriptions/{subscription_id}/test",
+    summary="Push a test event to the endpoint now",
+    response_model=SubscriptionTestResult,
+    responses={
+        **problems(404, 429),
+        409: {"description": "A notification subscription: there is no webhook to push to"},
+    },
+    description=(
+        "Signs and pushes a `herald.subscription.test` event to the subscription's endpoint at once, whatever its "
+        "status, and answers with the attempt: status code, latency and error. The push is neither retried nor "
+        "logged, and the health figures do not count it. At most 10 in a row per subscription, then one every 6 s."
+    ),
+)
+async def test_push(
+    request: Request, subscription_id: SubscriptionId, principal: Principal = Depends(subscriber)
+) -> JSONResponse:
+    try:
+        with _own(subscription_id):
+            report = await (await _service(request)).test_push(principal.subject, subscription_id)
+    except NotAWebhook as error:
+        raise _not_a_webhook(error) from error
+    except TooManyTestPushes as error:
+        raise Problem(
+            429, "Too Many Requests", f"{error}; nothing was pushed", kind="test-push-limited",
+            headers={"Retry-After": str(error.retry_after_seconds)},
+        ) from error  # fmt: skip
+    return JSONResponse(_json(asdict(report)))
+
+
+@router.get(
+    "/api/v1/subscriptions/{subscription_id}/health",
+    summary="Delivery health of the last hour, day and 14 days",
+    response_model=SubscriptionHealthView,
+    responses={
+        **problems(404),
+        409: {"description": "A notification subscription: there are no pushes to report on"},
+    },
+    description=(
+        "Delivered and failed attempts, success rate and p50/p95 latency per window; deliveries waiting for a "
+        "retry; dead letters; the last success and failure; the circuit state. Outbound workers write their "
+        "counts every few seconds, so the newest attempts may be missing for that long."
+    ),
+)
+async def subscription_health(
+    request: Request, subscription_id: SubscriptionId, principal: Principal = Depends(subscriber)
+) -> JSONResponse:
+    try:
+        with _own(subscription_id):
+            report = await (await _service(request)).health(principal.subject, subscription_id)
+    except NotAWebhook as error:
+        raise _not_a_webhook(error) from error
+    return JSONResponse(_health_json(report))
+
+
+def _health_json(report: HealthReport) -> dict[str, Any]:
+    subscription = report.subscription
+
+    def window(figures: WindowFigures) -> dict[str, Any]:
+        return {
+            "delivered": figures.delivered,
+            "failed": figures.failed,
+            "successRate": figures.success_rate,
+            "p50LatencyMs": figures.p50_ms,
+            "p95LatencyMs": figures.p95_ms,
+        }
+
+    opened = subscription.circuit_opened_at
+    return {
+        "subscriptionId": subscription.id,
+        "status": subscription.status.value,
+        "asOf": report.as_of.isoformat(),
+        "lastHour": window(report.last_hour),
+        "lastDay": window(report.last_day),
+        "last14Days": window(report.last_14_days),
+        "retriesWaiting": report.retries_waiting,
+        "deadLetters": report.dead_letters,
+        "deadLettersCapped": report.dead_letters_capped,
+        "lastSuccess": _json(asdict(report.last_success)) if report.last_success else None,
+        "lastFailure": _json(asdict(report.last_failure)) if report.last_failure else None,
+        "failingSince": subscription.failing_since.isoformat() if subscription.failing_since else None,
+        "circuit": {"state": report.circuit, "openedAt": opened.isoformat() if opened else None},
+    }
 
 
 def _json(record: dict[str, Any]) -> dict[str, Any]:

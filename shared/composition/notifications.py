@@ -145,6 +145,7 @@ def build_notifications(
         status_outbox=outbox,
         sender_grants=SenderGrantAdmin(sender_grants),
         contacts=ContactAdmin(contacts),
+        registry=registry,
         dev_outbox=sink,
         closables=(email, sms),
     )

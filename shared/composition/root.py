@@ -8,9 +8,11 @@ from dataclasses import dataclass
 
 from azure.data.tables.aio import TableServiceClient
 
+from shared.adapters.table_backfills import TableBackfillStore
 from shared.adapters.table_checkpoints import TableCheckpoints
 from shared.adapters.table_dead_letters import TableDeadLetterStore
 from shared.adapters.table_delivery_log import TableDeliveryLog
+from shared.adapters.table_delivery_stats import TableDeliveryStats
 from shared.adapters.table_event_log import TableEventLog
 from shared.adapters.table_subscription_store import TableSubscriptionStore
 from shared.adapters.tables import table_service
@@ -19,6 +21,7 @@ from shared.clock import Clock, SystemClock
 from shared.composition.events import build_events
 from shared.composition.identity import build_identity
 from shared.composition.notifications import build_notifications
+from shared.composition.push_targets import PushTargets, build_push_targets
 from shared.composition.storage import bus_for
 from shared.composition.subscriptions import build_subscriptions
 from shared.config import Settings, settings
@@ -44,6 +47,9 @@ class Stores:
     subscription_store: TableSubscriptionStore
     delivery_log: TableDeliveryLog
     dead_letters: TableDeadLetterStore
+    backfills: TableBackfillStore
+    delivery_stats: TableDeliveryStats
+    push_targets: PushTargets
 
 
 @dataclass
@@ -52,8 +58,10 @@ class Herald:
     stores: Stores
 
     async def close(self) -> None:
+        await self.services.outbound.close()  # its delivery statistics, while storage is still open
         await self.services.notifications.close()
         await self.stores.webhooks.close()
+        await self.stores.push_targets.close()
         await self.stores.bus.close()
         await self.stores.tables.close()
 
@@ -65,20 +73,31 @@ def build_herald(
     webhooks: WebhookClient | None = None,
     tables: TableServiceClient | None = None,
     bus: Bus | None = None,
+    push_targets: PushTargets | None = None,
 ) -> Herald:
-    """A host may pass its own clock, webhook client, table service or bus: benchmarks pass
-    instrumented clients that count storage operations. The clock drives subscriptions (retries,
+    """A host may pass its own clock, webhook client, table service, bus or push targets (tokens and
+    broker destinations): benchmarks pass instrumented clients that count storage operations. The clock drives subscriptions (retries,
     health, delivery-log retention); the event log's timers and notifications keep the wall clock,
     and tests that move notification time build that feature with their own clock."""
     clock = clock or SystemClock()
     tables = tables or table_service(config)
     bus = bus or bus_for(config)
     webhooks = webhooks or AiohttpWebhookClient(allow_loopback=config.local)
+    push_targets = push_targets or build_push_targets(config)
     identity = build_identity(config, tables)
     events = build_events(config, tables, bus, identity.authorizer)
     notifications = build_notifications(config, tables, bus, events.publisher, publishing=identity.authorizer)
     subscriptions = build_subscriptions(
-        config, tables, bus, clock, webhooks, identity=identity, events=events, orders=notifications.orders
+        config,
+        tables,
+        bus,
+        clock,
+        webhooks,
+        identity=identity,
+        events=events,
+        orders=notifications.orders,
+        registry=notifications.registry,
+        push_targets=push_targets,
     )
     services = Services(
         settings=config,
@@ -93,6 +112,9 @@ def build_herald(
         fanout=subscriptions.fanout,
         outbound=subscriptions.outbound,
         notifier=subscriptions.notifier,
+        backfills=subscriptions.backfills,
+        backfill_pushes=subscriptions.backfill_pushes,
+        ordered_lanes=subscriptions.ordered_lanes,
         notifications=notifications,
     )
     stores = Stores(
@@ -107,6 +129,9 @@ def build_herald(
         subscription_store=subscriptions.store,
         delivery_log=subscriptions.delivery_log,
         dead_letters=subscriptions.dead_letters,
+        backfills=subscriptions.backfill_store,
+        delivery_stats=subscriptions.delivery_stats,
+        push_targets=push_targets,
     )
     return Herald(services=services, stores=stores)
 

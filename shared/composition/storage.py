@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from shared.adapters.storage_queue_bus import StorageQueueBus, dead_letter_queue_name
 from shared.adapters.table_authorization import POLICIES_TABLE, ROLES_TABLE
+from shared.adapters.table_backfills import BACKFILLS_TABLE
 from shared.adapters.table_checkpoints import STATE_TABLE
 from shared.adapters.table_contacts import CONTACTS_TABLE
 from shared.adapters.table_dead_letters import DEAD_LETTERS_TABLE
@@ -12,6 +13,7 @@ from shared.adapters.table_dead_reports import REPORTS_TABLE
 from shared.adapters.table_event_log import EVENTS_TABLE, RESOURCES_TABLE
 from shared.adapters.table_notifications import NOTIFICATIONS_TABLE
 from shared.adapters.table_order_governance import TABLES as ORDER_GOVERNANCE_TABLES
+from shared.adapters.table_ordered_lanes import LANES_TABLE
 from shared.adapters.table_orders import ORDERS_TABLE
 from shared.adapters.table_publish_limits import PUBLISH_LIMITS_TABLE
 from shared.adapters.table_send_pause import PAUSE_TABLE
@@ -22,6 +24,7 @@ from shared.events.dispatch import INBOUND_QUEUE
 from shared.events.ingest import EVENTGRID_QUEUE
 from shared.messaging import Bus
 from shared.notifications.messages import QUEUES as NOTIFICATION_QUEUES
+from shared.subscriptions.backfill import BACKFILL_PUSH_QUEUE, BACKFILL_QUEUE
 from shared.subscriptions.messages import NOTIFY_QUEUE, OUTBOUND_QUEUE, RETRY_QUEUE, VALIDATION_QUEUE
 
 # The delivery log's day tables (deliveries<day>) are created as days begin, so they are not listed.
@@ -38,6 +41,8 @@ TABLES: tuple[str, ...] = (
     INDEX_TABLE,
     OWNERS_TABLE,
     DEAD_LETTERS_TABLE,
+    BACKFILLS_TABLE,
+    LANES_TABLE,
     # notifications: orders, notifications (with their status-event outbox), dead reports, send pause,
     # contacts, then sender grants and notification counters
     ORDERS_TABLE,
@@ -57,6 +62,8 @@ QUEUES: tuple[str, ...] = (
     *NOTIFICATION_QUEUES,  # notifications-orders, notifications-email, notifications-sms
     NOTIFY_QUEUE,  # notification subscriptions' deliveries (functions/notify.py)
     EVENTGRID_QUEUE,  # CloudEvents the Event Grid custom topic routes in (functions/eventgrid_ingest.py)
+    BACKFILL_QUEUE,  # turns of running backfills (functions/backfill.py)
+    BACKFILL_PUSH_QUEUE,  # backfilled deliveries and their retries (functions/backfill.py)
 )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from shared.events.cursor import CursorExpired, CursorInvalid
@@ -114,6 +115,32 @@ class EventReader:
             for k, allowed in zip(candidates, await permit([attributes[k] for k in candidates]), strict=True):
                 visible[k] = allowed
         return visible
+
+    async def check_cursor(self, resource: str, after: Position) -> None:
+        """Raises ``CursorInvalid`` or ``CursorExpired`` as ``read`` would for this cursor."""
+        await self._check_start(resource, after, await anext(self._log.scan(resource, after.seq, want_events=1), None))
+
+    async def head(self, resource: str) -> Position:
+        """The position after every event stored now: a cursor there sees only later events."""
+        return Position(await self._log.last_seq(resource) + 1, -1)
+
+    async def position_at(self, resource: str, moment: datetime) -> Position:
+        """A cursor before the first event stored at or after ``moment``: its first row by storage time.
+
+        Rows are stored in sequence order, so a binary search over the sequence finds it in a few
+        point reads. Retention removes a prefix only, so a missing row lies before the moment."""
+        low = await self._log.first_seq(resource)
+        high = await self._log.last_seq(resource) + 1
+        if low is None:
+            return Position(high, -1)
+        while low < high:
+            middle = (low + high) // 2
+            found = await self._log.rows_by_seq(resource, [middle])
+            if found and found[0].stored_at >= moment:
+                high = middle
+            else:
+                low = middle + 1
+        return Position(low, -1)
 
     async def _oldest(self, resource: str) -> Position:
         first = await self._log.first_seq(resource)

@@ -68,6 +68,8 @@ class Organization:
     email_addresses: tuple[str, ...] = ()
     mobile_numbers: tuple[str, ...] = ()
     roles: tuple[Role, ...] = ()
+    # A subunit's main unit (Enhetsregisteret's "overordnet enhet"); None for a main unit or when unknown.
+    parent_organization_number: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -79,6 +81,7 @@ class Organization:
                 {"name": role.name, "resources": list(role.resources), "holders": [h.to_json() for h in role.holders]}
                 for role in self.roles
             ],
+            "parentOrganizationNumber": self.parent_organization_number,
         }
 
     @classmethod
@@ -96,6 +99,7 @@ class Organization:
                 )
                 for role in data.get("roles") or ()
             ),
+            parent_organization_number=data.get("parentOrganizationNumber"),
         )
 
 

@@ -36,6 +36,11 @@ class Delivery:
     first_attempt_at: datetime | None = None
     # Set by fan-out for notification subscriptions: routed to their own queue. Not carried in messages.
     notify: bool = False
+    # The backfill that queued it (shared/subscriptions/backfill.py); its retries keep it.
+    backfill: str | None = None
+    # The ordered lane (subject hash) it is the head of, for ``ordering: subject`` subscriptions
+    # (shared/subscriptions/ordering.py); carried in messages, so its settle advances the lane.
+    lane: str | None = None
 
     @property
     def member(self) -> str:
@@ -44,7 +49,15 @@ class Delivery:
 
     def retried(self, attempt: int, first_attempt_at: datetime) -> Delivery:
         return Delivery(
-            self.subscription_key, self.subscription_id, self.resource, self.seq, self.index, attempt, first_attempt_at
+            self.subscription_key,
+            self.subscription_id,
+            self.resource,
+            self.seq,
+            self.index,
+            attempt,
+            first_attempt_at,
+            backfill=self.backfill,
+            lane=self.lane,
         )
 
 

@@ -149,6 +149,12 @@ class EndpointGuard:
         remaining = self._state(endpoint_of(url)).open_until - self._clock()
         return remaining if remaining > 0 else _PROBATION_SECONDS
 
+    def circuit_open(self, url: str) -> bool:
+        """Whether this process's breaker for the endpoint has opened and no request has succeeded since
+        (open, or waiting for its trial request to succeed)."""
+        state = self._states.get(endpoint_of(url))
+        return state is not None and state.consecutive_failures >= self._threshold
+
     def may_hold(self, url: str, ticket: int) -> bool:
         """Whether an admitted request still unanswered after the patience may go on holding its
         handler: within its endpoint's share and the budget of all slow requests. Asked once per

@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.messaging import OutgoingMessage
 from shared.subscriptions.delivery import Delivery
@@ -29,13 +29,32 @@ class DeliveryBatch(BaseModel):
 
     # [subscription key, subscription id, resource, seq, index, attempt, first attempt (epoch ms) or 0]
     d: list[tuple[str, str, str, int, int, int, int]] = Field(min_length=1)
+    # The backfill these deliveries belong to; absent for live pushes (so their messages are unchanged).
+    b: str | None = Field(default=None, min_length=1, max_length=64)
+    # Per delivery of ``d``, the ordered lane it heads ("" for none); absent when no delivery is ordered.
+    o: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _lanes_align(self) -> DeliveryBatch:
+        if self.o is not None and len(self.o) != len(self.d):
+            raise ValueError("o names one lane (or none) per delivery")
+        return self
 
     def deliveries(self) -> list[Delivery]:
+        lanes = self.o or [""] * len(self.d)
         return [
             Delivery(
-                key, sid, resource, seq, index, attempt, datetime.fromtimestamp(first / 1000, UTC) if first else None
+                key,
+                sid,
+                resource,
+                seq,
+                index,
+                attempt,
+                datetime.fromtimestamp(first / 1000, UTC) if first else None,
+                backfill=self.b,
+                lane=lane or None,
             )
-            for key, sid, resource, seq, index, attempt, first in self.d
+            for (key, sid, resource, seq, index, attempt, first), lane in zip(self.d, lanes, strict=True)
         ]
 
 
@@ -54,7 +73,11 @@ def delivery_message(
     the second deferral of the same deliveries within the detection window would be dropped and
     the deliveries lost.
     """
+    backfills = {d.backfill for d in deliveries}
+    if len(backfills) > 1:
+        raise ValueError("a message carries the deliveries of one backfill at most")
     batch = DeliveryBatch(
+        b=backfills.pop() if backfills else None,
         d=[
             (
                 d.subscription_key,
@@ -66,9 +89,10 @@ def delivery_message(
                 int(d.first_attempt_at.timestamp() * 1000) if d.first_attempt_at else 0,
             )
             for d in deliveries
-        ]
+        ],
+        o=[d.lane or "" for d in deliveries] if any(d.lane for d in deliveries) else None,
     )
-    body = batch.model_dump_json().encode()
+    body = batch.model_dump_json(exclude_none=True).encode()
     distinct = "|".join(moment.isoformat() for moment in (deliver_at, occasion) if moment is not None)
     message_id = hashlib.sha256(body + distinct.encode()).hexdigest()[:40]
     return OutgoingMessage(body=body, message_id=message_id, deliver_at=deliver_at, application_properties=trace or {})

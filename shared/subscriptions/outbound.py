@@ -24,6 +24,7 @@ from shared.events.log import EventLog
 from shared.identity.authorization import Action, Authorizer, event_request
 from shared.messaging import Bus
 from shared.subscriptions.delivery import (
+    EXPIRED,
     REFUSED,
     Decision,
     Delivery,
@@ -36,23 +37,31 @@ from shared.subscriptions.endpoint_guard import EndpointGuard
 from shared.subscriptions.health import SubscriptionHealth
 from shared.subscriptions.messages import MAX_DELIVERIES_PER_MESSAGE, RETRY_QUEUE, delivery_message
 from shared.subscriptions.model import SUBSCRIPTION_CACHE_SECONDS, Status, Subscription
+from shared.subscriptions.ordering import OrderedLanes
 from shared.subscriptions.ports import (
     Attempt,
     DeadLetter,
     DeadLetterStore,
     DeliveryLog,
+    DestinationClient,
+    Final,
     Settled,
+    SettleListener,
     SubscriptionStore,
+    TokenSource,
     WebhookClient,
     WebhookResponse,
 )
 from shared.subscriptions.push import Pusher
+from shared.subscriptions.stats import DeliveryStats
+from shared.subscriptions.targets import DestinationKind
 
 log = logging.getLogger(__name__)
 
 _RANGE_READ_FROM = 3  # ids of one partition in a message from which one range query beats point reads
 _SETTLE_WAVE_SECONDS = 0.2  # endpoints finishing within this of each other are settled together
 _ROWS_CACHED = 256  # log rows the worker keeps between messages (not a limit on a message's deliveries)
+_PENDING_WAIT_SECONDS = 30.0  # a delivery to a subscription being validated is looked at again after this
 
 
 @dataclass(frozen=True)
@@ -101,7 +110,22 @@ class OutboundWorker:
         origin: str,
         authorizer: Authorizer,
         trace: Callable[[], dict[str, str]] = dict,
+        retry_queue: str = RETRY_QUEUE,
+        listener: SettleListener | None = None,
+        in_order: bool = False,
+        stats: DeliveryStats | None = None,
+        destinations: Mapping[DestinationKind, DestinationClient] | None = None,
+        tokens: TokenSource | None = None,
+        lanes: OrderedLanes | None = None,
     ) -> None:
+        """``retry_queue``: where retries and deferrals go (backfill keeps its own off the live path);
+        ``listener``: told of final outcomes (backfill progress); ``in_order``: a message's pushes to an
+        endpoint go one after another, in the message's order (backfill), not as many at once as the guard admits."""
+        self._retry_queue = retry_queue
+        self._listener = listener
+        self._lanes = lanes  # ``ordering: subject``: a lane's next entry goes once its head is settled for good
+        self._in_order = in_order
+        self._stats = stats  # per-subscription figures for GET …/health
         self._authorizer = authorizer
         self._store = store
         self._event_log = event_log
@@ -112,7 +136,16 @@ class OutboundWorker:
         self._health = health
         self._clock = clock
         self._policy = policy
-        self._pusher = Pusher(client=client, clock=clock, policy=policy, origin=origin, timeout_seconds=timeout_seconds)
+        # ``destinations`` and ``tokens``: brokers and gateway tokens (shared/subscriptions/targets.py).
+        self._pusher = Pusher(
+            client=client,
+            clock=clock,
+            policy=policy,
+            origin=origin,
+            timeout_seconds=timeout_seconds,
+            destinations=destinations,
+            tokens=tokens,
+        )
         self._trace = trace
         self._rows = _RowCache()
         self._subscriptions: dict[tuple[str, str], tuple[float, Subscription | None]] = {}
@@ -127,17 +160,25 @@ class OutboundWorker:
             deliveries = await self._not_yet_settled(message_id, deliveries)
             if not deliveries:
                 return
+        if self._stats is not None:  # only a delivery taken from the retry queue has a first attempt
+            await self._stats.taken((d.subscription_id, d.first_attempt_at) for d in deliveries if d.first_attempt_at)
         events = await self._events(deliveries)
         subscriptions = await self._subscriptions_for(deliveries)
         by_endpoint: dict[str, list[tuple[Delivery, Subscription]]] = defaultdict(list)
         results: list[_Result] = []
         active: list[tuple[Delivery, Subscription]] = []
+        waiting: list[tuple[Delivery, Subscription]] = []
         for delivery in deliveries:
             subscription = subscriptions.get((delivery.subscription_key, delivery.subscription_id))
-            if subscription is None or subscription.status is not Status.ACTIVE:
+            if subscription is not None and subscription.status is Status.PENDING:
+                # Its (new) endpoint is being validated: nothing goes there before; it waits, not lost.
+                waiting.append((delivery, subscription))
+            elif subscription is None or subscription.status is not Status.ACTIVE:
                 results.append(_Result(delivery, subscription))  # deleted or disabled since it matched
             else:
                 active.append((delivery, subscription))
+        if waiting:
+            results.extend(self._deferred(waiting, _PENDING_WAIT_SECONDS, _attributes_of(waiting, events)))
         attributes = _attributes_of(active, events)
         allowed = await self._authorized(active, attributes)
         for (delivery, subscription), permitted in zip(active, allowed, strict=True):
@@ -237,6 +278,8 @@ class OutboundWorker:
                         results.extend(self._deferred(pending, self._guard.retry_in(endpoint), attributes))
                         pending = []
                         break
+                    if self._in_order and running:
+                        break  # the next one starts when this one is answered
                     delivery, subscription = pending[0]
                     admission = self._guard.admit(endpoint, subscription.allowed_rate)
                     if admission.admitted:
@@ -279,6 +322,7 @@ class OutboundWorker:
                         result.decision is not None
                         and result.decision.verdict is not Verdict.DELIVERED
                         and result.decision.outcome != REFUSED  # the address, not the endpoint's health
+                        and not _refused_by_subject(result.delivery, result.attempt)
                     )
                     results.append(result)
         finally:
@@ -402,10 +446,9 @@ class OutboundWorker:
                 raise
 
         pushed = await self._pusher.push(
-            subscription.endpoint,
+            subscription,
             message_id,
             row[delivery.index],
-            subscription.secrets,
             attempt=delivery.attempt,
             first_attempt_at=delivery.first_attempt_at,
             await_answer=within_patience,
@@ -415,8 +458,10 @@ class OutboundWorker:
         self._guard.release(
             subscription.endpoint,
             ticket,
-            # A refused address says nothing about how the endpoint answers.
-            success=None if response.refused is not None else decision.verdict is Verdict.DELIVERED,
+            # A refused address says nothing about how the endpoint answers, nor does a stuck lane's refusal.
+            success=None
+            if response.refused is not None or _refused_by_subject(delivery, response.status)
+            else decision.verdict is Verdict.DELIVERED,
             latency_seconds=response.latency_ms / 1000,
         )
         attempt = Attempt(
@@ -484,7 +529,7 @@ class OutboundWorker:
             for start in range(0, len(group), MAX_DELIVERIES_PER_MESSAGE):
                 batch = group[start : start + MAX_DELIVERIES_PER_MESSAGE]
                 await self._bus.send(
-                    RETRY_QUEUE, [delivery_message(batch, deliver_at=due, trace=trace, occasion=settled_at)]
+                    self._retry_queue, [delivery_message(batch, deliver_at=due, trace=trace, occasion=settled_at)]
                 )
         if dead:
             await self._dead_letters.add(dead)
@@ -494,8 +539,18 @@ class OutboundWorker:
             if message_id is not None and results
             else None
         )
+        if self._listener is not None:  # before the settle is recorded: a crash between tells it again
+            await self._listener.settled(message_id, [(r.delivery, f) for r in results if (f := _final(r))])
         if attempts or settled:
             await self._delivery_log.record(attempts, settled)
+        if self._lanes is not None and any(r.delivery.lane for r in results):
+            # After the record: a redelivered message then never pushes a lane's head again once its
+            # successor was claimed. Retried heads keep their lanes waiting, with the due time noted.
+            await self._lanes.settled(
+                [r.delivery for r in results if r.delivery.lane and _final(r) is not None],
+                [(d, due) for due, group in retries.items() for d in group if d.lane],
+                trace,
+            )
         await self._health.observe(
             [
                 (r.subscription, r.decision.verdict)
@@ -503,6 +558,26 @@ class OutboundWorker:
                 if r.subscription is not None and r.decision is not None
             ]
         )
+        await self._health.circuits_opened(
+            [
+                r.subscription
+                for r in results
+                if r.subscription and _failed(r) and self._guard.circuit_open(r.subscription.endpoint)
+            ]
+        )
+        if dead:
+            subscriptions = {r.subscription.id: r.subscription for r in results if r.subscription is not None}
+            await self._health.exhausted([(s, d) for d in dead if (s := subscriptions.get(d.subscription_id))])
+        if self._stats is not None:
+            await self._stats.settled(
+                [(r.attempt, r.decision.verdict is Verdict.DELIVERED) for r in results if r.attempt and r.decision],
+                [(d.subscription_id, d.first_attempt_at or settled_at) for group in retries.values() for d in group],
+            )
+
+    async def close(self) -> None:
+        """Writes what the statistics hold (the host stops)."""
+        if self._stats is not None:
+            await self._stats.close()
 
 
 _Attributes = dict[tuple[str, int, int], Mapping[str, Any]]
@@ -528,6 +603,36 @@ def _attributes_of(
             body = row[delivery.index] if row is not None and delivery.index < len(row) else b"{}"
             parsed[position] = json.loads(body) or {"resource": delivery.resource}
     return parsed
+
+
+def _failed(result: _Result) -> bool:
+    """An attempt reached the endpoint and failed (not a refused address, not a delivery expired unsent)."""
+    decision = result.decision
+    return (
+        result.attempt is not None
+        and decision is not None
+        and decision.verdict is not Verdict.DELIVERED
+        and decision.outcome not in (REFUSED, EXPIRED)
+    )
+
+
+def _refused_by_subject(delivery: Delivery, answer: Attempt | int | None) -> bool:
+    """An ordered lane's head, tried again, answered with an error: the endpoint is up and refuses this
+    subject's event, which says nothing of how it takes other subjects' pushes (their lanes go on).
+    Its lane is paced by the retry schedule; a timeout or 429/503 still counts against the endpoint."""
+    status = answer.status_code if isinstance(answer, Attempt) else answer
+    return delivery.lane is not None and delivery.attempt > 1 and status is not None and status not in (429, 503)
+
+
+def _final(result: _Result) -> Final | None:
+    """How the delivery ended, or None while it goes on (retried or deferred)."""
+    if result.deferred_until is not None:
+        return None
+    if result.decision is None:
+        return Final.FAILED if result.attempt is not None else Final.DROPPED  # unauthorized, or gone
+    if result.decision.verdict is Verdict.DELIVERED:
+        return Final.PUSHED
+    return None if result.decision.verdict is Verdict.RETRY else Final.FAILED
 
 
 def _event_id(attributes: Mapping[str, Any]) -> str:

@@ -7,15 +7,18 @@ import json
 import logging
 import math
 import uuid
-from dataclasses import replace
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from shared.clock import Clock
 from shared.endpoint_policy import EndpointPolicy
 from shared.events.model import format_time
 from shared.identity.authorization import AccessRequest, Action, Authorizer
+from shared.identity.rate_limit import LeasedTokenBuckets
 from shared.messaging import Bus
-from shared.notifications.event_orders import NotificationSpec
+from shared.notifications.event_orders import NotificationSpec, spec_problems
+from shared.subscriptions.changes import ChangeRefused, SubscriptionChange
 from shared.subscriptions.delivery import Delivery, RetryPolicy, Verdict
 from shared.subscriptions.health import SubscriptionHealth
 from shared.subscriptions.messages import (
@@ -29,6 +32,7 @@ from shared.subscriptions.messages import (
 from shared.subscriptions.model import (
     SUBSCRIPTION_CACHE_SECONDS,
     Filters,
+    Ordering,
     Secrets,
     Status,
     Subscription,
@@ -40,10 +44,22 @@ from shared.subscriptions.ports import (
     DeadLetter,
     DeadLetterStore,
     DeliveryLog,
+    DeliveryStatsStore,
+    DestinationClient,
     SubscriptionStore,
+    TokenSource,
     WebhookClient,
 )
 from shared.subscriptions.push import Pusher
+from shared.subscriptions.stats import DEAD_LETTERS_COUNTED, HealthReport, health_report, history_start
+from shared.subscriptions.targets import (
+    Destination,
+    DestinationKind,
+    EndpointAuthentication,
+    TargetProblem,
+    check_topic_endpoint,
+    target_identity,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +68,8 @@ SECRET_OVERLAP = timedelta(hours=24)
 # A worker may sign with a subscription it read before a rotation, for a few seconds: with the secret
 # that rotation shows, never with the one a second rotation would. So rotations are this far apart.
 ROTATION_SPACING = timedelta(seconds=6 * SUBSCRIPTION_CACHE_SECONDS)
+# A changed endpoint is validated this long after the change (see ``update``).
+ENDPOINT_SETTLE = timedelta(seconds=SUBSCRIPTION_CACHE_SECONDS + 0.5)
 
 
 class SubscriptionNotFound(Exception):
@@ -68,6 +86,37 @@ class RotatedRecently(Exception):
 
 class SubscriptionForbidden(Exception):
     """The resource's policy does not let the consumer subscribe with these filters."""
+
+
+class NotAWebhook(Exception):
+    """A notification subscription: it has no webhook to push a test event to or to report on."""
+
+
+class TooManyTestPushes(Exception):
+    def __init__(self, wait_seconds: float) -> None:
+        self.retry_after_seconds = max(1, math.ceil(wait_seconds))
+        super().__init__(f"test pushes are limited; push again in {self.retry_after_seconds} s")
+
+
+TEST_EVENT_TYPE = "herald.subscription.test"
+# A test push checks a receiver; it is not a way to send Herald's requests at will: 10 at once, then
+# one every 6 s, per subscription, across instances.
+TEST_PUSH_BURST = 10
+TEST_PUSHES_PER_SECOND = 1 / 6
+
+
+@dataclass(frozen=True)
+class PushReport:
+    """What one test push came to."""
+
+    event_id: str
+    webhook_id: str
+    at: datetime
+    delivered: bool
+    status_code: int | None
+    latency_ms: int
+    error: str | None
+    response_excerpt: str | None
 
 
 class SubscriptionService:
@@ -87,7 +136,15 @@ class SubscriptionService:
         timeout_seconds: float,
         authorizer: Authorizer,
         endpoints: EndpointPolicy,
+        delivery_stats: DeliveryStatsStore,
+        test_pushes: LeasedTokenBuckets | None = None,
+        destinations: Mapping[DestinationKind, DestinationClient] | None = None,
+        tokens: TokenSource | None = None,
     ) -> None:
+        """``test_pushes``: the shared rate of test pushes per subscription (None: unlimited)."""
+        self._delivery_stats = delivery_stats
+        self._test_pushes = test_pushes
+        self._policy = policy
         self._authorizer = authorizer
         self._endpoints = endpoints
         self._store = store
@@ -100,7 +157,16 @@ class SubscriptionService:
         self._origin = origin
         self._base_url = public_base_url.rstrip("/")
         self._timeout = timeout_seconds
-        self._pusher = Pusher(client=client, clock=clock, policy=policy, origin=origin, timeout_seconds=timeout_seconds)
+        # ``destinations`` and ``tokens``: brokers and gateway tokens (shared/subscriptions/targets.py).
+        self._pusher = Pusher(
+            client=client,
+            clock=clock,
+            policy=policy,
+            origin=origin,
+            timeout_seconds=timeout_seconds,
+            destinations=destinations,
+            tokens=tokens,
+        )
 
     # ------------------------------------------------------------------------------------ API
 
@@ -111,26 +177,23 @@ class SubscriptionService:
         *,
         endpoint: str | None = None,
         notification: NotificationSpec | None = None,
+        ordering: Ordering = Ordering.NONE,
+        destination: Destination | None = None,
+        authentication: EndpointAuthentication | None = None,
     ) -> tuple[Subscription, str | None, bool]:
-        """A subscription with exactly one target: a webhook ``endpoint`` or a ``notification``.
+        """A subscription with exactly one target: a webhook ``endpoint`` (with the ``authentication`` its
+        gateway asks for), a broker ``destination`` or a ``notification``.
 
         Returns (subscription, secret shown once or None, created)."""
         # Checks that apply to every subscription (webhook or notification) belong above this branch.
         if endpoint is not None:
             await self._endpoints.check(endpoint)
-        asked = AccessRequest(consumer, filters.resource, filters.subject, filters.type, Action.SUBSCRIBE)
-        if not await self._authorizer.allows(asked):
-            raise SubscriptionForbidden(
-                f"{consumer} may not subscribe to {filters.resource}"
-                + (
-                    f" for {filters.subject}"
-                    if filters.subject
-                    else " without a subjectFilter (only the resource's owners may)"
-                )
-                + (f" with typeFilter {filters.type}" if filters.type else "")
-            )
+        if destination is not None or authentication is not None:
+            self.check_target(destination, authentication)
+            endpoint = destination.address if destination is not None else endpoint
+        await self._authorize(consumer, filters)
         if notification is not None:
-            return await self._create_notification(consumer, filters, notification)
+            return await self._create_notification(consumer, filters, notification, ordering)
         assert endpoint is not None  # the request schema requires endPoint or notification
         secrets = Secrets.new()
         candidate = Subscription(
@@ -141,16 +204,31 @@ class SubscriptionService:
             status=Status.PENDING,
             created=self._clock.now(),
             secrets=secrets,
+            ordering=ordering,
+            destination=destination,
+            authentication=authentication,
         )
-        subscription, created = await self._store.create(candidate, identity_hash(consumer, endpoint, filters))
+        identity = identity_hash(consumer, target_identity(endpoint, destination, authentication), filters)
+        subscription, created = await self._store.create(candidate, identity)
         if created or subscription.status is Status.PENDING:
             # As the anchor does, an identical create of a pending subscription asks for validation again.
             await self._bus.send(VALIDATION_QUEUE, [validation_message(subscription.index_key, subscription.id)])
         shown = secrets.current if created and subscription.secrets.current == secrets.current else None
         return subscription, shown, created
 
+    def check_target(self, destination: Destination | None, authentication: EndpointAuthentication | None) -> None:
+        """What the request schema cannot know: local mode's loopback rule for a destination, and that
+        authentication belongs to a webhook. Raises ``TargetProblem``."""
+        if destination is not None and authentication is not None:
+            raise TargetProblem(
+                "authentication", "applies to an endPoint; Herald publishes to a destination with its own identity"
+            )
+        if destination is not None and destination.kind is DestinationKind.EVENT_GRID_TOPIC:
+            assert destination.topic_endpoint is not None
+            check_topic_endpoint(destination.topic_endpoint, loopback_allowed=self._endpoints.allows_loopback)
+
     async def _create_notification(
-        self, consumer: str, filters: Filters, spec: NotificationSpec
+        self, consumer: str, filters: Filters, spec: NotificationSpec, ordering: Ordering
     ) -> tuple[Subscription, str | None, bool]:
         """A notification subscription: no webhook, so no handshake and no secret; active at once.
 
@@ -164,6 +242,7 @@ class SubscriptionService:
             created=self._clock.now(),
             secrets=Secrets(new_secret()),  # never used to sign: nothing is pushed
             notification=spec,
+            ordering=ordering,
         )
         identity = identity_hash(consumer, f"notification:{spec.canonical()}", filters)
         subscription, created = await self._store.create(candidate, identity)
@@ -180,6 +259,63 @@ class SubscriptionService:
 
     async def delete(self, consumer: str, subscription_id: str) -> None:
         await self._store.delete(await self.get(consumer, subscription_id))
+
+    async def _authorize(self, consumer: str, filters: Filters) -> None:
+        """The policy must let the consumer subscribe to every subject and type its filters name."""
+        asked = [
+            AccessRequest(consumer, filters.resource, subject, event_type, Action.SUBSCRIBE)
+            for subject in filters.subjects or (None,)
+            for event_type in filters.types or (None,)
+        ]
+        refused = [
+            request
+            for request, allowed in zip(asked, await self._authorizer.allowed(asked), strict=True)
+            if not allowed
+        ]
+        if refused:
+            first = refused[0]
+            raise SubscriptionForbidden(
+                f"{consumer} may not subscribe to {filters.resource}"
+                + (
+                    f" for {first.subject}"
+                    if first.subject
+                    else " without a subjectFilter (only the resource's owners may)"
+                )
+                + (f" with typeFilter {first.type}" if first.type else "")
+            )
+
+    async def update(self, consumer: str, subscription_id: str, change: SubscriptionChange) -> Subscription:
+        """``PATCH``: the change applied, checked as a create with the result is (endpoint policy,
+        authorization, the notification's rules), effective for the next event matched. A new endpoint
+        makes the subscription pending until it accepts the validation event: nothing is pushed to it
+        before (deliveries already queued wait for it, see the outbound worker). Raises
+        SubscriptionNotFound, ChangeRefused, FilterProblem, EndpointRefused, TargetProblem,
+        SubscriptionForbidden or IdenticalExists; nothing is changed then."""
+        current = await self.get(consumer, subscription_id)
+        candidate = change.applied_to(current)
+        new_endpoint = candidate.endpoint != current.endpoint
+        self.check_target(candidate.destination, candidate.authentication)
+        if new_endpoint and candidate.destination is None:  # a destination's address is no URL to check
+            await self._endpoints.check(candidate.endpoint)
+        if candidate.notification is not None:
+            problems = spec_problems(candidate.notification, candidate.filters.resource)
+            if problems:
+                raise ChangeRefused("; ".join(f"{p.location}: {p.detail}" for p in problems))
+        await self._authorize(consumer, candidate.filters)
+        # Applied again to the row as stored when written (under its ETag), so a validation or health
+        # update made meanwhile is kept.
+        updated = await self._store.revise(current.index_key, current.id, change.applied_to)
+        if updated is None:
+            raise SubscriptionNotFound(subscription_id)
+        if new_endpoint and updated.status is Status.PENDING:
+            # Validated once every worker's copy read before this change has expired: a copy with the old
+            # endpoint can then no longer push an event matched after the new one is active.
+            now = self._clock.now()
+            await self._bus.send(
+                VALIDATION_QUEUE,
+                [validation_message(updated.index_key, updated.id, first=now, deliver_at=now + ENDPOINT_SETTLE)],
+            )
+        return updated
 
     async def enable(self, consumer: str, subscription_id: str) -> Subscription:
         """A disabled (or pending) subscription is validated again; it is active once its endpoint answers."""
@@ -252,8 +388,75 @@ class SubscriptionService:
         return await self._delivery_log.attempts(subscription.id, limit, before)
 
     async def expire_delivery_log(self) -> int:
-        """Drops the delivery log's entries older than its retention; returns how many day tables went."""
-        return await self._delivery_log.expire(self._clock.now())
+        """Drops the delivery log's entries, and the delivery statistics, older than their retention;
+        returns how many day tables went."""
+        now = self._clock.now()
+        return await self._delivery_log.expire(now) + await self._delivery_stats.expire(now)
+
+    async def health(self, consumer: str, subscription_id: str) -> HealthReport:
+        """Delivery figures of the last hour, day and 14 days, dead letters and the circuit state."""
+        subscription = await self._webhook(consumer, subscription_id)
+        now = self._clock.now()
+        rows, dead = await asyncio.gather(
+            self._delivery_stats.read(subscription.id, history_start(now), now),
+            self._dead_letters.count(subscription.id, DEAD_LETTERS_COUNTED + 1),
+        )
+        return health_report(subscription, rows, now, dead_letters=dead, retry_horizon=self._policy.horizon)
+
+    async def test_push(self, consumer: str, subscription_id: str) -> PushReport:
+        """Push a signed ``herald.subscription.test`` event to the endpoint now, whatever the subscription's
+        status, and report the attempt. Not retried, logged or counted: it checks the receiver only."""
+        subscription = await self._webhook(consumer, subscription_id)
+        if self._test_pushes is not None:
+            wait = await self._test_pushes.take(f"test-push:{subscription.id}")
+            if wait is not None:
+                raise TooManyTestPushes(wait)
+        now = self._clock.now()
+        event_id = str(uuid.uuid4())
+        body = json.dumps(
+            {
+                "specversion": "1.0",
+                "id": event_id,
+                "source": f"{self._base_url}/api/v1/subscriptions/{subscription.id}",
+                "type": TEST_EVENT_TYPE,
+                "subject": subscription.consumer,
+                "time": format_time(now),
+                "datacontenttype": "application/json",
+                "data": {"subscriptionId": subscription.id, "test": True},
+            },
+            separators=(",", ":"),
+        ).encode()
+        webhook_id = f"msg_{event_id.replace('-', '')}"
+        pushed = await self._pusher.push(
+            subscription,
+            webhook_id,
+            body,
+            attempt=1,
+            first_attempt_at=None,
+            at=now,
+        )
+        response = pushed.response
+        delivered = pushed.decision.verdict is Verdict.DELIVERED
+        return PushReport(
+            event_id=event_id,
+            webhook_id=webhook_id,
+            at=pushed.at,
+            delivered=delivered,
+            status_code=response.status,
+            latency_ms=response.latency_ms,
+            error=None if delivered else response.error or f"the endpoint answered {response.status}",
+            response_excerpt=response.excerpt or None,
+        )
+
+    async def _webhook(self, consumer: str, subscription_id: str) -> Subscription:
+        """The consumer's subscription that pushes (to a webhook or a broker destination)."""
+        subscription = await self.get(consumer, subscription_id)
+        if subscription.notification is not None:
+            raise NotAWebhook(
+                f"subscription {subscription_id} notifies people instead of pushing to a webhook; "
+                "its orders are in GET /api/v1/subscriptions/{id}/deliveries"
+            )
+        return subscription
 
     # ----------------------------------------------------------------------------- validation
 
@@ -276,10 +479,9 @@ class SubscriptionService:
             separators=(",", ":"),
         ).encode()
         pushed = await self._pusher.push(
-            subscription.endpoint,
+            subscription,
             f"msg_{event_id.replace('-', '')}",
             body,
-            subscription.secrets,
             attempt=message.attempt,
             first_attempt_at=message.first,
             at=now,  # the attempt began before the handshake
@@ -288,7 +490,8 @@ class SubscriptionService:
         if decision.verdict is Verdict.DELIVERED:
 
             def activate(current: Subscription) -> Subscription | None:
-                if current.status is not Status.PENDING:
+                # A PATCH may have changed the endpoint since it was read: only the one validated is activated.
+                if current.status is not Status.PENDING or current.endpoint != subscription.endpoint:
                     return None
                 return replace(current, status=Status.ACTIVE, allowed_rate=allowed_rate, failing_since=None)
 
@@ -319,12 +522,10 @@ class SubscriptionService:
 
     async def _handshake(self, subscription: Subscription) -> int | None:
         """CloudEvents webhook abuse protection: an endpoint may grant a request rate (per minute)."""
-        response = await self._client.options(
-            subscription.endpoint,
-            {"webhook-request-origin": self._origin, "webhook-request-rate": "120"},
-            self._timeout,
+        response = await self._pusher.options(
+            subscription, {"webhook-request-origin": self._origin, "webhook-request-rate": "120"}
         )
-        if response.status is None or not 200 <= response.status < 300:
+        if response is None or response.status is None or not 200 <= response.status < 300:
             return None  # OPTIONS not supported: no rate granted, no limit asked
         headers = {k.lower(): v for k, v in response.headers.items()}
         origin = headers.get("webhook-allowed-origin")

@@ -8,8 +8,10 @@ from shared.subscriptions.delivery import RetryPolicy
 from shared.subscriptions.endpoint_guard import EndpointGuard
 from shared.subscriptions.health import SubscriptionEvents, SubscriptionHealth
 from shared.subscriptions.messages import VALIDATION_QUEUE
+from shared.subscriptions.ordering import OrderedLanes
 from shared.subscriptions.outbound import OutboundWorker
 from shared.subscriptions.ports import WebhookClient
+from shared.subscriptions.stats import DeliveryStats
 from tests.support.pipeline import drain
 
 
@@ -45,9 +47,12 @@ def worker_with(
     guard: EndpointGuard | None = None,
     timeout_seconds: float = 5,
     client: WebhookClient | None = None,
+    stats: DeliveryStats | None = None,
+    lanes: OrderedLanes | None = None,
 ) -> OutboundWorker:
     """The outbound worker on the test's Herald, with a controllable clock and a recording bus.
-    The default guard never opens its circuit, so schedules play out attempt by attempt."""
+    The default guard never opens its circuit, so schedules play out attempt by attempt. Without
+    ``stats`` it counts nothing for the health figures."""
     services, stores = herald.services, herald.stores
     health = SubscriptionHealth(
         stores.subscription_store,
@@ -69,4 +74,8 @@ def worker_with(
         timeout_seconds=timeout_seconds,
         origin="herald.test",
         authorizer=services.access.authorizer,
+        stats=stats,
+        destinations=stores.push_targets.destinations,
+        tokens=stores.push_targets.tokens,
+        lanes=lanes,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -27,6 +28,7 @@ class Behaviour:
     headers: dict[str, str] = field(default_factory=dict)
     options_headers: dict[str, str] | None = None  # None: OPTIONS is not supported (405)
     hold: asyncio.Event | None = None  # answers wait until it is set (an endpoint as slow as the test wants)
+    echo: bool = False  # answers with the request's headers as its body (as debugging echo services do)
 
 
 class Receiver:
@@ -71,7 +73,8 @@ class Receiver:
         finally:
             self.in_flight[path] -= 1
         status = behaviour.status(self._counts[path]) if callable(behaviour.status) else behaviour.status
-        return web.Response(status=status, headers=behaviour.headers, text="ok")
+        text = json.dumps(dict(request.headers.items())) if behaviour.echo else "ok"
+        return web.Response(status=status, headers=behaviour.headers, text=text)
 
     async def start(self) -> None:
         app = web.Application()

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 ISSUER = "http://127.0.0.1:7071/devhost"
@@ -26,6 +27,13 @@ class TestIssuer:
         public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.key.public_key()))
         public.update({"kid": kid, "use": "sig", "alg": "RS256"})
         self.jwks_path.write_text(json.dumps({"keys": [public]}))
+        # As devhost keeps its issuer's key: Herald signs its own outbound tokens with it locally.
+        self.key_path = directory / "issuer-key.pem"
+        self.key_path.write_bytes(
+            self.key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
 
     def token(
         self,

@@ -1,0 +1,178 @@
+"""GET /api/v1/subscriptions/{id}/health: the figures after a known mix of outcomes, spread over the
+last hour, the last day and the last 14 days, as outbound workers counted them."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from datetime import UTC, datetime, timedelta
+
+from shared.subscriptions.messages import RETRY_QUEUE, DeliveryBatch
+from shared.subscriptions.ports import HourStats, StatsSlot
+from shared.subscriptions.stats import DeliveryStats, bucket_latency, hour_of, latency_bucket, percentile
+from tests.subscriptions.conftest import active_subscription, worker_with
+from tests.subscriptions.test_push import first_outbound
+from tests.support.events import event, publish
+from tests.support.fakes import FakeClock, RecordingBus
+from tests.support.identities import random_org
+from tests.support.receiver import Behaviour
+
+
+def _within_precision(reported: int, exact: int) -> bool:
+    return abs(reported - exact) <= max(1, 0.10 * exact)
+
+
+def _nearest_rank(values: list[int], fraction: float) -> int:
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(fraction * len(ordered))) - 1]
+
+
+def test_the_latency_histogram_keeps_percentiles_within_ten_percent():
+    for latency in [0, 1, 2, 3, 7, 10, 99, 100, 101, 250, 999, 1000, 2047, 2048, 29_999, 30_000, 120_000]:
+        assert _within_precision(bucket_latency(latency_bucket(latency)), latency), latency
+    values = [5, 10, 20, 40, 80, 160, 320, 640, 1280, 2560]
+    histogram: dict[int, int] = {}
+    for value in values:
+        histogram[latency_bucket(value)] = histogram.get(latency_bucket(value), 0) + 1
+    assert _within_precision(percentile(histogram, 0.5) or 0, _nearest_rank(values, 0.5))
+    assert _within_precision(percentile(histogram, 0.95) or 0, _nearest_rank(values, 0.95))
+    assert percentile({}, 0.5) is None
+
+
+async def test_health_reports_counts_latency_retries_dead_letters_and_last_outcomes(
+    client, issuer, receiver, resource, stores, herald
+):
+    consumer = random_org()
+    headers = issuer.headers("events.subscribe", sub=consumer)
+    sub = await active_subscription(
+        client, issuer, stores, {"endPoint": receiver.url("mixed"), "resourceFilter": resource}, sub=consumer
+    )
+    ids = [f"e{n}" for n in range(1, 9)]
+    await publish(client, issuer.headers("events.publish"), [event(resource, i) for i in ids])
+    batch = (await first_outbound(stores, resource)).deliveries()
+    pending = dict(zip(ids, sorted(batch, key=lambda d: (d.seq, d.index)), strict=True))
+    bus = RecordingBus()
+
+    async def push(at: datetime, event_id: str, status: int, delay: float = 0.0) -> None:
+        """One delivery at a time, each by a worker of its own (as many processes would); a retry
+        it queues is what the next push of that event takes."""
+        receiver.behaviours["/mixed"] = Behaviour(status=status, delay=delay)
+        clock = FakeClock(at)
+        worker = worker_with(herald, clock, bus, stats=DeliveryStats(stores.delivery_stats, clock, flush_seconds=0))
+        await worker.handle([pending.pop(event_id)])
+        for message in bus.take(RETRY_QUEUE):
+            [pending[event_id]] = DeliveryBatch.model_validate_json(message.body).deliveries()
+
+    now = datetime.now(UTC)
+    t1, t2 = now - timedelta(hours=25, minutes=30), now - timedelta(hours=3)
+    t3, t4 = now - timedelta(minutes=30), now - timedelta(minutes=5)
+    # 25.5 hours ago: three delivered, one failed (and queued for a retry)
+    await push(t1, "e1", 200, 0.02)
+    await push(t1, "e2", 200, 0.04)
+    await push(t1, "e3", 500)
+    await push(t1, "e4", 200, 0.08)
+    # 3 hours ago: two delivered, one failed (queued)
+    await push(t2, "e5", 200, 0.01)
+    await push(t2, "e6", 503)
+    await push(t2, "e7", 200, 0.16)
+    # 30 minutes ago: e3's retry fails past its 24 h horizon and is dead-lettered; e6's fails and waits again
+    await push(t3, "e3", 500)
+    await push(t3, "e6", 503)
+    # 5 minutes ago: one delivered
+    await push(t4, "e8", 200, 0.32)
+    assert sorted(pending) == ["e6"]
+
+    response = await client.get(f"/api/v1/subscriptions/{sub['id']}/health", headers=headers)
+
+    assert response.status_code == 200, response.text
+    health = response.json()
+    assert health["subscriptionId"] == sub["id"] and health["status"] == "active"
+    counts = {w: (health[w]["delivered"], health[w]["failed"]) for w in ("lastHour", "lastDay", "last14Days")}
+    assert counts == {"lastHour": (1, 2), "lastDay": (3, 3), "last14Days": (6, 4)}
+    assert health["lastHour"]["successRate"] == round(1 / 3, 4)
+    assert health["last14Days"]["successRate"] == 0.6
+    assert health["retriesWaiting"] == 1  # e6
+    assert health["deadLetters"] == 1 and health["deadLettersCapped"] is False  # e3
+    assert health["lastSuccess"]["at"] == t4.isoformat() and health["lastSuccess"]["statusCode"] == 200
+    assert health["lastFailure"]["at"] == t3.isoformat() and health["lastFailure"]["statusCode"] in (500, 503)
+    assert health["lastFailure"]["error"] in ("the endpoint answered 500", "the endpoint answered 503")
+    assert health["circuit"] == {"state": "closed", "openedAt": None}
+
+    # The percentiles against the exact ones of the same attempts, as the delivery log has them.
+    attempts = (await client.get(f"/api/v1/subscriptions/{sub['id']}/deliveries", headers=headers)).json()
+    latencies = [a["latencyMs"] for a in attempts["deliveries"]]
+    assert len(latencies) == 10
+    for fraction, name in ((0.5, "p50LatencyMs"), (0.95, "p95LatencyMs")):
+        assert _within_precision(health["last14Days"][name], _nearest_rank(latencies, fraction)), (name, latencies)
+    recent = [a["latencyMs"] for a in attempts["deliveries"] if datetime.fromisoformat(a["at"]) >= t3]
+    assert _within_precision(health["lastHour"]["p95LatencyMs"], _nearest_rank(recent, 0.95))
+    assert health["lastHour"]["p95LatencyMs"] >= 320 * 0.9
+
+
+async def test_a_subscription_without_deliveries_reports_empty_windows(client, issuer, receiver, resource, stores):
+    consumer = random_org()
+    sub = await active_subscription(
+        client, issuer, stores, {"endPoint": receiver.url("quiet"), "resourceFilter": resource}, sub=consumer
+    )
+    health = (
+        await client.get(
+            f"/api/v1/subscriptions/{sub['id']}/health", headers=issuer.headers("events.subscribe", sub=consumer)
+        )
+    ).json()
+    empty = {"delivered": 0, "failed": 0, "successRate": None, "p50LatencyMs": None, "p95LatencyMs": None}
+    assert health["lastHour"] == health["lastDay"] == health["last14Days"] == empty
+    assert health["retriesWaiting"] == 0 and health["deadLetters"] == 0
+    assert health["lastSuccess"] is None and health["lastFailure"] is None
+
+
+async def test_counts_are_written_a_few_seconds_after_a_settle_and_when_herald_closes(
+    client, issuer, receiver, resource, stores, herald
+):
+    """A worker writes its counts after its flush interval, or when it is closed (the host stops)."""
+    consumer = random_org()
+    headers = issuer.headers("events.subscribe", sub=consumer)
+    sub = await active_subscription(
+        client, issuer, stores, {"endPoint": receiver.url("later"), "resourceFilter": resource}, sub=consumer
+    )
+    await publish(client, issuer.headers("events.publish"), [event(resource, "soon"), event(resource, "at-close")])
+    first, second = sorted((await first_outbound(stores, resource)).deliveries(), key=lambda d: (d.seq, d.index))
+    clock = FakeClock(datetime.now(UTC))
+
+    async def delivered() -> int:
+        figures = (await client.get(f"/api/v1/subscriptions/{sub['id']}/health", headers=headers)).json()
+        return int(figures["lastHour"]["delivered"])
+
+    soon = worker_with(
+        herald, clock, RecordingBus(), stats=DeliveryStats(stores.delivery_stats, clock, flush_seconds=1.5)
+    )
+    await soon.handle([first])
+    assert await delivered() == 0
+    for _ in range(50):
+        if await delivered() == 1:
+            break
+        await asyncio.sleep(0.1)
+    assert await delivered() == 1
+
+    closing = worker_with(
+        herald, clock, RecordingBus(), stats=DeliveryStats(stores.delivery_stats, clock, flush_seconds=600)
+    )
+    await closing.handle([second])
+    assert await delivered() == 1
+    await closing.close()
+    assert await delivered() == 2
+
+
+async def test_the_nightly_retention_drops_the_figures_with_the_delivery_log(services, stores):
+    """The delivery log's retention timer drops the statistics' day tables past the same 14 days."""
+    old = hour_of(datetime.now(UTC) - timedelta(days=20))
+    kept = hour_of(datetime.now(UTC) - timedelta(days=13))
+    rows = [HourStats("sub_" + "e" * 32, hour, "retention-test", {0: StatsSlot(delivered=1)}) for hour in (old, kept)]
+    await stores.delivery_stats.write(rows)
+
+    dropped = await services.subscriptions.expire_delivery_log()
+
+    assert dropped >= 1
+    names = {t.name async for t in stores.tables.list_tables()}
+    assert f"deliverystats{old:%Y%m%d}" not in names and f"deliverystats{kept:%Y%m%d}" in names
+    [row] = await stores.delivery_stats.read("sub_" + "e" * 32, old, datetime.now(UTC))
+    assert row.hour == kept and row.slots[0].delivered == 1
