@@ -6,8 +6,6 @@ end-to-end tests get real, verifiable bearer tokens without an identity provider
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import os
 import time
@@ -22,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from devhost.state import default_state_dir, write_private
+from shared.adapters.local_issuer import key_id, load_private_key
 
 KEY_FILE = "issuer-key.pem"
 JWKS_FILE = "jwks.json"
@@ -29,30 +28,11 @@ DEFAULT_ISSUER = "http://127.0.0.1:7071/devhost"
 DEFAULT_AUDIENCE = "api://herald"
 
 
-def _b64url_uint(value: int) -> str:
-    raw = value.to_bytes((value.bit_length() + 7) // 8 or 1, "big")
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _thumbprint(public_key: rsa.RSAPublicKey) -> str:
-    """RFC 7638 thumbprint: a stable ``kid`` derived from the key itself."""
-    numbers = public_key.public_numbers()
-    canonical = json.dumps(
-        {"e": _b64url_uint(numbers.e), "kty": "RSA", "n": _b64url_uint(numbers.n)},
-        separators=(",", ":"),
-        sort_keys=True,
-    )
-    return base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode("ascii")
-
-
 def _load_or_create_key(state_dir: Path) -> rsa.RSAPrivateKey:
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     key_path = state_dir / KEY_FILE
     if key_path.exists():
-        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-        if not isinstance(key, rsa.RSAPrivateKey):
-            raise ValueError(f"{key_path} does not hold an RSA private key")
-        return key
+        return load_private_key(key_path)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     if not write_private(key_path, pem):
@@ -63,7 +43,7 @@ def _load_or_create_key(state_dir: Path) -> rsa.RSAPrivateKey:
 def _jwks_document(key: rsa.RSAPrivateKey) -> dict[str, Any]:
     public = key.public_key()
     jwk: dict[str, Any] = RSAAlgorithm.to_jwk(public, as_dict=True)
-    jwk.update({"kid": _thumbprint(public), "use": "sig", "alg": "RS256"})
+    jwk.update({"kid": key_id(public), "use": "sig", "alg": "RS256"})
     return {"keys": [jwk]}
 
 
@@ -105,7 +85,7 @@ def issue_token(
     }
     if extra_claims:
         claims.update(extra_claims)
-    return jwt.encode(claims, key, algorithm="RS256", headers={"kid": _thumbprint(key.public_key()), "typ": "JWT"})
+    return jwt.encode(claims, key, algorithm="RS256", headers={"kid": key_id(key.public_key()), "typ": "JWT"})
 
 
 def split_scopes(values: Sequence[str]) -> list[str]:

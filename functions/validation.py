@@ -11,4 +11,4 @@ bp = func.Blueprint()
 @bp.function_name("subscription_validation")
 @bp.service_bus_queue_trigger(arg_name="message", queue_name=VALIDATION_QUEUE, connection="ServiceBusConnection")
 async def subscription_validation(message: func.ServiceBusMessage) -> None:
-    await (await services()).subscriptions.validate(ValidationMessage.model_validate_json(message.get_body()))
+    await (await services()).validation.validate(ValidationMessage.model_validate_json(message.get_body()))

@@ -48,6 +48,11 @@ param outboxGraceSeconds int = 60
 @maxValue(230)
 param webhookTimeoutSeconds int = 30
 
+@description('Optional. Seconds an endpoint\'s circuit breaker stays open after consecutive failures before a trial request (doubling each time it opens again, up to 10 minutes).')
+@minValue(1)
+@maxValue(600)
+param circuitOpenSeconds int = 30
+
 @description('Optional. Delays between delivery attempts in seconds, comma-separated; the last repeats (Event Grid\'s schedule by default).')
 param retryScheduleSeconds string = '10,30,60,300,600,1800,3600,10800,21600,43200'
 
@@ -559,6 +564,7 @@ var functionAppBaseSettings = {
   HERALD_OUTBOX_GRACE_SECONDS: string(outboxGraceSeconds)
   HERALD_PUBLIC_BASE_URL: empty(publicBaseUrl) ? 'https://func-herald-${resourceToken}.azurewebsites.net' : publicBaseUrl
   HERALD_WEBHOOK_TIMEOUT_SECONDS: string(webhookTimeoutSeconds)
+  HERALD_CIRCUIT_OPEN_SECONDS: string(circuitOpenSeconds)
   HERALD_RETRY_SCHEDULE_SECONDS: retryScheduleSeconds
   HERALD_RETRY_HORIZON_HOURS: string(retryHorizonHours)
   HERALD_DISABLE_AFTER_DAYS: string(disableAfterDays)
@@ -587,6 +593,8 @@ var functionAppBaseSettings = {
   HERALD_PDP_CLIENT_ID: pdpClientId
   HERALD_PDP_SCOPE: pdpScope
   HERALD_EVENTGRID_PUBLISHER: eventGridPublisher
+  // Herald's own topic: refused as a subscription's destination.
+  HERALD_EVENTGRID_TOPIC_ENDPOINT: enableCustomTopic ? customTopic!.outputs.endpoint : ''
   HERALD_SECRET_KEY_URI: keyVault.outputs.keyUri
 }
 

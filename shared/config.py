@@ -125,6 +125,11 @@ class Settings:
     # Locally, devhost's issuer key: Herald signs its own tokens with it for webhook gateways and local
     # Event Grid fakes (shared/adapters/local_issuer.py). devhost sets it; in Azure the managed identity.
     local_issuer_key_path: str | None = None
+    # The publish endpoint of the custom Event Grid topic Herald ingests from: no subscription may name it
+    # as a destination (shared/subscriptions/targets.py, ``HeraldOwn``).
+    eventgrid_topic_endpoint: str | None = None
+    # How long an endpoint's circuit breaker first stays open (it doubles each time it opens again).
+    circuit_open_seconds: float = 30.0
 
     @property
     def local(self) -> bool:
@@ -172,6 +177,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         pdp_scope=env.get("HERALD_PDP_SCOPE") or None,
         eventgrid_publisher=(env.get("HERALD_EVENTGRID_PUBLISHER") or "").strip() or None,
         local_issuer_key_path=env.get("HERALD_LOCAL_ISSUER_KEY_PATH") or None,
+        eventgrid_topic_endpoint=(env.get("HERALD_EVENTGRID_TOPIC_ENDPOINT") or "").strip() or None,
+        circuit_open_seconds=float(env.get("HERALD_CIRCUIT_OPEN_SECONDS") or 30),
     )
 
 

@@ -25,6 +25,7 @@ from shared.subscriptions.notification_target import EventNotifier
 from shared.subscriptions.ordering import OrderedLanes
 from shared.subscriptions.outbound import OutboundWorker
 from shared.subscriptions.service import SubscriptionService
+from shared.subscriptions.validation import SubscriptionValidation
 
 
 @dataclass
@@ -41,6 +42,7 @@ class Services:
     event_upkeep: EventLogUpkeep
     # subscriptions: matching, pushing, and the notify stage (deliveries that become orders)
     subscriptions: SubscriptionService
+    validation: SubscriptionValidation  # the handshake that makes a subscription active
     fanout: Fanout
     outbound: OutboundWorker
     notifier: EventNotifier

@@ -7,6 +7,11 @@ it writes ``time`` from a datetime, to milliseconds; Herald's times carry micros
 consumer relaying the event back to Herald must send the very instant it got. So the event's own
 ``time`` string is handed over as it is (as an attribute the SDK passes through).
 
+Added: the push's Standard Webhooks signature, as the extension attributes ``webhookid``,
+``webhooktimestamp`` and ``webhooksignature``. Event Grid serializes the event again for its receivers,
+so the signature covers the event's canonical form without those three
+(shared/subscriptions/signed_event.py), which a receiver rebuilds from what it got.
+
 Outcomes are answered as a webhook's: 200 when the topic took the event, Event Grid's own status
 otherwise (429 and 503 with their Retry-After, 401/403 when Herald's identity is refused, 404 when
 there is no such topic), None when nothing answered. The SDK does not retry: Herald's schedule does.
@@ -34,6 +39,7 @@ from azure.core.serialization import NULL
 from azure.eventgrid.aio import EventGridPublisherClient
 
 from shared.subscriptions.ports import WebhookResponse
+from shared.subscriptions.signed_event import SIGNATURE_EXTENSIONS
 from shared.subscriptions.targets import Destination
 
 EXCERPT_CHARACTERS = 2048
@@ -107,7 +113,7 @@ class EventGridTopics:
             return WebhookResponse(status=status, headers=rest.pop("headers", {}), latency_ms=elapsed, **rest)
 
         try:
-            event = cloud_event(body)
+            event = cloud_event(body, headers)
         except (ValueError, KeyError, TypeError) as error:
             return answered(None, excerpt="", error=f"the event cannot be published to Event Grid: {error}"[:300])
         try:
@@ -153,8 +159,10 @@ class _PlainHttpLoopback(SansIOHTTPPolicy[HttpRequest, AsyncHttpResponse]):
         request.context.options["enforce_https"] = False
 
 
-def cloud_event(body: bytes) -> CloudEvent[Any]:
-    """The stored event (structured-mode JSON) as the SDK's CloudEvent, every attribute as it is."""
+def cloud_event(body: bytes, headers: Mapping[str, str] | None = None) -> CloudEvent[Any]:
+    """The stored event (structured-mode JSON) as the SDK's CloudEvent, every attribute as it is, and the
+    push's signature ``headers`` as the extension attributes ``webhookid``, ``webhooktimestamp`` and
+    ``webhooksignature`` (which replace an event's own attributes of those names)."""
     document = json.loads(body)
     if not isinstance(document, dict):
         raise ValueError("the event is not a JSON object")
@@ -168,6 +176,9 @@ def cloud_event(body: bytes) -> CloudEvent[Any]:
     extensions = {name: value for name, value in document.items() if name not in _CORE | _DATA}
     if "time" in document:
         extensions["time"] = document["time"]  # the string as stored: see the module's docstring
+    for header, extension in SIGNATURE_EXTENSIONS.items():
+        if headers is not None and header in headers:
+            extensions[extension] = headers[header]
     return CloudEvent(
         source=document["source"],
         type=document["type"],

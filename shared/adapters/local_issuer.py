@@ -43,6 +43,14 @@ def key_id(public_key: rsa.RSAPublicKey) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode("ascii")
 
 
+def load_private_key(path: Path) -> rsa.RSAPrivateKey:
+    """The issuer's RSA key from its PEM file (devhost writes it; Herald signs with it)."""
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ValueError(f"{path} does not hold an RSA private key")
+    return key
+
+
 class LocalIssuerCredential:
     def __init__(
         self, key_path: Path | str, issuer: str, *, subject: str = HERALD_SUBJECT, ttl_seconds: int = 3600
@@ -55,10 +63,7 @@ class LocalIssuerCredential:
 
     def _signing_key(self) -> rsa.RSAPrivateKey:
         if self._key is None:
-            key = serialization.load_pem_private_key(self._key_path.read_bytes(), password=None)
-            if not isinstance(key, rsa.RSAPrivateKey):
-                raise ValueError(f"{self._key_path} does not hold an RSA private key")
-            self._key = key
+            self._key = load_private_key(self._key_path)
         return self._key
 
     def _sign(self, scopes: tuple[str, ...]) -> AccessToken:

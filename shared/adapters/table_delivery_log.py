@@ -15,14 +15,10 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from azure.core.exceptions import (
-    ResourceExistsError,
-    ResourceNotFoundError,
-    ServiceRequestError,
-    ServiceResponseError,
-)
+from azure.core.exceptions import ResourceNotFoundError, ServiceRequestError, ServiceResponseError
 from azure.data.tables.aio import TableServiceClient
 
+from shared.adapters.day_tables import DayTables
 from shared.adapters.table_transactions import submit_transaction
 from shared.adapters.tables import TRANSACTION_OPERATIONS, escape_key
 from shared.subscriptions.ports import Attempt, Settled
@@ -36,10 +32,6 @@ def _shard(subscription_id: str) -> str:
     return f"{int(hashlib.sha256(subscription_id.encode()).hexdigest()[:4], 16) % DELIVERY_SHARDS:02d}"
 
 
-def _day_table(day: datetime) -> str:
-    return f"{DELIVERY_TABLE_PREFIX}{day.strftime('%Y%m%d')}"
-
-
 _EPOCH_LIMIT = 10**13
 # Marker rows of settled deliveries sort after every attempt's RowKey (``<subscription id>|…``).
 _SETTLED_PREFIX = "~settled|"
@@ -49,16 +41,7 @@ class TableDeliveryLog:
     """Attempts by day table, newest first within a subscription; tables older than the retention are dropped."""
 
     def __init__(self, service: TableServiceClient, *, retention: timedelta = timedelta(days=14)) -> None:
-        self._service = service
-        self._retention = retention
-        self._created: set[str] = set()
-
-    async def _table(self, name: str) -> Any:
-        if name not in self._created:
-            with contextlib.suppress(ResourceExistsError):
-                await self._service.create_table(name)
-            self._created.add(name)
-        return self._service.get_table_client(name)
+        self._days = DayTables(service, DELIVERY_TABLE_PREFIX, retention=retention)
 
     async def record(self, attempts: Sequence[Attempt], settled: Settled | None = None) -> None:
         """One message's attempts go to one shard (a deterministic one), so they take a transaction
@@ -70,7 +53,7 @@ class TableDeliveryLog:
         shard = _shard(settled.message_id if settled else attempts[0].delivery_id + str(attempts[0].attempt))
         groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for attempt in attempts:
-            groups[_day_table(attempt.at)].append(
+            groups[self._days.name(attempt.at)].append(
                 {
                     "PartitionKey": shard,
                     "RowKey": _attempt_key(attempt),
@@ -86,7 +69,7 @@ class TableDeliveryLog:
             )
         marked: str | None = None
         if settled is not None:
-            marked = _day_table(settled.at)
+            marked = self._days.name(settled.at)
             ids = ",".join(settled.delivery_ids)
             chunk = hashlib.sha256(ids.encode()).hexdigest()[:16]
             groups[marked].append(
@@ -101,7 +84,7 @@ class TableDeliveryLog:
             pause = 0.2
             while True:
                 try:
-                    table = await self._table(table_name)
+                    table = await self._days.for_writing(table_name)
                     for start in range(0, len(entities), TRANSACTION_OPERATIONS):
                         chunk = entities[start : start + TRANSACTION_OPERATIONS]
                         await submit_transaction(table, [("upsert", e) for e in chunk])
@@ -123,8 +106,8 @@ class TableDeliveryLog:
         prefix = _settled_key(message_id)
         parameters = {"pk": _shard(message_id), "start": prefix, "end": prefix + "~"}
         found: set[str] = set()
-        for day in sorted({_day_table(now - timedelta(days=1)), _day_table(now)}):
-            table = self._service.get_table_client(day)
+        for day in sorted({self._days.name(now - timedelta(days=1)), self._days.name(now)}):
+            table = self._days.client(day)
             with contextlib.suppress(ResourceNotFoundError):  # no day table yet: nothing recorded that day
                 async for entity in table.query_entities(query, parameters=parameters, select=["m"]):
                     found.update(filter(None, (entity.get("m") or "").split(",")))
@@ -132,7 +115,7 @@ class TableDeliveryLog:
 
     async def attempts(self, subscription_id: str, limit: int, before: str | None) -> tuple[list[Attempt], str | None]:
         """Newest first across the day tables; ``before`` is ``<day>/<last RowKey seen>``."""
-        day_names = sorted(await self._day_tables(), reverse=True)
+        day_names = sorted(await self._days.names(), reverse=True)
         start_day, start_key = before.split("/", 1) if before and "/" in before else ("99999999", "")
         found: list[Attempt] = []
         for table_name in day_names:
@@ -140,7 +123,7 @@ class TableDeliveryLog:
             if day > start_day:
                 continue
             lower = start_key if day == start_day and start_key else f"{subscription_id}|"
-            table = self._service.get_table_client(table_name)
+            table = self._days.client(table_name)
             query = "PartitionKey eq @pk and RowKey gt @lower and RowKey lt @upper"
 
             async def shard_rows(
@@ -162,18 +145,7 @@ class TableDeliveryLog:
         return found, None
 
     async def expire(self, now: datetime) -> int:
-        cutoff = _day_table(now - self._retention)
-        dropped = 0
-        for name in await self._day_tables():
-            if name < cutoff:
-                await self._service.delete_table(name)
-                self._created.discard(name)
-                dropped += 1
-        return dropped
-
-    async def _day_tables(self) -> list[str]:
-        # Listed whole and filtered here: Azurite ignores a $filter on the table list.
-        return [t.name async for t in self._service.list_tables() if t.name.startswith(DELIVERY_TABLE_PREFIX)]
+        return await self._days.expire(now)
 
 
 def _attempt_key(attempt: Attempt) -> str:

@@ -19,10 +19,11 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableServiceClient
 
+from shared.adapters.day_tables import DayTables
 from shared.adapters.table_transactions import submit_transaction
 from shared.adapters.tables import TRANSACTION_OPERATIONS, escape_key
 from shared.subscriptions.ports import HourStats, LastOutcome, StatsSlot
@@ -36,32 +37,19 @@ def _shard(subscription_id: str) -> str:
     return f"{int(hashlib.sha256(subscription_id.encode()).hexdigest()[:4], 16) % STATS_SHARDS:02d}"
 
 
-def _day_table(moment: datetime) -> str:
-    return f"{STATS_TABLE_PREFIX}{moment.astimezone(UTC).strftime('%Y%m%d')}"
-
-
 class TableDeliveryStats:
     def __init__(self, service: TableServiceClient, *, retention: timedelta = timedelta(days=14)) -> None:
-        self._service = service
-        self._retention = retention
-        self._created: set[str] = set()
-
-    async def _table(self, name: str) -> Any:
-        if name not in self._created:
-            with contextlib.suppress(ResourceExistsError):
-                await self._service.create_table(name)
-            self._created.add(name)
-        return self._service.get_table_client(name)
+        self._days = DayTables(service, STATS_TABLE_PREFIX, retention=retention)
 
     async def write(self, rows: Sequence[HourStats]) -> None:
         """One transaction per day table, shard and 100 rows."""
         groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         for row in rows:
             entity = _entity(row)
-            groups[(_day_table(row.hour), entity["PartitionKey"])].append(entity)
+            groups[(self._days.name(row.hour), entity["PartitionKey"])].append(entity)
 
         async def submit(name: str, entities: list[dict[str, Any]]) -> None:
-            table = await self._table(name)
+            table = await self._days.for_writing(name)
             for start in range(0, len(entities), TRANSACTION_OPERATIONS):
                 chunk = entities[start : start + TRANSACTION_OPERATIONS]
                 await submit_transaction(table, [("upsert", e, {"mode": UpdateMode.REPLACE}) for e in chunk])
@@ -72,13 +60,13 @@ class TableDeliveryStats:
         days: list[str] = []
         day = since.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         while day <= until:
-            days.append(_day_table(day))
+            days.append(self._days.name(day))
             day += timedelta(days=1)
         prefix = f"{escape_key(subscription_id)}|"
         lowest = prefix + since.astimezone(UTC).strftime(_HOUR_KEY)
 
         async def rows_of(name: str) -> list[HourStats]:
-            table = self._service.get_table_client(name)
+            table = self._days.client(name)
             found: list[HourStats] = []
             with contextlib.suppress(ResourceNotFoundError):  # no day table: nothing was counted that day
                 async for entity in table.query_entities(
@@ -91,16 +79,7 @@ class TableDeliveryStats:
         return [row for rows in await asyncio.gather(*(rows_of(name) for name in days)) for row in rows]
 
     async def expire(self, now: datetime) -> int:
-        cutoff = _day_table(now - self._retention)
-        dropped = 0
-        # Listed whole and filtered here: Azurite ignores a $filter on the table list.
-        names = [t.name async for t in self._service.list_tables() if t.name.startswith(STATS_TABLE_PREFIX)]
-        for name in names:
-            if name < cutoff:
-                await self._service.delete_table(name)
-                self._created.discard(name)
-                dropped += 1
-        return dropped
+        return await self._days.expire(now)
 
 
 def _entity(row: HourStats) -> dict[str, Any]:

@@ -5,16 +5,29 @@
 - ``h``                     the head: the entry claimed (pushed, not yet settled), when it is due, the
                             position claimed last, and when the lane was last appended to and moved;
 
-and one partition ``~floors`` with a row per resource: the row up to which its fan-out is accounted for.
+and one partition ``~floors`` with a row per resource: the row up to which its fan-out is accounted for,
+and one partition ``~lanes`` listing the lanes the sweep reads (RowKey: the lane's partition), so it
+never scans the table.
 
 Every append touches the head in its transaction, and every claim and advance is one transaction
 conditional on the head's ETag, so of two writers racing for a lane exactly one wins.
+
+The listing cannot share a transaction with the lane, so it is kept crash-safe by its order: a lane is
+listed before it is appended to (a crash after the append leaves it listed for the sweep), and a claim
+needs no listing of its own (only a lane with entries is claimed, and the claimed entry stays until
+released). A listing goes only when its lane has no head (dropped: empty and quiet) and it was written
+longer ago than the sweep's ``forget_before``, deleted under the ETag it was read with: an append
+lists again first, so it either changes that ETag or happened before the listing was read (and then
+the listing is not old). A process lists a lane it appended to at most every ``_RELIST_AFTER``, well
+within that age.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.core import MatchConditions
@@ -30,6 +43,12 @@ from shared.subscriptions.ports import Lane, LaneHead
 LANES_TABLE = "orderedlanes"
 HEAD = "h"
 FLOORS = "~floors"
+LISTED = "~lanes"
+# How often one process writes the listing of a lane it keeps appending to; must stay well below the
+# age after which the sweep may forget a listing (``forget_before``: the ordering horizon, 10 minutes).
+_RELIST_AFTER = timedelta(minutes=3)
+_LISTED_REMEMBERED = 10_000
+_CONCURRENCY = 16
 _LOST_RACE = frozenset({"UpdateConditionNotSatisfied", "ConditionNotMet", "EntityAlreadyExists", "ResourceNotFound"})
 
 
@@ -55,11 +74,26 @@ def _error_code(error: TableTransactionError) -> str:
 
 
 class TableLaneStore:
-    def __init__(self, service: TableServiceClient) -> None:
-        self._table = service.get_table_client(LANES_TABLE)
+    def __init__(self, service: TableServiceClient, *, table: str = LANES_TABLE) -> None:
+        self._table = service.get_table_client(table)
+        self._listed: dict[str, datetime] = {}  # lane partition -> when this process last listed it
+
+    async def _list(self, lane: Lane, partition: str, now: datetime) -> None:
+        """Lists the lane for the sweep before it is appended to (see the module docstring)."""
+        listed = self._listed.get(partition)
+        if listed is not None and timedelta(0) <= now - listed < _RELIST_AFTER:
+            return
+        await self._table.upsert_entity(
+            {"PartitionKey": LISTED, "RowKey": partition, "sid": lane.subscription_id, "written": int64(_ms(now))},
+            mode=UpdateMode.REPLACE,
+        )
+        if len(self._listed) >= _LISTED_REMEMBERED:
+            self._listed.clear()
+        self._listed[partition] = now
 
     async def append(self, lane: Lane, deliveries: Sequence[Delivery], now: datetime) -> None:
         partition = _partition(lane)
+        await self._list(lane, partition, now)
         first = deliveries[0]
         head = {
             "PartitionKey": partition,
@@ -189,13 +223,35 @@ class TableLaneStore:
             return False
         return True
 
-    async def heads(self) -> AsyncIterator[tuple[Lane, LaneHead]]:
-        async for entity in self._table.query_entities("RowKey eq @head", parameters={"head": HEAD}):
-            partition: str = entity["PartitionKey"]
-            lane = Lane(str(entity.get("sid") or ""), partition.rsplit("|", 1)[1])
+    async def heads(self, forget_before: datetime) -> AsyncIterator[tuple[Lane, LaneHead]]:
+        """The heads of the listed lanes: one partition query and a point read per listed lane. A listed
+        lane without a head is forgotten once its listing is older than ``forget_before``."""
+        listed = [
+            entity async for entity in self._table.query_entities("PartitionKey eq @pk", parameters={"pk": LISTED})
+        ]
+        slots = asyncio.Semaphore(_CONCURRENCY)
+
+        async def read(listing: Any) -> tuple[Lane, LaneHead] | None:
+            partition: str = listing["RowKey"]
+            lane = Lane(str(listing.get("sid") or ""), partition.rsplit("|", 1)[1])
+            async with slots:
+                entity = await get_or_none(self._table, partition, HEAD)
+                if entity is None:
+                    if int_of(listing.get("written") or 0) < _ms(forget_before):
+                        with contextlib.suppress(ResourceModifiedError, ResourceNotFoundError):
+                            await self._table.delete_entity(
+                                LISTED,
+                                partition,
+                                etag=etag_of(listing),
+                                match_condition=MatchConditions.IfNotModified,
+                            )
+                    return None
             etag = etag_of(entity)
-            if lane.subscription_id and etag is not None:
-                yield lane, _head(lane, entity, etag)
+            return (lane, _head(lane, entity, etag)) if lane.subscription_id and etag is not None else None
+
+        for found in await asyncio.gather(*(read(listing) for listing in listed)):
+            if found is not None:
+                yield found
 
     async def floor(self, resource: str) -> int | None:
         entity = await get_or_none(self._table, FLOORS, escape_key(resource))

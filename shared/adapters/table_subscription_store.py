@@ -14,6 +14,15 @@ subject of a list, or the new ones after a PATCH) holds a small **ref row** (sta
 row's key in ``home``) that matching resolves with a point read; the owners' ``i:`` row lists them
 (``refs``). A row whose own partition its filters no longer name is stored with status ``away``
 (the real one in ``awayStatus``), so matching never reads it there.
+
+Fan-out does more for a resource only while it has subscriptions that need it: asking the contact
+registry for main units (``includeSubunits``), and writing completion markers for ordered lanes
+(``ordering: subject``). Each such subscription has a ref row in its resource's member partition
+(``<resource>|u:`` or ``<resource>|o:``, kept like the other refs), and while a member partition is
+not empty a **mark row** (status ``mark``, RowKey ``~u`` or ``~o``) sits in the resource's no-subject
+partition, which every event reads anyway: fan-out learns both at no extra request. A mark is written
+after its member ref, and deleted only under the ETag it had before its member partition was found
+empty, so a concurrent create either is seen or keeps it; a mark left by a crash only costs that work.
 """
 
 from __future__ import annotations
@@ -34,11 +43,11 @@ from azure.data.tables.aio import TableServiceClient
 from cryptography.exceptions import InvalidTag
 
 from shared.adapters.table_transactions import submit_transaction
-from shared.adapters.tables import escape_key
+from shared.adapters.tables import escape_key, put_if_unchanged
 from shared.identity.secret_box import SecretBox
 from shared.notifications.event_orders import NotificationSpec
-from shared.subscriptions.model import Filters, Ordering, Secrets, Status, Subscription, identity_of
-from shared.subscriptions.ports import IdenticalExists
+from shared.subscriptions.model import Filters, Ordering, Secrets, Status, Subscription, identity_of, index_key
+from shared.subscriptions.ports import IdenticalExists, Matched
 from shared.subscriptions.targets import AuthenticationKind, Destination, EndpointAuthentication
 
 log = logging.getLogger(__name__)
@@ -48,12 +57,30 @@ OWNERS_TABLE = "subscriptionowners"
 # Sealed at rest: the signing secrets, and the custom header values a webhook's gateway asks for.
 _SECRET_FIELDS = ("secret", "previousSecret", "upcomingSecret", "authHeaders")
 REF = "ref"  # the status of a ref row: matching resolves it to the subscription's row
+MARK = "mark"  # the status of a mark row: the resource has subscriptions of its kind (module docstring)
+SUBUNITS, ORDERED = "u", "o"  # the kinds of member partition and mark
 AWAY = "away"  # the status column of a row its own partition's events can never match
 
 
 def _ref_keys(subscription: Subscription) -> list[str]:
-    """The partitions besides its row's own that the subscription is matched in."""
-    return [key for key in subscription.filters.match_keys() if key != subscription.index_key]
+    """The partitions besides its row's own that the subscription is matched in, and its member partitions."""
+    matched = [key for key in subscription.filters.match_keys() if key != subscription.index_key]
+    return matched + _member_keys(subscription)
+
+
+def _member_keys(subscription: Subscription) -> list[str]:
+    kinds = [SUBUNITS] if subscription.filters.include_subunits else []
+    if subscription.ordering is Ordering.SUBJECT and subscription.notification is None:
+        kinds.append(ORDERED)
+    return [index_key(subscription.filters.resource, kind, "") for kind in kinds]
+
+
+def _mark_of(member_key: str) -> tuple[str, str] | None:
+    """The mark row (partition, row key) a member partition keeps; None for any other partition."""
+    resource, _, kind = member_key.rpartition("|")
+    if kind not in (f"{SUBUNITS}:", f"{ORDERED}:"):
+        return None
+    return escape_key(index_key(resource, "*", "")), f"~{kind[0]}"
 
 
 def _single(value: str | tuple[str, ...] | None) -> str | None:
@@ -84,6 +111,8 @@ def _to_entity(subscription: Subscription) -> dict[str, Any]:
         "homeKey": subscription.home_key,
         "status": subscription.status.value if matched_here else AWAY,
         "awayStatus": None if matched_here else subscription.status.value,
+        # Pending after a change of target but still matched (``Subscription.revalidating``).
+        "revalidating": subscription.revalidating or None,
         "created": subscription.created,
         "secret": subscription.secrets.current,
         "previousSecret": subscription.secrets.previous,
@@ -100,6 +129,8 @@ def _to_entity(subscription: Subscription) -> dict[str, Any]:
         # its type and audience or header names here, the header values in sealed authHeaders.
         "destination": json.dumps(subscription.destination.public()) if subscription.destination else None,
         **_authentication_columns(subscription.authentication),
+        "validationCodeHash": subscription.validation_code_hash,
+        "validatedEndpoint": subscription.validated_endpoint,
     }
 
 
@@ -117,6 +148,7 @@ def _from_entity(entity: Mapping[str, Any]) -> Subscription:
             include_subunits=bool(entity.get("includeSubunits")),
         ),
         status=Status(entity.get("awayStatus") or entity["status"]),
+        revalidating=bool(entity.get("revalidating")),
         home_key=entity.get("homeKey"),
         created=entity["created"],
         secrets=Secrets(
@@ -130,6 +162,8 @@ def _from_entity(entity: Mapping[str, Any]) -> Subscription:
         ordering=Ordering(entity.get("ordering") or Ordering.NONE),
         destination=Destination.from_public(json.loads(entity["destination"])) if entity.get("destination") else None,
         authentication=_authentication(entity.get("authentication"), entity.get("authHeaders")),
+        validation_code_hash=entity.get("validationCodeHash"),
+        validated_endpoint=entity.get("validatedEndpoint"),
     )
 
 
@@ -260,13 +294,39 @@ class TableSubscriptionStore:
                 for key in _ref_keys(subscription)
             )
         )
+        # After the member refs (see the module docstring).
+        marks = [mark for key in _member_keys(subscription) if (mark := _mark_of(key)) is not None]
+        await asyncio.gather(
+            *(
+                self._index.upsert_entity({"PartitionKey": pk, "RowKey": rk, "status": MARK}, mode=UpdateMode.REPLACE)
+                for pk, rk in marks
+            )
+        )
 
     async def _delete_refs(self, keys: Iterable[str], subscription_id: str) -> None:
         async def one(key: str) -> None:
             with contextlib.suppress(ResourceNotFoundError):
                 await self._index.delete_entity(escape_key(key), subscription_id)
+            if (mark := _mark_of(key)) is not None:
+                await self._release_mark(key, *mark)
 
         await asyncio.gather(*(one(key) for key in keys))
+
+    async def _release_mark(self, member_key: str, partition: str, row: str) -> None:
+        """Deletes the mark once its member partition is empty. Its ETag is read first: a create that
+        adds a member after the emptiness check rewrites the mark, and the delete fails."""
+        try:
+            mark = await self._index.get_entity(partition, row)
+        except ResourceNotFoundError:
+            return
+        async for _ in self._index.query_entities(
+            "PartitionKey eq @pk", parameters={"pk": escape_key(member_key)}, results_per_page=1, select=["RowKey"]
+        ):
+            return
+        with contextlib.suppress(ResourceModifiedError, ResourceNotFoundError):
+            await self._index.delete_entity(
+                partition, row, etag=mark.metadata["etag"], match_condition=MatchConditions.IfNotModified
+            )
 
     async def get(self, consumer: str, subscription_id: str) -> Subscription | None:
         try:
@@ -286,7 +346,7 @@ class TableSubscriptionStore:
 
     async def id_range(self, index_key: str, first_id: str, last_id: str) -> list[Subscription]:
         # Other subscriptions' ref rows may share the partition; deliveries name the rows themselves.
-        query = "PartitionKey eq @pk and RowKey ge @first and RowKey le @last and status ne 'ref'"
+        query = "PartitionKey eq @pk and RowKey ge @first and RowKey le @last and status ne 'ref' and status ne 'mark'"
         parameters = {"pk": escape_key(index_key), "first": first_id, "last": last_id}
         found = [await self._readable(e) async for e in self._index.query_entities(query, parameters=parameters)]
         return [subscription for subscription in found if subscription is not None]
@@ -352,17 +412,8 @@ class TableSubscriptionStore:
             changed = mutate(await self._opened(entity))
             if changed is None:
                 return None
-            try:
-                await self._index.update_entity(
-                    await self._sealed(changed),
-                    mode=UpdateMode.REPLACE,
-                    etag=entity.metadata["etag"],
-                    match_condition=MatchConditions.IfNotModified,
-                )
-            except ResourceModifiedError:
-                continue  # changed meanwhile by another worker: apply the change to the new state
-            except ResourceNotFoundError:
-                return None
+            if await put_if_unchanged(self._index, await self._sealed(changed), entity.metadata["etag"]) is None:
+                continue  # changed meanwhile by another worker: apply the change to the new state (or it is gone)
             return changed
         raise RuntimeError(f"subscription {subscription_id} kept changing under concurrent updates")
 
@@ -423,17 +474,8 @@ class TableSubscriptionStore:
                 operations.pop(0)
                 await submit_transaction(self._owners, operations)
             await self._put_refs(changed)
-            try:
-                await self._index.update_entity(
-                    await self._sealed(changed),
-                    mode=UpdateMode.REPLACE,
-                    etag=entity.metadata["etag"],
-                    match_condition=MatchConditions.IfNotModified,
-                )
-            except ResourceModifiedError:
-                continue  # changed meanwhile (a validation, a health update): apply the change to the new state
-            except ResourceNotFoundError:
-                return None
+            if await put_if_unchanged(self._index, await self._sealed(changed), entity.metadata["etag"]) is None:
+                continue  # changed meanwhile (a validation, a health update), or gone: read it again
             await self._settle(owner, changed)
             return changed
         raise RuntimeError(f"subscription {subscription_id} kept changing under concurrent updates")
@@ -462,16 +504,24 @@ class TableSubscriptionStore:
         )
         await submit_transaction(self._owners, operations)
 
-    async def matching(self, index_keys: Sequence[str]) -> Mapping[str, list[Subscription]]:
+    async def matching(self, index_keys: Sequence[str]) -> Matched:
         """Rows are read with their partition; ref rows cost a point read of the row they name (once per
-        call however many partitions name it), and count only when that row is active."""
+        call however many partitions name it), and count only when that row is matched: active, or
+        pending after a change of target (``Subscription.matched``; its deliveries wait for the validation).
+        Mark rows come with their no-subject partition (module docstring)."""
         refs: dict[tuple[str, str], Subscription | None] = {}
+        marked: dict[str, set[str]] = {}
 
         async def partition(key: str) -> tuple[str, list[Subscription | tuple[str, str]]]:
-            query = "PartitionKey eq @pk and (status eq 'active' or status eq 'ref')"
+            query = (
+                "PartitionKey eq @pk and (status eq 'active' or status eq 'ref' or status eq 'mark'"
+                " or (status eq 'pending' and revalidating eq true))"
+            )
             found: list[Subscription | tuple[str, str]] = []
             async for entity in self._index.query_entities(query, parameters={"pk": escape_key(key)}):
-                if entity["status"] == REF:
+                if entity["status"] == MARK:
+                    marked.setdefault(key, set()).add(entity["RowKey"][1:])
+                elif entity["status"] == REF:
                     refs[(entity["home"], entity["RowKey"])] = None
                     found.append((entity["home"], entity["RowKey"]))
                 elif (subscription := await self._readable(entity)) is not None:
@@ -493,9 +543,13 @@ class TableSubscriptionStore:
             result[key] = []
             for item in found:
                 subscription = refs.get(item) if isinstance(item, tuple) else item
-                if subscription is not None and subscription.status is Status.ACTIVE:
+                if subscription is not None and subscription.matched:
                     result[key].append(subscription)
-        return result
+        return Matched(
+            result,
+            subunits=frozenset(key for key, kinds in marked.items() if SUBUNITS in kinds),
+            ordered=frozenset(key for key, kinds in marked.items() if ORDERED in kinds),
+        )
 
 
 def _created_of(list_key: str) -> datetime:

@@ -49,7 +49,7 @@ class SubscriptionView(_Body):
     """A subscription; ``secret`` only in the answer that created or rotated it."""
 
     id: str = Field(description="sub_ and 32 hex digits")
-    endPoint: str | None = Field(description="The webhook; null for a notification subscription")
+    endPoint: str | None = Field(description="The webhook; null for a destination or notification subscription")
     resourceFilter: str
     sourceFilter: str | None
     subjectFilter: str | list[str] | None = Field(description="One subject, or a list (sorted) of which any matches")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from shared.api.target_schemas import AuthenticationIn, DestinationIn
 from shared.events.model import MAX_RESOURCE_LENGTH
@@ -18,7 +18,7 @@ from shared.notifications.model import (
     SendingTimePolicy,
     SmsTemplate,
 )
-from shared.subscriptions.changes import SubscriptionChange
+from shared.subscriptions.changes import NOTIFICATION_NOT_ORDERED, SubscriptionChange
 from shared.subscriptions.model import (
     MAX_FILTER_VALUES,
     FilterProblem,
@@ -83,6 +83,24 @@ def check_resource(value: str | None) -> str | None:
     return value
 
 
+# The checked fields, one type each, so a create and a PATCH check them with the same code. The length
+# bounds come before the check, so an empty or overlong value is refused as such, not as a bad URL/URN.
+EndpointUrl = Annotated[str, Field(min_length=1, max_length=2048), AfterValidator(check_endpoint_url)]
+ResourceFilter = Annotated[str, Field(min_length=1, max_length=MAX_RESOURCE_LENGTH), AfterValidator(check_resource)]
+SourceFilter = Annotated[
+    str, AfterValidator(lambda value: check_filter("sourceFilter", value, prefix_allowed=True, uri_like=True))
+]
+SubjectFilter = Annotated[
+    FilterValues, AfterValidator(lambda value: check_values("subjectFilter", value, prefix_allowed=False))
+]
+AlternativeSubjectFilter = Annotated[
+    str, AfterValidator(lambda value: check_filter("alternativeSubjectFilter", value, prefix_allowed=False))
+]
+TypeFilter = Annotated[
+    FilterValues, AfterValidator(lambda value: check_values("typeFilter", value, prefix_allowed=True))
+]
+
+
 class EmailTemplateIn(_Strict):
     subject: str = Field(min_length=1, max_length=998)
     body: str = Field(min_length=1, max_length=200_000)
@@ -122,14 +140,14 @@ class SubscriptionRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, str_strip_whitespace=False)
 
-    end_point: str | None = Field(
-        default=None, alias="endPoint", min_length=1, max_length=2048, description="https URL of the webhook"
+    end_point: EndpointUrl | None = Field(default=None, alias="endPoint", description="https URL of the webhook")
+    resource_filter: ResourceFilter = Field(alias="resourceFilter")
+    source_filter: SourceFilter | None = Field(
+        default=None, alias="sourceFilter", description="Exact, or a prefix ending in *"
     )
-    resource_filter: str = Field(alias="resourceFilter", min_length=1, max_length=MAX_RESOURCE_LENGTH)
-    source_filter: str | None = Field(default=None, alias="sourceFilter", description="Exact, or a prefix ending in *")
-    subject_filter: FilterValues | None = Field(default=None, alias="subjectFilter", description=SUBJECT_FILTER)
-    alternative_subject_filter: str | None = Field(default=None, alias="alternativeSubjectFilter")
-    type_filter: FilterValues | None = Field(default=None, alias="typeFilter", description=TYPE_FILTER)
+    subject_filter: SubjectFilter | None = Field(default=None, alias="subjectFilter", description=SUBJECT_FILTER)
+    alternative_subject_filter: AlternativeSubjectFilter | None = Field(default=None, alias="alternativeSubjectFilter")
+    type_filter: TypeFilter | None = Field(default=None, alias="typeFilter", description=TYPE_FILTER)
     include_subunits: bool = Field(default=False, alias="includeSubunits", description=INCLUDE_SUBUNITS)
     # Instead of endPoint: each matching event becomes a notification order to its subject.
     notification: NotificationIn | None = Field(
@@ -138,7 +156,8 @@ class SubscriptionRequest(BaseModel):
     ordering: Ordering = Field(
         default=Ordering.NONE,
         description="`subject`: the events of one subject are pushed in log order, each after the previous one "
-        "was delivered or dead-lettered; other subjects flow on. `none` (default): as fast as they come.",
+        "was delivered or dead-lettered; other subjects flow on. `none` (default): as fast as they come. "
+        "Pushes only: a notification subscription takes `none`.",
     )
     # Instead of endPoint: a broker of the consumer's (shared/api/target_schemas.py).
     destination: DestinationIn | None = Field(
@@ -162,6 +181,8 @@ class SubscriptionRequest(BaseModel):
             raise ValueError(
                 "authentication applies to an endPoint; Herald publishes to a destination with its own identity"
             )
+        if self.notification is not None and self.ordering is Ordering.SUBJECT:
+            raise ValueError(NOTIFICATION_NOT_ORDERED)
         if self.notification is not None:
             problems = spec_problems(self.notification.spec(), self.resource_filter)
             if problems:
@@ -177,37 +198,6 @@ class SubscriptionRequest(BaseModel):
 
     def authentication_value(self) -> EndpointAuthentication | None:
         return self.authentication.value() if self.authentication is not None else None
-
-    @field_validator("end_point")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        return check_endpoint_url(value)
-
-    @field_validator("resource_filter")
-    @classmethod
-    def _resource(cls, value: str) -> str:
-        check_resource(value)
-        return value
-
-    @field_validator("source_filter")
-    @classmethod
-    def _source(cls, value: str | None) -> str | None:
-        return check_filter("sourceFilter", value, prefix_allowed=True, uri_like=True)
-
-    @field_validator("type_filter")
-    @classmethod
-    def _type(cls, value: str | list[str] | None) -> str | list[str] | None:
-        return check_values("typeFilter", value, prefix_allowed=True)
-
-    @field_validator("subject_filter")
-    @classmethod
-    def _subjects(cls, value: str | list[str] | None) -> str | list[str] | None:
-        return check_values("subjectFilter", value, prefix_allowed=False)
-
-    @field_validator("alternative_subject_filter")
-    @classmethod
-    def _alternative_subject(cls, value: str | None) -> str | None:
-        return check_filter("alternativeSubjectFilter", value, prefix_allowed=False)
 
     def filters(self) -> Filters:
         return Filters(
@@ -246,20 +236,18 @@ class SubscriptionPatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, str_strip_whitespace=False)
 
-    end_point: str | None = Field(
+    end_point: EndpointUrl | None = Field(
         default=None,
         alias="endPoint",
-        min_length=1,
-        max_length=2048,
         description="A new webhook: the subscription is pending until it accepts the validation event",
     )
-    resource_filter: str | None = Field(
-        default=None, alias="resourceFilter", min_length=1, max_length=MAX_RESOURCE_LENGTH
+    resource_filter: ResourceFilter | None = Field(default=None, alias="resourceFilter")
+    source_filter: SourceFilter | None = Field(
+        default=None, alias="sourceFilter", description="Exact, or a prefix ending in *"
     )
-    source_filter: str | None = Field(default=None, alias="sourceFilter", description="Exact, or a prefix ending in *")
-    subject_filter: FilterValues | None = Field(default=None, alias="subjectFilter", description=SUBJECT_FILTER)
-    alternative_subject_filter: str | None = Field(default=None, alias="alternativeSubjectFilter")
-    type_filter: FilterValues | None = Field(default=None, alias="typeFilter", description=TYPE_FILTER)
+    subject_filter: SubjectFilter | None = Field(default=None, alias="subjectFilter", description=SUBJECT_FILTER)
+    alternative_subject_filter: AlternativeSubjectFilter | None = Field(default=None, alias="alternativeSubjectFilter")
+    type_filter: TypeFilter | None = Field(default=None, alias="typeFilter", description=TYPE_FILTER)
     include_subunits: bool | None = Field(default=None, alias="includeSubunits", description=INCLUDE_SUBUNITS)
     notification: NotificationIn | None = Field(
         default=None, description="The notification a notification subscription orders, replaced as a whole"
@@ -282,36 +270,6 @@ class SubscriptionPatch(BaseModel):
             if name in given and getattr(self, name) is None:
                 raise ValueError(f"{alias} cannot be null: a subscription always has one")
         return self
-
-    @field_validator("end_point")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        return check_endpoint_url(value)
-
-    @field_validator("resource_filter")
-    @classmethod
-    def _resource(cls, value: str | None) -> str | None:
-        return check_resource(value)
-
-    @field_validator("source_filter")
-    @classmethod
-    def _source(cls, value: str | None) -> str | None:
-        return check_filter("sourceFilter", value, prefix_allowed=True, uri_like=True)
-
-    @field_validator("type_filter")
-    @classmethod
-    def _type(cls, value: str | list[str] | None) -> str | list[str] | None:
-        return check_values("typeFilter", value, prefix_allowed=True)
-
-    @field_validator("subject_filter")
-    @classmethod
-    def _subjects(cls, value: str | list[str] | None) -> str | list[str] | None:
-        return check_values("subjectFilter", value, prefix_allowed=False)
-
-    @field_validator("alternative_subject_filter")
-    @classmethod
-    def _alternative_subject(cls, value: str | None) -> str | None:
-        return check_filter("alternativeSubjectFilter", value, prefix_allowed=False)
 
     def change(self) -> SubscriptionChange:
         given = self.model_fields_set

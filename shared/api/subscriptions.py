@@ -27,6 +27,7 @@ from shared.api.responses import (
     SubscriptionView,
 )
 from shared.api.subscription_schemas import SubscriptionPatch, SubscriptionRequest, subscription_view
+from shared.api.target_schemas import ValidationCodeIn
 from shared.endpoint_policy import EndpointRefused
 from shared.identity.tokens import Principal
 from shared.notifications.orders import SenderForbidden
@@ -35,6 +36,7 @@ from shared.subscriptions.model import FilterProblem
 from shared.subscriptions.ports import IdenticalExists
 from shared.subscriptions.service import (
     NotAWebhook,
+    NotValidated,
     RotatedRecently,
     SubscriptionForbidden,
     SubscriptionNotFound,
@@ -43,6 +45,7 @@ from shared.subscriptions.service import (
 )
 from shared.subscriptions.stats import HealthReport, WindowFigures
 from shared.subscriptions.targets import TargetProblem
+from shared.subscriptions.validation import NotADestination, NotAwaitingCode, WrongValidationCode
 
 router = APIRouter(tags=["subscriptions"])
 subscriber = require_scope("events.subscribe")
@@ -82,7 +85,8 @@ def _next_link(request: Request, name: str, token: str | None) -> dict[str, str]
     status_code=201,
     summary="Create a webhook subscription",
     description=(
-        "The new subscription is `pending` until its endpoint accepts a `platform.events.validatesubscription` event; "
+        "The new subscription is `pending` until its endpoint accepts a `platform.events.validatesubscription` event "
+        "(a `destination`: until you send back the code that event carried, `POST …/validate`); "
         "the signing secret is returned only here. Creating an identical subscription again returns the existing one (200). "
         "With `notification` instead of `endPoint` (and the scope `notifications.order` too), each matching event "
         "becomes an email/SMS order to the event's subject; such a subscription is `active` at once and has no secret. "
@@ -179,9 +183,11 @@ async def get_subscription(
     description=(
         "Changes filters (`null` clears an optional one), `endPoint`, `ordering` or a notification subscription's "
         "`notification`; the fields left out stay as they are. The result is checked as a create is, and applies "
-        "to the next event matched. A new `endPoint` makes the subscription `pending`: it receives nothing, "
-        "queued deliveries included, until it has accepted a `platform.events.validatesubscription` event, sent "
-        "a few seconds after the change. Changing `notification` needs the scope `notifications.order` too."
+        "to the next event matched. A new `endPoint` makes the subscription `pending`: it receives nothing until "
+        "it has accepted a `platform.events.validatesubscription` event, sent a few seconds after the change; "
+        "deliveries already queued and events published meanwhile wait for that and then go to the new endpoint. "
+        "Changing `notification` needs the scope `notifications.order` too; `ordering: subject` applies to pushes "
+        "only (a notification subscription refuses it)."
     ),
     response_model=SubscriptionView,
     responses={
@@ -260,6 +266,43 @@ async def enable_subscription(
 ) -> JSONResponse:
     with _own(subscription_id):
         subscription = await (await _service(request)).enable(principal.subject, subscription_id)
+    return JSONResponse(subscription_view(subscription))
+
+
+@router.post(
+    "/api/v1/subscriptions/{subscription_id}/validate",
+    summary="Validate a destination with the code its validation event carried",
+    response_model=SubscriptionView,
+    responses={
+        **problems(404),
+        400: {"description": "Not the code of the latest validation event published to the destination"},
+        409: {
+            "description": "Not a destination subscription (a webhook is validated by accepting the validation "
+            "event), or not pending with a published validation event"
+        },
+    },
+    description=(
+        "A subscription with a `destination` stays `pending` after its validation event was published there: "
+        "send back the event's `data.validationCode` to show you read the destination, and it is `active`. Each "
+        "validation event carries a new code (`enable` publishes one again); a code validates once."
+    ),
+)
+async def validate_destination(
+    request: Request,
+    subscription_id: SubscriptionId,
+    body: Annotated[ValidationCodeIn, Body()],
+    principal: Principal = Depends(subscriber),
+) -> JSONResponse:
+    try:
+        with _own(subscription_id):
+            validation = (await use_cases(request)).validation
+            subscription = await validation.confirm(principal.subject, subscription_id, body.validationCode)
+    except WrongValidationCode as error:
+        raise Problem(400, "Bad Request", str(error), kind="validation-code-refused") from error
+    except NotADestination as error:
+        raise Problem(409, "Conflict", str(error), kind="not-a-destination") from error
+    except NotAwaitingCode as error:
+        raise Problem(409, "Conflict", str(error), kind="not-awaiting-validation") from error
     return JSONResponse(subscription_view(subscription))
 
 
@@ -354,12 +397,16 @@ def _not_a_webhook(error: NotAWebhook) -> Problem:
     response_model=SubscriptionTestResult,
     responses={
         **problems(404, 429),
-        409: {"description": "A notification subscription: there is no webhook to push to"},
+        409: {
+            "description": "A notification subscription: there is no webhook to push to; or a pending one: its "
+            "endpoint has not accepted the validation event yet"
+        },
     },
     description=(
-        "Signs and pushes a `herald.subscription.test` event to the subscription's endpoint at once, whatever its "
-        "status, and answers with the attempt: status code, latency and error. The push is neither retried nor "
-        "logged, and the health figures do not count it. At most 10 in a row per subscription, then one every 6 s."
+        "Signs and pushes a `herald.subscription.test` event to the subscription's endpoint at once, and answers "
+        "with the attempt: status code, latency and error. The push is neither retried nor logged, and the health "
+        "figures do not count it. At most 10 in a row per subscription, then one every 6 s. Refused while the "
+        "subscription is `pending`: an endpoint gets nothing before it has accepted the validation event."
     ),
 )
 async def test_push(
@@ -370,6 +417,8 @@ async def test_push(
             report = await (await _service(request)).test_push(principal.subject, subscription_id)
     except NotAWebhook as error:
         raise _not_a_webhook(error) from error
+    except NotValidated as error:
+        raise Problem(409, "Conflict", str(error), kind="not-validated") from error
     except TooManyTestPushes as error:
         raise Problem(
             429, "Too Many Requests", f"{error}; nothing was pushed", kind="test-push-limited",

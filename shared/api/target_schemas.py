@@ -33,8 +33,8 @@ class EntraTokenIn(_Strict):
     audience: str = Field(
         min_length=1,
         max_length=MAX_AUDIENCE,
-        description="The application ID URI of the API behind the gateway (api://… or https://… on your own "
-        "domain); Herald asks for `<audience>/.default`",
+        description="The application ID URI of the API behind the gateway, on the endPoint's own host: "
+        "https://<endPoint host>[/path] or api://<endPoint host>[/path]; Herald asks for `<audience>/.default`",
     )
 
     @field_validator("audience")
@@ -113,3 +113,11 @@ class ServiceBusEntityIn(_Strict):
 
 
 DestinationIn = Annotated[EventGridTopicIn | ServiceBusEntityIn, Field(discriminator="type")]
+
+
+class ValidationCodeIn(_Strict):
+    """The code the validation event published to a destination carried (its data's ``validationCode``)."""
+
+    validationCode: str = Field(
+        min_length=1, max_length=200, description="The validation event's `data.validationCode`"
+    )

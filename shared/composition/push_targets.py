@@ -14,12 +14,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from azure.core.credentials_async import AsyncTokenCredential
 
-from shared.config import Settings
+from shared.config import Connection, Settings
 from shared.subscriptions.ports import DestinationClient, TokenSource
-from shared.subscriptions.targets import DestinationKind
+from shared.subscriptions.targets import DestinationKind, HeraldOwn
 
 
 @dataclass
@@ -65,3 +66,23 @@ def build_push_targets(config: Settings) -> PushTargets:
         topics = EventGridTopics(identity, timeout_seconds=config.webhook_timeout_seconds, http_allowed=config.local)
         targets.destinations = {**targets.destinations, DestinationKind.EVENT_GRID_TOPIC: topics}
     return targets
+
+
+def herald_own(config: Settings) -> HeraldOwn:
+    """What no subscription may name: Herald's Service Bus namespace (its identity is Data Owner of every
+    queue there, the Event Grid ingest queue among them), the Event Grid topic it ingests from, and the
+    audience of its own API (a token for it would be a token for Herald)."""
+    return HeraldOwn.of(
+        namespaces=(config.service_bus.endpoint("fullyQualifiedNamespace"), _namespace_of(config.service_bus)),
+        topics=(config.eventgrid_topic_endpoint,),
+        audiences=(config.auth_audience,),
+    )
+
+
+def _namespace_of(connection: Connection) -> str | None:
+    """The namespace host of a Service Bus connection string (``Endpoint=sb://<namespace>/;…``)."""
+    for part in (connection.connection_string or "").split(";"):
+        name, _, value = part.partition("=")
+        if name.strip().lower() == "endpoint":
+            return urlsplit(value.strip()).hostname
+    return None

@@ -109,6 +109,7 @@ def build_herald(
         eventgrid_ingest=events.ingest,
         event_upkeep=events.upkeep,
         subscriptions=subscriptions.service,
+        validation=subscriptions.validation,
         fanout=subscriptions.fanout,
         outbound=subscriptions.outbound,
         notifier=subscriptions.notifier,

@@ -20,7 +20,7 @@ from shared.adapters.table_subscription_store import TableSubscriptionStore
 from shared.clock import Clock
 from shared.composition.events import Events
 from shared.composition.identity import Identity
-from shared.composition.push_targets import PushTargets
+from shared.composition.push_targets import PushTargets, herald_own
 from shared.config import Settings
 from shared.endpoint_policy import EndpointPolicy
 from shared.identity.rate_limit import LeasedTokenBuckets
@@ -37,9 +37,11 @@ from shared.subscriptions.notification_target import EventNotifier
 from shared.subscriptions.ordering import OrderedLanes
 from shared.subscriptions.outbound import OutboundWorker
 from shared.subscriptions.ports import SettleListener, WebhookClient
+from shared.subscriptions.push import Pusher
 from shared.subscriptions.service import TEST_PUSH_BURST, TEST_PUSHES_PER_SECOND, SubscriptionService
-from shared.subscriptions.stats import DeliveryStats
+from shared.subscriptions.stats import HISTORY, DeliveryStats
 from shared.subscriptions.subunits import MainUnits
+from shared.subscriptions.validation import SubscriptionValidation
 from shared.telemetry import inject_trace_context
 
 
@@ -50,6 +52,7 @@ class Subscriptions:
     delivery_stats: TableDeliveryStats
     dead_letters: TableDeadLetterStore
     service: SubscriptionService
+    validation: SubscriptionValidation
     fanout: Fanout
     outbound: OutboundWorker
     notifier: EventNotifier
@@ -78,7 +81,8 @@ def build_subscriptions(
     store = TableSubscriptionStore(tables, box=identity.secret_box)
     dead_letters = TableDeadLetterStore(tables)
     delivery_log = TableDeliveryLog(tables, retention=timedelta(days=config.delivery_log_days))
-    delivery_stats = TableDeliveryStats(tables, retention=timedelta(days=config.delivery_log_days))
+    # The health read's ``last14Days`` needs 14 days of figures, however briefly attempts are kept.
+    delivery_stats = TableDeliveryStats(tables, retention=max(HISTORY, timedelta(days=config.delivery_log_days)))
     # One process's counts, whichever of its workers settles: each process writes its own rows.
     stats = DeliveryStats(delivery_stats, clock)
     policy = RetryPolicy(config.retry_schedule_seconds, timedelta(hours=config.retry_horizon_hours))
@@ -90,7 +94,7 @@ def build_subscriptions(
     )
     origin = urlsplit(config.public_base_url).hostname or "herald"
     # One guard for live and backfilled pushes: an endpoint's limits hold for both together.
-    guard = EndpointGuard()
+    guard = EndpointGuard(open_seconds=config.circuit_open_seconds)
 
     marks = TableFanoutMarks(tables)
     # ``ordering: subject`` subscriptions: fan-out fills the lanes, the live worker's settles move them on.
@@ -134,8 +138,24 @@ def build_subscriptions(
             lanes=ordered,
         )
 
-    backfill_store = TableBackfillStore(tables)
+    # Test pushes and validation events: pushed as the outbound worker pushes, outside its guard.
+    pusher = Pusher(
+        client=webhooks,
+        clock=clock,
+        policy=policy,
+        origin=origin,
+        timeout_seconds=config.webhook_timeout_seconds,
+        destinations=targets.destinations,
+        tokens=targets.tokens,
+    )
+    backfill_store = TableBackfillStore(
+        # Not before its pushes' retries have ended: a push of an expired backfill would be dropped.
+        tables,
+        retention=max(timedelta(days=config.delivery_log_days), policy.horizon + timedelta(days=1)),
+    )
     progress = BackfillProgress(backfill_store, bus)
+    # Fan-out and backfill match subunits' events alike, from one cache of the registry's answers.
+    main_units = MainUnits(registry) if registry is not None else None
     return Subscriptions(
         store=store,
         delivery_log=delivery_log,
@@ -146,13 +166,11 @@ def build_subscriptions(
             dead_letters=dead_letters,
             delivery_log=delivery_log,
             bus=bus,
-            client=webhooks,
+            pusher=pusher,
             health=health,
             clock=clock,
             policy=policy,
-            origin=origin,
             public_base_url=config.public_base_url,
-            timeout_seconds=config.webhook_timeout_seconds,
             authorizer=identity.authorizer,
             endpoints=EndpointPolicy(local_mode=config.local),
             delivery_stats=delivery_stats,
@@ -160,15 +178,25 @@ def build_subscriptions(
             test_pushes=LeasedTokenBuckets(
                 TablePublishBuckets(tables), rate_per_second=TEST_PUSHES_PER_SECOND, burst=TEST_PUSH_BURST
             ),
-            destinations=targets.destinations,
-            tokens=targets.tokens,
+            own=herald_own(config),
+            backfills=backfill_store,
+        ),
+        validation=SubscriptionValidation(
+            store=store,
+            bus=bus,
+            pusher=pusher,
+            health=health,
+            clock=clock,
+            origin=origin,
+            public_base_url=config.public_base_url,
+            code_patience=policy.horizon,
         ),
         fanout=Fanout(
             store,
             marks,
             bus,
             rows=events.inbound,
-            main_units=MainUnits(registry) if registry is not None else None,
+            main_units=main_units,
             lanes=lanes,
         ),
         outbound=outbound_worker(ordered=lanes),
@@ -184,6 +212,7 @@ def build_subscriptions(
             authorizer=identity.authorizer,
             bus=bus,
             clock=clock,
+            main_units=main_units,
         ),
         backfill_pushes=BackfillPushes(
             outbound_worker(retry_queue=BACKFILL_PUSH_QUEUE, listener=progress, in_order=True), backfill_store, progress

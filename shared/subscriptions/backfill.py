@@ -9,10 +9,12 @@ one's endpoint guard and keeps its retries on that queue. The live queues' capac
 
 Order and pace: a turn queues one message, whose pushes go one after another in log order, and the
 next turn scans only once every delivery of the backfill has ended (pushed, failed or dropped); until
-then it waits, longer while nothing ends, and the settle that ends the last one wakes it. So pushes
-arrive in log order, but for a push that fails and is retried (the rest of its message is deferred
-too), and go as fast as the endpoint answers, within its guard. Outcomes come from the worker's
-settles (``BackfillProgress``), counted once per delivery and message.
+then it waits, longer while nothing ends, and the settle that ends the last one wakes it. A push that
+fails is retried with the rest of its message behind it (the worker's ``in_order``). So pushes arrive in
+log order, one at a time, as fast as the endpoint answers, within its guard. Outcomes come from the
+worker's settles (``BackfillProgress``), added to running totals once per delivery and message.
+
+Matching is fan-out's (``event_matches``): a subscription that includes subunits gets their events too.
 
 Crash safety: a turn sends its deliveries, then saves the cursor and counts under the record's ETag,
 then sends the next turn (deterministic message ids throughout). A turn that dies before the save is
@@ -28,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -51,6 +52,8 @@ from shared.subscriptions.model import SUBSCRIPTION_CACHE_SECONDS, Status, Subsc
 from shared.subscriptions.outbound import OutboundWorker
 from shared.subscriptions.ports import Final, SubscriptionStore
 from shared.subscriptions.service import SubscriptionNotFound
+from shared.subscriptions.subunits import MainUnits, event_matches, main_units_of
+from shared.ttl_cache import TtlCache
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +72,7 @@ class BackfillState(StrEnum):
     RUNNING = "running"  # scanning, or its deliveries are still being pushed
     COMPLETED = "completed"  # scanned to the end, and every matched delivery was pushed, failed or dropped
     CANCELLED = "cancelled"
-    FAILED = "failed"  # the subscription was deleted or stopped being active
+    FAILED = "failed"  # the subscription was deleted or disabled (while pending, a backfill waits)
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,8 @@ class BackfillStore(Protocol):
     async def record_outcomes(
         self, subscription_id: str, backfill_id: str, message_key: str, finals: Mapping[str, Final]
     ) -> None:
-        """Count each delivery id once per ``message_key``: a message settled again adds only the new ones."""
+        """Add to the backfill's totals, each delivery id once per ``message_key``: a message settled again
+        adds only the new ones. Nothing when the backfill is gone (deleted with its subscription, or expired)."""
         ...
 
 
@@ -213,12 +217,15 @@ class Backfills:
         authorizer: Authorizer,
         bus: Bus,
         clock: Clock,
+        main_units: MainUnits | None = None,
         turn_events: int = TURN_EVENTS,
         turn_deliveries: int = TURN_DELIVERIES,
         window: int = WINDOW,
     ) -> None:
-        """``turn_events``, ``turn_deliveries``: how much a turn scans at most; ``window``: how many
+        """``main_units``: where a subunit's main unit is found (``includeSubunits``), as fan-out finds it;
+        ``turn_events``, ``turn_deliveries``: how much a turn scans at most; ``window``: how many
         deliveries may be outstanding before turns wait."""
+        self._main_units = main_units
         self._turn_events = turn_events
         self._turn_deliveries = turn_deliveries
         self._window = window
@@ -331,6 +338,13 @@ class Backfills:
             return
         # By its consumer, not its index key: a change of its filters may have moved it in the index.
         subscription = await self._subscriptions.get(backfill.consumer, backfill.subscription_id)
+        now = self._clock.now()
+        if subscription is not None and subscription.status is Status.PENDING:
+            # A new endpoint is being validated (a PATCH): the backfill waits for it, as its queued pushes do.
+            waiting = replace(backfill, turn=backfill.turn + 1, waits=backfill.waits + 1, updated=now)
+            if await self._store.save(waiting, etag):
+                await self._bus.send(BACKFILL_QUEUE, [turn_message(waiting, now + _pause(waiting.waits))])
+            return
         if subscription is None or subscription.status is not Status.ACTIVE:
             reason = (
                 "the subscription was deleted"
@@ -342,7 +356,6 @@ class Backfills:
             log.info("backfill stopped", extra={"backfill": backfill.id, "reason": reason})
             return
         outcomes = await self._store.outcomes(backfill.subscription_id, backfill.id)
-        now = self._clock.now()
         if backfill.matched - outcomes.total >= self._window:
             # Until they end; the settle that ends the last one sends this turn at once (BackfillProgress).
             waiting = replace(backfill, turn=backfill.turn + 1, waits=backfill.waits + 1, updated=now)
@@ -373,11 +386,12 @@ class Backfills:
             await self._bus.send(BACKFILL_QUEUE, [turn_message(advanced, deliver_at)])
 
     async def _scan(self, backfill: Backfill, subscription: Subscription) -> _Page:
-        """From the cursor to the end, up to a turn's worth: the events matching the filters, of which those
-        the consumer may receive become deliveries (the same check as every push), in log order."""
+        """From the cursor to the end, up to a turn's worth: the events matching the filters (subunits
+        included, as fan-out matches them), of which those the consumer may receive become deliveries (the
+        same check as every push), in log order."""
         cursor, end = backfill.cursor, backfill.end
-        matching: list[tuple[Position, dict[str, Any]]] = []
-        scanned = scanned_bytes = 0
+        events: list[tuple[Position, dict[str, Any]]] = []
+        scanned_bytes = 0
         full = False  # a turn's worth is scanned
         rows = self._log.scan(backfill.resource, cursor.seq, want_events=self._turn_events)
         try:
@@ -388,17 +402,9 @@ class Backfills:
                         continue
                     if position > end:
                         break
-                    scanned += 1
                     scanned_bytes += len(body)
-                    cursor = position
-                    attributes = json.loads(body)
-                    if subscription.filters.matches(attributes):
-                        matching.append((position, attributes))
-                    full = (
-                        len(matching) >= self._turn_deliveries
-                        or scanned >= self._turn_events
-                        or scanned_bytes >= TURN_BYTES
-                    )
+                    events.append((position, json.loads(body)))
+                    full = len(events) >= self._turn_events or scanned_bytes >= TURN_BYTES
                     if full:
                         break
                 if full or row.seq >= end.seq:
@@ -407,6 +413,22 @@ class Backfills:
             closing = getattr(rows, "aclose", None)
             if closing is not None:
                 await closing()  # the log's query stops here
+        # The registry is asked once per turn, and only for a subscription that includes subunits.
+        parents = (
+            await main_units_of(self._main_units, (attributes for _, attributes in events))
+            if subscription.filters.include_subunits
+            else {}
+        )
+        matching: list[tuple[Position, dict[str, Any]]] = []
+        scanned = 0
+        for position, attributes in events:
+            scanned += 1
+            cursor = position
+            if event_matches(subscription.filters, attributes, parents):
+                matching.append((position, attributes))
+                if len(matching) >= self._turn_deliveries:
+                    full = True  # the rest of what was read is scanned again next turn
+                    break
         # Every row up to the end was committed when the backfill began, so a scan that ran out of rows
         # (or passed the end) has seen the whole range.
         done = not full or cursor >= end
@@ -476,7 +498,7 @@ class BackfillPushes:
         self._worker = worker
         self._store = store
         self._progress = progress
-        self._running: dict[tuple[str, str], tuple[float, bool]] = {}
+        self._running: TtlCache[tuple[str, str], bool] = TtlCache(SUBSCRIPTION_CACHE_SECONDS)
 
     async def handle(
         self, deliveries: Sequence[Delivery], *, message_id: str | None = None, redelivered: bool = False
@@ -489,14 +511,9 @@ class BackfillPushes:
 
     async def _is_running(self, subscription_id: str, backfill_id: str) -> bool:
         """Looked up at most every few seconds per backfill: a cancel stops pushes within that."""
-        key = (subscription_id, backfill_id)
-        now = time.monotonic()
-        cached = self._running.get(key)
-        if cached is not None and now - cached[0] < SUBSCRIPTION_CACHE_SECONDS:
-            return cached[1]
-        found = await self._store.get(subscription_id, backfill_id)
-        running = found is not None and found[0].state is BackfillState.RUNNING
-        if len(self._running) > 10_000:
-            self._running.clear()
-        self._running[key] = (now, running)
-        return running
+
+        async def running(key: tuple[str, str]) -> bool:
+            found = await self._store.get(*key)
+            return found is not None and found[0].state is BackfillState.RUNNING
+
+        return await self._running.get((subscription_id, backfill_id), running)

@@ -16,6 +16,10 @@ from shared.notifications.event_orders import NotificationSpec
 from shared.subscriptions.model import Ordering, Status, Subscription
 from shared.subscriptions.targets import Destination, EndpointAuthentication
 
+NOTIFICATION_NOT_ORDERED = (
+    "ordering 'subject' orders pushes; a notification subscription's orders are not pushed in order, so it "
+    "takes ordering 'none'"
+)
 # ``Filters`` fields a change may set; None clears an optional one (resource and includeSubunits are never None).
 FILTER_FIELDS = frozenset({"resource", "source", "subject", "alternativesubject", "type", "include_subunits"})
 
@@ -57,6 +61,8 @@ class SubscriptionChange:
             )
         if self.destination is not None and current.destination is None:
             raise ChangeRefused("only a subscription to a broker destination has a destination to change")
+        if self.ordering is Ordering.SUBJECT and current.notification is not None:
+            raise ChangeRefused(NOTIFICATION_NOT_ORDERED)
         if self.authentication_given and (current.destination is not None or current.notification is not None):
             raise ChangeRefused(
                 "authentication applies to a webhook (endPoint); Herald publishes to a destination with its own identity"
@@ -67,24 +73,11 @@ class SubscriptionChange:
         if self.endpoint is not None and self.endpoint != current.endpoint:
             # Whatever its status, the new endpoint has to accept the validation event first; what the old
             # one granted or failed says nothing about it.
-            changed = replace(
-                changed,
-                endpoint=self.endpoint,
-                status=Status.PENDING,
-                disabled_reason=None,
-                failing_since=None,
-                allowed_rate=None,
-            )
+            changed = _retargeted(replace(changed, endpoint=self.endpoint), current)
         if self.destination is not None and self.destination != current.destination:
             # A new broker is validated as a new endpoint is: its first publish makes it active again.
-            changed = replace(
-                changed,
-                destination=self.destination,
-                endpoint=self.destination.address,
-                status=Status.PENDING,
-                disabled_reason=None,
-                failing_since=None,
-                allowed_rate=None,
+            changed = _retargeted(
+                replace(changed, destination=self.destination, endpoint=self.destination.address), current
             )
         if self.authentication_given:
             changed = replace(changed, authentication=self.authentication)
@@ -93,3 +86,19 @@ class SubscriptionChange:
         if self.notification is not None:
             changed = replace(changed, notification=self.notification)
         return changed
+
+
+def _retargeted(changed: Subscription, current: Subscription) -> Subscription:
+    """Pending until the new target accepts the validation event, its health starting afresh. One that
+    was receiving events stays matched meanwhile (``revalidating``): what is published until then
+    waits for the new target (or its retry horizon), and none of it goes to the old one."""
+    return replace(
+        changed,
+        status=Status.PENDING,
+        revalidating=current.matched,
+        disabled_reason=None,
+        failing_since=None,
+        circuit_opened_at=None,
+        allowed_rate=None,
+        validation_code_hash=None,  # the old target's code validates nothing now (409, not 400)
+    )

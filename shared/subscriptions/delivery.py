@@ -41,6 +41,9 @@ class Delivery:
     # The ordered lane (subject hash) it is the head of, for ``ordering: subject`` subscriptions
     # (shared/subscriptions/ordering.py); carried in messages, so its settle advances the lane.
     lane: str | None = None
+    # Sent again by the ordered lanes' sweep (its push was taken as lost), not taken from the retry queue:
+    # the health figures do not count it as a retry taken. Carried per message; never by ``retried``.
+    resent: bool = False
 
     @property
     def member(self) -> str:

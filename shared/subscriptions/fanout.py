@@ -31,10 +31,10 @@ from shared.subscriptions.messages import (
     OUTBOUND_QUEUE,
     delivery_message,
 )
-from shared.subscriptions.model import Ordering, index_keys_for_event, parent_index_key
+from shared.subscriptions.model import Ordering, Subscription, index_key, index_keys_for_event, parent_index_key
 from shared.subscriptions.ordering import OrderedLanes, lane_key, lane_of
 from shared.subscriptions.ports import SubscriptionStore
-from shared.subscriptions.subunits import MainUnits
+from shared.subscriptions.subunits import MainUnits, event_matches, main_unit_of, main_units_of
 
 log = logging.getLogger(__name__)
 
@@ -92,35 +92,45 @@ class Fanout:
         return (await self._match(resource, rows))[0]
 
     async def _match(self, resource: str, rows: Sequence[LogRow]) -> tuple[list[Delivery], bool]:
-        """The deliveries, and whether an ordered subscription was among those read (its lanes need to
-        hear that this message's fan-out completed, even when it matched nothing)."""
+        """The deliveries, and whether the resource has ordered subscriptions (its lanes need to hear that
+        this message's fan-out completed, even when it matched nothing)."""
         events: list[tuple[int, int, dict[str, Any]]] = [
             (row.seq, index, json.loads(body)) for row in rows for index, body in enumerate(row.events)
         ]
         keys = sorted({key for _, _, attributes in events for key in index_keys_for_event(attributes)})
         if not keys:
             return [], False
+        partitions: dict[str, list[Subscription]] = {}
+        read = await self._store.matching(keys)
+        partitions.update(read)
         # An event about a subunit also reads its main unit's partition (subscriptions with includeSubunits).
-        parents = await self._main_units.of(_subjects(events)) if self._main_units is not None else {}
+        # The registry is asked only for resources that have such subscriptions (the index marks them), so
+        # its outage or slowness holds back no other resource's fan-out.
+        with_subunits = [a for _, _, a in events if index_key(a["resource"], "*", "") in read.subunits]
+        parents = await main_units_of(self._main_units, with_subunits) if with_subunits else {}
         parent_keys = {
             parent_index_key(attributes["resource"], parent)
-            for _, _, attributes in events
+            for attributes in with_subunits
             if (parent := parents.get(attributes.get("subject") or "")) is not None
-        }
-        partitions = await self._store.matching(sorted(set(keys) | parent_keys))
+        } - set(keys)
+        if parent_keys:
+            partitions.update(await self._store.matching(sorted(parent_keys)))
         ordered_seen = self._lanes is not None and any(
             s.ordering is Ordering.SUBJECT and s.notification is None for found in partitions.values() for s in found
         )
+        # A resource with ordered subscriptions marks every message complete, so that its lanes' readiness
+        # checks read markers, never the rows of messages that held nothing for them.
+        ordered_resource = self._lanes is not None and (ordered_seen or index_key(resource, "*", "") in read.ordered)
         deliveries: list[Delivery] = []
         for seq, index, attributes in events:
             seen: set[str] = set()
-            parent = parents.get(attributes.get("subject") or "")
+            parent = main_unit_of(attributes, parents)
             event_keys = index_keys_for_event(attributes)
             if parent is not None:
                 event_keys.append(parent_index_key(attributes["resource"], parent))
             for key in event_keys:
                 for subscription in partitions.get(key, ()):
-                    if subscription.id not in seen and subscription.filters.matches(attributes, parent):
+                    if subscription.id not in seen and event_matches(subscription.filters, attributes, parents):
                         seen.add(subscription.id)
                         notify = subscription.notification is not None
                         ordered = ordered_seen and not notify and subscription.ordering is Ordering.SUBJECT
@@ -135,17 +145,17 @@ class Fanout:
                                 lane=lane_of(attributes.get("subject")) if ordered else None,
                             )
                         )
-        return deliveries, ordered_seen
+        return deliveries, ordered_resource
 
     async def fan_out(self, resource: str, rows: Sequence[LogRow], trace: dict[str, str] | None = None) -> int:
         """Send the outbound messages for these rows; returns the number of deliveries sent now."""
         if not rows:
             return 0
-        deliveries, ordered_seen = await self._match(resource, rows)
+        deliveries, ordered_resource = await self._match(resource, rows)
         first_seq = min(row.seq for row in rows)
         last_seq = max(row.seq for row in rows)
         if not deliveries:
-            if ordered_seen:  # ordered lanes of the resource hear that these rows hold nothing for them
+            if ordered_resource:  # ordered lanes of the resource hear that these rows hold nothing for them
                 await self._marks.add_fanout_mark(resource, first_seq, _COMPLETE, [], through=last_seq)
             return 0
         already = await self._marks.fanout_marks(resource, first_seq)
@@ -177,7 +187,7 @@ class Fanout:
             complete = last_seq if number == len(chunks) else None
             await self._marks.add_fanout_mark(resource, first_seq, chunk_id, members, through=complete)
         ordered = {lane_key(d) for d in deliveries if d.lane is not None}
-        if not chunks and ordered:  # seen before: its lanes may not have heard it completed
+        if not chunks and (ordered or ordered_resource):  # seen before: its lanes may not have heard it completed
             await self._marks.add_fanout_mark(resource, first_seq, _COMPLETE, [], through=last_seq)
         if ordered:
             assert self._lanes is not None
@@ -185,7 +195,3 @@ class Fanout:
             # kicks again: it may follow a crash between marker and kick).
             await self._lanes.kick(ordered, trace)
         return len(pending)
-
-
-def _subjects(events: Sequence[tuple[int, int, dict[str, Any]]]) -> set[str]:
-    return {subject for _, _, attributes in events if isinstance(subject := attributes.get("subject"), str)}

@@ -175,7 +175,7 @@ class SubscriptionHealth:
                 if subscription.failing_since is not None or subscription.circuit_opened_at is not None:
                     await self._recover(subscription)
             elif subscription.failing_since is None:
-                await self._store.update(subscription.index_key, subscription.id, lambda s: _failing(s, now))
+                await self._store.update(subscription.index_key, subscription.id, _failing(subscription.endpoint, now))
             elif now - subscription.failing_since >= self._disable_after:
                 days = self._disable_after.total_seconds() / 86400
                 await self.disable(subscription, f"every delivery failed for {days:g} days")
@@ -186,6 +186,10 @@ class SubscriptionHealth:
         def recovered(current: Subscription) -> Subscription | None:
             opened[0] = current.circuit_opened_at  # as stored when the write that counts is made
             if current.failing_since is None and current.circuit_opened_at is None:
+                return None
+            if current.endpoint != subscription.endpoint:
+                # Changed since the worker read it (a PATCH): a success of the old endpoint says nothing of the new.
+                opened[0] = None
                 return None
             return replace(current, failing_since=None, circuit_opened_at=None)
 
@@ -229,5 +233,11 @@ class SubscriptionHealth:
             await self._events.exhausted(subscription, dead)
 
 
-def _failing(subscription: Subscription, now: datetime) -> Subscription | None:
-    return replace(subscription, failing_since=now) if subscription.failing_since is None else None
+def _failing(endpoint: str, now: datetime) -> Callable[[Subscription], Subscription | None]:
+    def mutate(current: Subscription) -> Subscription | None:
+        # Marked already, or its endpoint changed since the worker read it: the failure was the old one's.
+        if current.failing_since is not None or current.endpoint != endpoint:
+            return None
+        return replace(current, failing_since=now)
+
+    return mutate

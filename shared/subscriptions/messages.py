@@ -33,6 +33,8 @@ class DeliveryBatch(BaseModel):
     b: str | None = Field(default=None, min_length=1, max_length=64)
     # Per delivery of ``d``, the ordered lane it heads ("" for none); absent when no delivery is ordered.
     o: list[str] | None = None
+    # Sent again by the ordered lanes' sweep (``Delivery.resent``); absent otherwise.
+    r: bool | None = None
 
     @model_validator(mode="after")
     def _lanes_align(self) -> DeliveryBatch:
@@ -53,6 +55,7 @@ class DeliveryBatch(BaseModel):
                 datetime.fromtimestamp(first / 1000, UTC) if first else None,
                 backfill=self.b,
                 lane=lane or None,
+                resent=bool(self.r),
             )
             for (key, sid, resource, seq, index, attempt, first), lane in zip(self.d, lanes, strict=True)
         ]
@@ -64,8 +67,9 @@ def delivery_message(
     deliver_at: datetime | None = None,
     trace: dict[str, str] | None = None,
     occasion: datetime | None = None,
+    resent: bool = False,
 ) -> OutgoingMessage:
-    """A message of up to ``MAX_DELIVERIES_PER_MESSAGE`` deliveries.
+    """A message of up to ``MAX_DELIVERIES_PER_MESSAGE`` deliveries (``resent``: by the ordered lanes' sweep).
 
     Its id is deterministic, so Service Bus duplicate detection drops a batch sent twice (fan-out
     after a crash). A batch queued again later is a new send, not a duplicate: it names its due
@@ -91,6 +95,7 @@ def delivery_message(
             for d in deliveries
         ],
         o=[d.lane or "" for d in deliveries] if any(d.lane for d in deliveries) else None,
+        r=True if resent else None,
     )
     body = batch.model_dump_json(exclude_none=True).encode()
     distinct = "|".join(moment.isoformat() for moment in (deliver_at, occasion) if moment is not None)
@@ -105,6 +110,8 @@ class ValidationMessage(BaseModel):
     id: str
     attempt: int = 1
     first: datetime | None = None
+    # Set on the deadline of a destination's validation code: the hash of the code that must have come back.
+    awaiting: str | None = None
 
 
 def validation_message(
@@ -114,8 +121,15 @@ def validation_message(
     attempt: int = 1,
     first: datetime | None = None,
     deliver_at: datetime | None = None,
+    awaiting: str | None = None,
 ) -> OutgoingMessage:
-    body = ValidationMessage(key=key, id=subscription_id, attempt=attempt, first=first).model_dump_json().encode()
+    body = (
+        ValidationMessage(key=key, id=subscription_id, attempt=attempt, first=first, awaiting=awaiting)
+        .model_dump_json(exclude_none=True)
+        .encode()
+    )
+    if awaiting is not None:  # one deadline per code
+        return OutgoingMessage(body=body, message_id=f"{subscription_id}-code-{awaiting[:16]}", deliver_at=deliver_at)
     # One id per attempt of one validation (``first``: when it began), so enabling a subscription again
     # within the duplicate detection window starts a validation instead of being dropped as a duplicate.
     began = f"-{int(first.timestamp() * 1000)}" if first is not None else ""

@@ -280,10 +280,31 @@ class Subscription:
     # webhook's gateway asks for besides the signature; see shared/subscriptions/targets.py.
     destination: Destination | None = None
     authentication: EndpointAuthentication | None = None
+    # A destination's pending validation: the hash of the one-time code its validation event carried
+    # (``validation_code_hash``), which the consumer sends back to show they read the destination.
+    validation_code_hash: str | None = None
+    # Pending because a PATCH changed the target of a subscription that was receiving events: it is
+    # still matched, and its deliveries wait for the new target's validation instead of being lost.
+    # Cleared when it becomes active or is disabled.
+    revalidating: bool = False
+    # The target that last accepted its validation (a 2xx, or the code sent back): a disabled
+    # subscription is test-pushed only if it is still that one, never one that refused validation.
+    validated_endpoint: str | None = None
 
     @property
     def index_key(self) -> str:
         return self.home_key or self.filters.index_key()
 
+    @property
+    def matched(self) -> bool:
+        """Whether events are matched to it: active, or pending while a changed target is validated (a
+        new subscription, or one enabled again, receives only what is published once it is active)."""
+        return self.status is Status.ACTIVE or (self.status is Status.PENDING and self.revalidating)
+
     def with_status(self, status: Status, *, reason: str | None = None) -> Subscription:
-        return replace(self, status=status, disabled_reason=reason if status is Status.DISABLED else None)
+        return replace(
+            self,
+            status=status,
+            disabled_reason=reason if status is Status.DISABLED else None,
+            revalidating=self.revalidating and status is Status.PENDING,
+        )

@@ -44,6 +44,7 @@ from shared.subscriptions.delivery import Delivery
 from shared.subscriptions.messages import MAX_DELIVERIES_PER_MESSAGE, OUTBOUND_QUEUE, delivery_message
 from shared.subscriptions.model import SUBSCRIPTION_CACHE_SECONDS, Ordering, Subscription
 from shared.subscriptions.ports import FanoutProgress, Lane, LaneHead, LaneStore, SubscriptionStore
+from shared.ttl_cache import TtlCache
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ class OrderedLanes:
         self._stale_after = stale_after
         self._floors: dict[str, int] = {}  # per resource: every row up to it is accounted for
         self._floors_saved: dict[str, tuple[float, int]] = {}
-        self._cached: dict[tuple[str, str], tuple[float, Subscription | None]] = {}
+        self._cached: TtlCache[tuple[str, str], Subscription | None] = TtlCache(SUBSCRIPTION_CACHE_SECONDS)
 
     # ------------------------------------------------------------------------------ fan-out
 
@@ -149,7 +150,8 @@ class OrderedLanes:
         now = self._clock.now()
         stale: list[tuple[Lane, LaneHead]] = []
         idle: list[Lane] = []
-        async for lane, head in self._lanes.heads():
+        # Listings of dropped lanes go once older than the horizon (a fan-out is not assumed to take longer).
+        async for lane, head in self._lanes.heads(forget_before=now - self._horizon):
             if head.claimed is None:
                 # Entries may wait (a crash between append and kick, a row whose fan-out was lost), or
                 # the lane is empty and quiet: its head can go.
@@ -170,7 +172,7 @@ class OrderedLanes:
             return None
 
         again = [d for d in await _each(stale, resend) if d is not None]
-        await self._send(again, None)
+        await self._send(again, None, resent=True)
         claimed = await self.kick(idle)
         await self._save_floors(force=True)
         return LaneSweep(len(again), claimed)
@@ -351,17 +353,9 @@ class OrderedLanes:
 
     async def _subscription(self, delivery: Delivery) -> Subscription | None:
         key = (delivery.subscription_key, delivery.subscription_id)
-        now = time.monotonic()
-        cached = self._cached.get(key)
-        if cached is not None and now - cached[0] < SUBSCRIPTION_CACHE_SECONDS:
-            return cached[1]
-        if len(self._cached) > 10_000:
-            self._cached.clear()
-        subscription = await self._subscriptions.get_by_key(*key)
-        self._cached[key] = (now, subscription)
-        return subscription
+        return await self._cached.get(key, lambda key: self._subscriptions.get_by_key(*key))
 
-    async def _send(self, claimed: Sequence[Delivery], trace: dict[str, str] | None) -> None:
+    async def _send(self, claimed: Sequence[Delivery], trace: dict[str, str] | None, *, resent: bool = False) -> None:
         if not claimed:
             return
         await self._save_floors()
@@ -369,7 +363,9 @@ class OrderedLanes:
         occasion = self._clock.now()
         for start in range(0, len(claimed), MAX_DELIVERIES_PER_MESSAGE):
             chunk = claimed[start : start + MAX_DELIVERIES_PER_MESSAGE]
-            await self._bus.send(OUTBOUND_QUEUE, [delivery_message(chunk, trace=trace, occasion=occasion)])
+            await self._bus.send(
+                OUTBOUND_QUEUE, [delivery_message(chunk, trace=trace, occasion=occasion, resent=resent)]
+            )
 
 
 async def _each(items: Sequence[T], work: Callable[[T], Awaitable[Delivery | None]]) -> list[Delivery | None]:

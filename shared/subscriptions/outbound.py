@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -55,6 +54,7 @@ from shared.subscriptions.ports import (
 from shared.subscriptions.push import Pusher
 from shared.subscriptions.stats import DeliveryStats
 from shared.subscriptions.targets import DestinationKind
+from shared.ttl_cache import TtlCache
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,8 @@ class OutboundWorker:
     ) -> None:
         """``retry_queue``: where retries and deferrals go (backfill keeps its own off the live path);
         ``listener``: told of final outcomes (backfill progress); ``in_order``: a message's pushes to an
-        endpoint go one after another, in the message's order (backfill), not as many at once as the guard admits."""
+        endpoint go one after another, in the message's order (backfill), not as many at once as the guard admits,
+        and a failed one's retry carries the rest behind it, so none overtakes it."""
         self._retry_queue = retry_queue
         self._listener = listener
         self._lanes = lanes  # ``ordering: subject``: a lane's next entry goes once its head is settled for good
@@ -148,7 +149,7 @@ class OutboundWorker:
         )
         self._trace = trace
         self._rows = _RowCache()
-        self._subscriptions: dict[tuple[str, str], tuple[float, Subscription | None]] = {}
+        self._subscriptions: TtlCache[tuple[str, str], Subscription | None] = TtlCache(SUBSCRIPTION_CACHE_SECONDS)
 
     async def handle(
         self, deliveries: Sequence[Delivery], *, message_id: str | None = None, redelivered: bool = False
@@ -160,8 +161,10 @@ class OutboundWorker:
             deliveries = await self._not_yet_settled(message_id, deliveries)
             if not deliveries:
                 return
-        if self._stats is not None:  # only a delivery taken from the retry queue has a first attempt
-            await self._stats.taken((d.subscription_id, d.first_attempt_at) for d in deliveries if d.first_attempt_at)
+        # Taken from the retry queue (only such a delivery has a first attempt), counted when settled: a
+        # redelivered message skips what was settled, so none is counted twice. A lane head the sweep sent
+        # again was counted when its retry was taken, if it was.
+        taken = {_delivery_id(d): first for d in deliveries if (first := d.first_attempt_at) and not d.resent}
         events = await self._events(deliveries)
         subscriptions = await self._subscriptions_for(deliveries)
         by_endpoint: dict[str, list[tuple[Delivery, Subscription]]] = defaultdict(list)
@@ -193,6 +196,7 @@ class OutboundWorker:
                 for endpoint, group in by_endpoint.items()
             ],
             message_id,
+            taken,
         )
 
     async def _not_yet_settled(self, message_id: str, deliveries: Sequence[Delivery]) -> list[Delivery]:
@@ -206,7 +210,11 @@ class OutboundWorker:
         return pending
 
     async def _settle_in_waves(
-        self, ready: list[_Result], groups: list[asyncio.Task[list[_Result]]], message_id: str | None
+        self,
+        ready: list[_Result],
+        groups: list[asyncio.Task[list[_Result]]],
+        message_id: str | None,
+        taken: Mapping[str, datetime],
     ) -> None:
         """Settle each endpoint's results soon after they are known, not when the slowest endpoint of
         the message is done: a hanging endpoint must not hold the healthy ones' retries, deferrals,
@@ -221,10 +229,10 @@ class OutboundWorker:
                     done |= more
                 for task in done:
                     results.extend(task.result())
-                await self._settle(results, message_id)
+                await self._settle(results, message_id, taken)
                 results = []
             if results:
-                await self._settle(results, message_id)
+                await self._settle(results, message_id, taken)
         finally:
             for task in pending:
                 task.cancel()
@@ -261,21 +269,25 @@ class OutboundWorker:
         endpoint is prompt but at its cap, wait for a slot as long as the guard says (a few of its
         answers, never beyond its patience); otherwise (slow, circuit open, probation, granted rate,
         or no slot in that time) defer the rest to the retry queue. Once an attempt of this message to the endpoint has failed, the rest is
-        deferred too. So a message waits at most one timeout for a broken endpoint and one answer for
-        a slow one, however many of its deliveries go there, and the guard's cap bounds how many
+        deferred too; ``in_order``, to when the failed one is retried, behind it in the same retry message,
+        so nothing overtakes it (after a dead one, the rest goes on after the guard's pause). So a message
+        waits at most one timeout for a broken endpoint and one answer for a slow one, however many of its deliveries go there, and the guard's cap bounds how many
         messages wait on one endpoint at once."""
         loop = asyncio.get_running_loop()
         results: list[_Result] = []
         pending = list(group)
         running: set[asyncio.Task[_Result]] = set()
         failed = False
+        resume_at: datetime | None = None  # in order: when the failed push is retried, and the rest behind it
         give_up: float | None = None  # while the endpoint answers nothing: when to defer instead
         try:
             while pending or running:
                 slot: asyncio.Future[None] | None = None
                 while pending:
                     if failed:
-                        results.extend(self._deferred(pending, self._guard.retry_in(endpoint), attributes))
+                        results.extend(
+                            self._deferred(pending, self._guard.retry_in(endpoint), attributes, until=resume_at)
+                        )
                         pending = []
                         break
                     if self._in_order and running:
@@ -318,12 +330,15 @@ class OutboundWorker:
                 for task in [t for t in running if t in done]:
                     running.discard(task)
                     result = task.result()
-                    failed = failed or (
+                    failure = (
                         result.decision is not None
                         and result.decision.verdict is not Verdict.DELIVERED
                         and result.decision.outcome != REFUSED  # the address, not the endpoint's health
                         and not _refused_by_subject(result.delivery, result.attempt)
                     )
+                    failed = failed or failure
+                    if failure and self._in_order and result.decision is not None:
+                        resume_at = result.decision.next_attempt_at  # None when it is dead: the rest may go
                     results.append(result)
         finally:
             for task in running:  # cancelled (the host stops): no request outlives its handler
@@ -331,12 +346,17 @@ class OutboundWorker:
         return results
 
     def _deferred(
-        self, pending: Sequence[tuple[Delivery, Subscription]], seconds: float, attributes: _Attributes
+        self,
+        pending: Sequence[tuple[Delivery, Subscription]],
+        seconds: float,
+        attributes: _Attributes,
+        *,
+        until: datetime | None = None,
     ) -> list[_Result]:
-        """Deliveries that were not attempted now: queued again without counting an attempt, or, past
-        their horizon, dead without another attempt."""
+        """Deliveries that were not attempted now: queued again without counting an attempt (in ``seconds``,
+        or at ``until`` when given), or, past their horizon, dead without another attempt."""
         now = self._clock.now()
-        due = now + timedelta(seconds=seconds)
+        due = until if until is not None else now + timedelta(seconds=seconds)
         results: list[_Result] = []
         for delivery, subscription in pending:
             decision = defer(due=due, first_attempt_at=delivery.first_attempt_at or now, policy=self._policy)
@@ -380,16 +400,6 @@ class OutboundWorker:
         """The deliveries' subscriptions, fresh within a few seconds. Fan-out emits each index partition's
         subscriptions in id order, so a message's ids of one partition are one range query, not one
         read per delivery: at high fan-out that keeps storage reads far below one per delivery."""
-        now = time.monotonic()
-        result: dict[tuple[str, str], Subscription | None] = {}
-        missing: dict[str, set[str]] = defaultdict(set)
-        for delivery in deliveries:
-            key = (delivery.subscription_key, delivery.subscription_id)
-            cached = self._subscriptions.get(key)
-            if cached is not None and now - cached[0] < SUBSCRIPTION_CACHE_SECONDS:
-                result[key] = cached[1]
-            else:
-                missing[delivery.subscription_key].add(delivery.subscription_id)
 
         async def load(index_key: str, ids: set[str]) -> list[tuple[tuple[str, str], Subscription | None]]:
             if len(ids) < _RANGE_READ_FROM:
@@ -398,13 +408,15 @@ class OutboundWorker:
             in_range = {s.id: s for s in await self._store.id_range(index_key, min(ids), max(ids))}
             return [((index_key, i), in_range.get(i)) for i in ids]
 
-        if len(self._subscriptions) > 10_000:
-            self._subscriptions.clear()
-        for pairs in await asyncio.gather(*(load(k, ids) for k, ids in missing.items())):
-            for key, subscription in pairs:
-                self._subscriptions[key] = (now, subscription)
-                result[key] = subscription
-        return result
+        async def load_missing(keys: list[tuple[str, str]]) -> dict[tuple[str, str], Subscription | None]:
+            missing: dict[str, set[str]] = defaultdict(set)
+            for index_key, subscription_id in keys:
+                missing[index_key].add(subscription_id)
+            loaded = await asyncio.gather(*(load(index_key, ids) for index_key, ids in missing.items()))
+            return dict(pair for pairs in loaded for pair in pairs)
+
+        keys = ((delivery.subscription_key, delivery.subscription_id) for delivery in deliveries)
+        return await self._subscriptions.get_many(keys, load_missing)
 
     # ----------------------------------------------------------------------------- delivering
 
@@ -480,7 +492,7 @@ class OutboundWorker:
 
     # ------------------------------------------------------------------------------- settling
 
-    async def _settle(self, results: Sequence[_Result], message_id: str | None) -> None:
+    async def _settle(self, results: Sequence[_Result], message_id: str | None, taken: Mapping[str, datetime]) -> None:
         from shared.telemetry import record_dead_letter, record_delivery
 
         attempts = [r.attempt for r in results if r.attempt is not None]
@@ -533,6 +545,11 @@ class OutboundWorker:
                 )
         if dead:
             await self._dead_letters.add(dead)
+            # Before the settle is recorded: a message redelivered after a crash skips settled deliveries,
+            # so published after it, the event would be lost. Its id is the letters': published again, it is
+            # refused as a conflict (its data has a new time) and the first one stands.
+            subscriptions = {r.subscription.id: r.subscription for r in results if r.subscription is not None}
+            await self._health.exhausted([(s, d) for d in dead if (s := subscriptions.get(d.subscription_id))])
         # Marked settled last, with the attempts: a marked delivery's retry is queued and its dead letter kept.
         settled = (
             Settled(message_id, settled_at, [_delivery_id(r.delivery) for r in results])
@@ -565,10 +582,12 @@ class OutboundWorker:
                 if r.subscription and _failed(r) and self._guard.circuit_open(r.subscription.endpoint)
             ]
         )
-        if dead:
-            subscriptions = {r.subscription.id: r.subscription for r in results if r.subscription is not None}
-            await self._health.exhausted([(s, d) for d in dead if (s := subscriptions.get(d.subscription_id))])
         if self._stats is not None:
+            await self._stats.taken(
+                (r.delivery.subscription_id, since)
+                for r in results
+                if (since := taken.get(_delivery_id(r.delivery))) is not None
+            )
             await self._stats.settled(
                 [(r.attempt, r.decision.verdict is Verdict.DELIVERED) for r in results if r.attempt and r.decision],
                 [(d.subscription_id, d.first_attempt_at or settled_at) for group in retries.values() for d in group],

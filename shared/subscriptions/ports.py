@@ -48,9 +48,28 @@ class SubscriptionStore(Protocol):
         raises ``IdenticalExists`` when the result would be another subscription of the consumer."""
         ...
 
-    async def matching(self, index_keys: Sequence[str]) -> Mapping[str, list[Subscription]]:
-        """Active subscriptions reached through each index partition (stored there, or referred to from it)."""
+    async def matching(self, index_keys: Sequence[str]) -> Matched:
+        """Active subscriptions reached through each index partition (stored there, or referred to from it),
+        and which of the no-subject partitions read belong to resources with ``includeSubunits`` or
+        ``ordering: subject`` subscriptions."""
         ...
+
+
+class Matched(dict[str, list[Subscription]]):
+    """Subscriptions per index partition; ``subunits`` and ``ordered``: the no-subject partitions read
+    (``<resource>|*:``) whose resource has subscriptions with ``includeSubunits``, or with ``ordering:
+    subject``. Fan-out asks the contact registry, and writes completion markers, only for those."""
+
+    def __init__(
+        self,
+        partitions: Mapping[str, list[Subscription]] | None = None,
+        *,
+        subunits: frozenset[str] = frozenset(),
+        ordered: frozenset[str] = frozenset(),
+    ) -> None:
+        super().__init__(partitions or {})
+        self.subunits = subunits
+        self.ordered = ordered
 
 
 class IdenticalExists(Exception):
@@ -116,6 +135,18 @@ class DeliveryLog(Protocol):
     ) -> tuple[list[Attempt], str | None]: ...
 
     async def expire(self, now: datetime) -> int: ...
+
+
+class BackfillRecords(Protocol):
+    """The backfills' records (shared/subscriptions/backfill.py), as the subscription's lifecycle ends them."""
+
+    async def forget(self, subscription_id: str) -> None:
+        """Deletes every backfill of a deleted subscription, with what it counted."""
+        ...
+
+    async def expire(self, now: datetime) -> int:
+        """Deletes the backfills that ended longer than their retention ago; returns how many."""
+        ...
 
 
 class DeadLetterStore(Protocol):
@@ -299,8 +330,10 @@ class LaneStore(Protocol):
         """The claimed entry goes on (retried or deferred to ``due``); False when the head changed."""
         ...
 
-    def heads(self) -> AsyncIterator[tuple[Lane, LaneHead]]:
-        """Every lane's head (the sweep)."""
+    def heads(self, forget_before: datetime) -> AsyncIterator[tuple[Lane, LaneHead]]:
+        """The heads of the lanes that may need the sweep: every lane with entries or a claim (and lanes
+        idle a while, until their heads are dropped), read without scanning the lanes. A lane without a
+        head whose listing is older than ``forget_before`` stops being listed."""
         ...
 
     async def floor(self, resource: str) -> int | None:

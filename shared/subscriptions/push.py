@@ -10,6 +10,7 @@ reach a log, and a response that echoes them is redacted before the delivery log
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
@@ -19,6 +20,7 @@ from shared.clock import Clock
 from shared.subscriptions.delivery import Decision, RetryPolicy, judge_attempt, push_headers
 from shared.subscriptions.model import Subscription
 from shared.subscriptions.ports import DestinationClient, TokenSource, WebhookClient, WebhookResponse
+from shared.subscriptions.signed_event import signed_content
 from shared.subscriptions.targets import AuthenticationKind, DestinationKind
 
 log = logging.getLogger(__name__)
@@ -72,7 +74,9 @@ class Pusher:
         ``refusal_is_final``: an address the connection guard refused dead-letters at once instead of
         being retried like an endpoint that did not answer."""
         now = at or self._clock.now()
-        headers = push_headers(message_id, body, subscription.secrets.signing(now), self._origin, now)
+        headers = push_headers(
+            message_id, self._signed(subscription, body), subscription.secrets.signing(now), self._origin, now
+        )
         answer = self._send(subscription, message_id, body, headers)
         response = await (await_answer(answer) if await_answer is not None else answer)
         first = first_attempt_at or now
@@ -87,9 +91,21 @@ class Pusher:
         )
         return Pushed(response, decision, now, first)
 
+    @staticmethod
+    def _signed(subscription: Subscription, body: bytes) -> bytes:
+        """What the signature covers: the body sent, except to an Event Grid topic, which serializes the
+        event again for its receivers: there the event's canonical form (shared/subscriptions/signed_event.py)."""
+        destination = subscription.destination
+        if destination is not None and destination.kind is DestinationKind.EVENT_GRID_TOPIC:
+            try:
+                return signed_content(body)
+            except (ValueError, TypeError):
+                return body  # not an event Event Grid takes either: the publish says why
+        return body
+
     async def options(self, subscription: Subscription, headers: Mapping[str, str]) -> WebhookResponse | None:
         """The CloudEvents abuse-protection handshake (HTTP OPTIONS), with what the gateway asks for; None
-        for a broker destination, which has no such handshake (the consumer's role grant is its consent)."""
+        for a broker destination, which has no such handshake (its validation event carries a code instead)."""
         if subscription.destination is not None:
             return None
         extra, secrets, failed = await self._authentication(subscription)
@@ -148,7 +164,9 @@ def _redacted(response: WebhookResponse, secrets: list[str]) -> WebhookResponse:
     """An endpoint that echoes the request (a debugging echo service, an error page quoting headers)
     must not put a header value or token into the delivery log, which the API shows."""
     excerpt, error = response.excerpt, response.error
-    for secret in secrets:
+    # An echo inside a JSON document escapes '"' and '\\' (both allowed in header values): that form too.
+    forms = {form for secret in secrets for form in (secret, json.dumps(secret)[1:-1])}
+    for secret in sorted(forms, key=len, reverse=True):
         if secret and secret in excerpt:
             excerpt = excerpt.replace(secret, REDACTED)
         if secret and error and secret in error:

@@ -1,4 +1,6 @@
-"""Managing subscriptions, and the validation handshake that makes them active."""
+"""Managing subscriptions: create, change, delete, enable, rotate, replay, and what a consumer reads
+about one (its deliveries, dead letters and health) or checks (a test push). The validation handshake
+that makes one active is ``validation.py``."""
 
 from __future__ import annotations
 
@@ -7,7 +9,6 @@ import json
 import logging
 import math
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -25,7 +26,6 @@ from shared.subscriptions.messages import (
     MAX_DELIVERIES_PER_MESSAGE,
     OUTBOUND_QUEUE,
     VALIDATION_QUEUE,
-    ValidationMessage,
     delivery_message,
     validation_message,
 )
@@ -36,19 +36,17 @@ from shared.subscriptions.model import (
     Secrets,
     Status,
     Subscription,
-    identity_hash,
+    identity_of,
     new_secret,
 )
 from shared.subscriptions.ports import (
     Attempt,
+    BackfillRecords,
     DeadLetter,
     DeadLetterStore,
     DeliveryLog,
     DeliveryStatsStore,
-    DestinationClient,
     SubscriptionStore,
-    TokenSource,
-    WebhookClient,
 )
 from shared.subscriptions.push import Pusher
 from shared.subscriptions.stats import DEAD_LETTERS_COUNTED, HealthReport, health_report, history_start
@@ -56,14 +54,13 @@ from shared.subscriptions.targets import (
     Destination,
     DestinationKind,
     EndpointAuthentication,
+    HeraldOwn,
     TargetProblem,
     check_topic_endpoint,
-    target_identity,
 )
 
 log = logging.getLogger(__name__)
 
-VALIDATION_EVENT_TYPE = "platform.events.validatesubscription"
 SECRET_OVERLAP = timedelta(hours=24)
 # A worker may sign with a subscription it read before a rotation, for a few seconds: with the secret
 # that rotation shows, never with the one a second rotation would. So rotations are this far apart.
@@ -90,6 +87,11 @@ class SubscriptionForbidden(Exception):
 
 class NotAWebhook(Exception):
     """A notification subscription: it has no webhook to push a test event to or to report on."""
+
+
+class NotValidated(Exception):
+    """The subscription's endpoint has not accepted the validation event (it is pending, or was disabled
+    without ever accepting it), so it has not shown that it wants Herald's pushes, test pushes included."""
 
 
 class TooManyTestPushes(Exception):
@@ -127,21 +129,23 @@ class SubscriptionService:
         dead_letters: DeadLetterStore,
         delivery_log: DeliveryLog,
         bus: Bus,
-        client: WebhookClient,
+        pusher: Pusher,
         health: SubscriptionHealth,
         clock: Clock,
         policy: RetryPolicy,
-        origin: str,
         public_base_url: str,
-        timeout_seconds: float,
         authorizer: Authorizer,
         endpoints: EndpointPolicy,
         delivery_stats: DeliveryStatsStore,
         test_pushes: LeasedTokenBuckets | None = None,
-        destinations: Mapping[DestinationKind, DestinationClient] | None = None,
-        tokens: TokenSource | None = None,
+        own: HeraldOwn | None = None,
+        backfills: BackfillRecords | None = None,
     ) -> None:
-        """``test_pushes``: the shared rate of test pushes per subscription (None: unlimited)."""
+        """``test_pushes``: the shared rate of test pushes per subscription (None: unlimited). ``own``:
+        Herald's own namespaces, topics and audiences, which no subscription may name. ``backfills``:
+        the subscriptions' backfill records, deleted with them and expired with the delivery log."""
+        self._backfills = backfills
+        self._own = own or HeraldOwn()
         self._delivery_stats = delivery_stats
         self._test_pushes = test_pushes
         self._policy = policy
@@ -151,22 +155,10 @@ class SubscriptionService:
         self._dead_letters = dead_letters
         self._delivery_log = delivery_log
         self._bus = bus
-        self._client = client
+        self._pusher = pusher
         self._health = health
         self._clock = clock
-        self._origin = origin
         self._base_url = public_base_url.rstrip("/")
-        self._timeout = timeout_seconds
-        # ``destinations`` and ``tokens``: brokers and gateway tokens (shared/subscriptions/targets.py).
-        self._pusher = Pusher(
-            client=client,
-            clock=clock,
-            policy=policy,
-            origin=origin,
-            timeout_seconds=timeout_seconds,
-            destinations=destinations,
-            tokens=tokens,
-        )
 
     # ------------------------------------------------------------------------------------ API
 
@@ -189,7 +181,7 @@ class SubscriptionService:
         if endpoint is not None:
             await self._endpoints.check(endpoint)
         if destination is not None or authentication is not None:
-            self.check_target(destination, authentication)
+            self.check_target(endpoint or "", destination, authentication)
             endpoint = destination.address if destination is not None else endpoint
         await self._authorize(consumer, filters)
         if notification is not None:
@@ -208,17 +200,19 @@ class SubscriptionService:
             destination=destination,
             authentication=authentication,
         )
-        identity = identity_hash(consumer, target_identity(endpoint, destination, authentication), filters)
-        subscription, created = await self._store.create(candidate, identity)
+        subscription, created = await self._store.create(candidate, identity_of(candidate))
         if created or subscription.status is Status.PENDING:
             # As the anchor does, an identical create of a pending subscription asks for validation again.
             await self._bus.send(VALIDATION_QUEUE, [validation_message(subscription.index_key, subscription.id)])
         shown = secrets.current if created and subscription.secrets.current == secrets.current else None
         return subscription, shown, created
 
-    def check_target(self, destination: Destination | None, authentication: EndpointAuthentication | None) -> None:
-        """What the request schema cannot know: local mode's loopback rule for a destination, and that
-        authentication belongs to a webhook. Raises ``TargetProblem``."""
+    def check_target(
+        self, endpoint: str, destination: Destination | None, authentication: EndpointAuthentication | None
+    ) -> None:
+        """What the request schema cannot know: local mode's loopback rule for a destination, that
+        authentication belongs to a webhook, that a token's audience is the endpoint's host, and that
+        neither names what is Herald's own. Raises ``TargetProblem``."""
         if destination is not None and authentication is not None:
             raise TargetProblem(
                 "authentication", "applies to an endPoint; Herald publishes to a destination with its own identity"
@@ -226,6 +220,7 @@ class SubscriptionService:
         if destination is not None and destination.kind is DestinationKind.EVENT_GRID_TOPIC:
             assert destination.topic_endpoint is not None
             check_topic_endpoint(destination.topic_endpoint, loopback_allowed=self._endpoints.allows_loopback)
+        self._own.check(endpoint, destination, authentication)
 
     async def _create_notification(
         self, consumer: str, filters: Filters, spec: NotificationSpec, ordering: Ordering
@@ -244,8 +239,7 @@ class SubscriptionService:
             notification=spec,
             ordering=ordering,
         )
-        identity = identity_hash(consumer, f"notification:{spec.canonical()}", filters)
-        subscription, created = await self._store.create(candidate, identity)
+        subscription, created = await self._store.create(candidate, identity_of(candidate))
         return subscription, None, created
 
     async def get(self, consumer: str, subscription_id: str) -> Subscription:
@@ -258,7 +252,10 @@ class SubscriptionService:
         return await self._store.page(consumer, after, limit)
 
     async def delete(self, consumer: str, subscription_id: str) -> None:
-        await self._store.delete(await self.get(consumer, subscription_id))
+        subscription = await self.get(consumer, subscription_id)
+        await self._store.delete(subscription)
+        if self._backfills is not None:  # after: a turn of a running backfill then finds it gone and stops
+            await self._backfills.forget(subscription.id)
 
     async def _authorize(self, consumer: str, filters: Filters) -> None:
         """The policy must let the consumer subscribe to every subject and type its filters name."""
@@ -294,7 +291,7 @@ class SubscriptionService:
         current = await self.get(consumer, subscription_id)
         candidate = change.applied_to(current)
         new_endpoint = candidate.endpoint != current.endpoint
-        self.check_target(candidate.destination, candidate.authentication)
+        self.check_target(candidate.endpoint, candidate.destination, candidate.authentication)
         if new_endpoint and candidate.destination is None:  # a destination's address is no URL to check
             await self._endpoints.check(candidate.endpoint)
         if candidate.notification is not None:
@@ -324,7 +321,10 @@ class SubscriptionService:
             return subscription
 
         def mutate(current: Subscription) -> Subscription | None:
-            return replace(current, status=Status.PENDING, disabled_reason=None, failing_since=None)
+            # A destination's earlier code is void: the validation event published now carries a new one.
+            return replace(
+                current, status=Status.PENDING, disabled_reason=None, failing_since=None, validation_code_hash=None
+            )
 
         updated = await self._store.update(subscription.index_key, subscription.id, mutate) or subscription
         await self._bus.send(
@@ -391,7 +391,21 @@ class SubscriptionService:
         """Drops the delivery log's entries, and the delivery statistics, older than their retention;
         returns how many day tables went."""
         now = self._clock.now()
-        return await self._delivery_log.expire(now) + await self._delivery_stats.expire(now)
+        # Each runs whatever the others do: one failing must not keep the others' data past its retention.
+        backfills, attempts, stats = await asyncio.gather(
+            self._backfills.expire(now) if self._backfills is not None else asyncio.sleep(0, 0),
+            self._delivery_log.expire(now),
+            self._delivery_stats.expire(now),
+            return_exceptions=True,
+        )
+        counts: list[int] = []
+        for outcome in (backfills, attempts, stats):
+            if isinstance(outcome, BaseException):
+                raise outcome
+            counts.append(outcome)
+        if counts[0]:
+            log.info("backfills expired", extra={"backfills": counts[0]})
+        return counts[1] + counts[2]
 
     async def health(self, consumer: str, subscription_id: str) -> HealthReport:
         """Delivery figures of the last hour, day and 14 days, dead letters and the circuit state."""
@@ -404,9 +418,18 @@ class SubscriptionService:
         return health_report(subscription, rows, now, dead_letters=dead, retry_horizon=self._policy.horizon)
 
     async def test_push(self, consumer: str, subscription_id: str) -> PushReport:
-        """Push a signed ``herald.subscription.test`` event to the endpoint now, whatever the subscription's
-        status, and report the attempt. Not retried, logged or counted: it checks the receiver only."""
+        """Push a signed ``herald.subscription.test`` event to the endpoint now, and report the attempt. Not
+        retried, logged or counted: it checks the receiver only. Refused (``NotValidated``) while the
+        subscription is pending: an endpoint gets nothing before it accepted the validation event."""
         subscription = await self._webhook(consumer, subscription_id)
+        if subscription.status is Status.PENDING or (
+            subscription.status is Status.DISABLED and subscription.validated_endpoint != subscription.endpoint
+        ):
+            state = "pending" if subscription.status is Status.PENDING else "disabled"
+            raise NotValidated(
+                f"subscription {subscription_id} is {state} and its endpoint has not accepted the validation "
+                "event; it gets nothing before it has (enable the subscription to validate it); nothing was pushed"
+            )
         if self._test_pushes is not None:
             wait = await self._test_pushes.take(f"test-push:{subscription.id}")
             if wait is not None:
@@ -457,82 +480,6 @@ class SubscriptionService:
                 "its orders are in GET /api/v1/subscriptions/{id}/deliveries"
             )
         return subscription
-
-    # ----------------------------------------------------------------------------- validation
-
-    async def validate(self, message: ValidationMessage) -> Status | None:
-        """One validation attempt: the abuse-protection handshake, then the validation event."""
-        subscription = await self._store.get_by_key(message.key, message.id)
-        if subscription is None or subscription.status is not Status.PENDING:
-            return None
-        now = self._clock.now()
-        allowed_rate = await self._handshake(subscription)
-        event_id = str(uuid.uuid4())
-        body = json.dumps(
-            {
-                "specversion": "1.0",
-                "id": event_id,
-                "source": f"{self._base_url}/api/v1/subscriptions/{subscription.id}",
-                "type": VALIDATION_EVENT_TYPE,
-                "time": format_time(now),
-            },
-            separators=(",", ":"),
-        ).encode()
-        pushed = await self._pusher.push(
-            subscription,
-            f"msg_{event_id.replace('-', '')}",
-            body,
-            attempt=message.attempt,
-            first_attempt_at=message.first,
-            at=now,  # the attempt began before the handshake
-        )
-        first, decision = pushed.first_attempt_at, pushed.decision
-        if decision.verdict is Verdict.DELIVERED:
-
-            def activate(current: Subscription) -> Subscription | None:
-                # A PATCH may have changed the endpoint since it was read: only the one validated is activated.
-                if current.status is not Status.PENDING or current.endpoint != subscription.endpoint:
-                    return None
-                return replace(current, status=Status.ACTIVE, allowed_rate=allowed_rate, failing_since=None)
-
-            await self._store.update(subscription.index_key, subscription.id, activate)
-            log.info("subscription validated", extra={"subscription": subscription.id})
-            return Status.ACTIVE
-        if decision.verdict is Verdict.RETRY and decision.next_attempt_at is not None:
-            await self._bus.send(
-                VALIDATION_QUEUE,
-                [
-                    validation_message(
-                        message.key,
-                        message.id,
-                        attempt=message.attempt + 1,
-                        first=first,
-                        deliver_at=decision.next_attempt_at,
-                    )
-                ],
-            )
-            return Status.PENDING
-        reason = (
-            "the endpoint answered 410 Gone"
-            if decision.verdict is Verdict.GONE
-            else "the endpoint never accepted the validation event"
-        )
-        await self._health.disable(subscription, reason)
-        return Status.DISABLED
-
-    async def _handshake(self, subscription: Subscription) -> int | None:
-        """CloudEvents webhook abuse protection: an endpoint may grant a request rate (per minute)."""
-        response = await self._pusher.options(
-            subscription, {"webhook-request-origin": self._origin, "webhook-request-rate": "120"}
-        )
-        if response is None or response.status is None or not 200 <= response.status < 300:
-            return None  # OPTIONS not supported: no rate granted, no limit asked
-        headers = {k.lower(): v for k, v in response.headers.items()}
-        origin = headers.get("webhook-allowed-origin")
-        rate = headers.get("webhook-allowed-rate", "").strip()
-        if origin not in (self._origin, "*") or not rate.isdigit():
-            return None
-        return max(1, int(rate))
 
 
 def _redelivery(subscription: Subscription, letter: DeadLetter) -> Delivery:

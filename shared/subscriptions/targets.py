@@ -1,7 +1,7 @@
 """Where a subscription pushes besides a plain webhook, and what a webhook's gateway asks for.
 
 - ``EndpointAuthentication``: a gateway in front of a webhook may demand a bearer token (Herald's own
-  identity, for an audience the consumer names: Event Grid's Entra-secured webhooks) or fixed
+  identity, for an audience on the endpoint's own host: Event Grid's Entra-secured webhooks) or fixed
   headers (Svix's custom headers). Header values are secrets: sealed at rest, never shown, never
   logged. Signatures are sent in every case: a token proves the caller is Herald, the signature that
   the push is for this subscription.
@@ -10,14 +10,14 @@
   ``address`` is the subscription's ``endpoint``, so the connection guard, the circuit breaker and
   identical-create detection treat it as they treat a webhook URL.
 
-Everything here is checked by form only; the endpoint policy (``shared/endpoint_policy.py``) decides
-about loopback and internal addresses.
+Everything here is checked by form, and against what is Herald's own (``HeraldOwn``); the endpoint
+policy (``shared/endpoint_policy.py``) decides about loopback and internal addresses.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import urlsplit
@@ -163,7 +163,7 @@ class EndpointAuthentication:
 def check_audience(audience: str) -> str:
     """An application ID URI (``api://…``, or ``https://`` on the consumer's own domain). A bare client
     id, or an audience of Microsoft's or Azure's own services, is refused: Herald would hand a token for
-    it to the endpoint."""
+    it to the endpoint. Which audiences a given endpoint may name: ``check_audience_for``."""
     field = "authentication.audience"
     if not audience or len(audience) > MAX_AUDIENCE or any(not 0x21 <= ord(ch) <= 0x7E for ch in audience):
         raise TargetProblem(field, f"must be an application ID URI of at most {MAX_AUDIENCE} characters")
@@ -183,6 +183,31 @@ def check_audience(audience: str) -> str:
             f"names a Microsoft or Azure service ({host}); Herald issues tokens only for the consumer's own APIs",
         )
     return audience
+
+
+def check_audience_for(audience: str, endpoint: str) -> str:
+    """The audience names the endpoint's own host: ``https://<host>[/path]`` or ``api://<host>[/path]``,
+    the host exactly, regardless of case. Whoever receives the token is whoever runs the endpoint, so a
+    consumer gets tokens only for a host they push to, never for another consumer's API (where Herald's
+    identity may hold an app role) nor for an ``api://<guid>`` that names no host at all."""
+    field = "authentication.audience"
+    host = (urlsplit(endpoint).hostname or "").lower().rstrip(".")
+    named = (urlsplit(audience).hostname or "").lower().rstrip(".")
+    if not host or named != host:
+        raise TargetProblem(
+            field,
+            f"must name the endPoint's host: https://{host or '<host>'} or api://{host or '<host>'}, optionally "
+            "with a path (a token is handed to the endPoint, so it is only issued for the endPoint's own host)",
+        )
+    return audience
+
+
+def _audience_key(audience: str) -> str:
+    """An audience as Entra ID and Herald's API compare it: scheme and host regardless of case, no trailing
+    slash."""
+    parts = urlsplit(audience.strip())
+    path = parts.path.rstrip("/")
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}{path}" if parts.scheme else audience.strip().lower()
 
 
 def check_headers(headers: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
@@ -308,6 +333,63 @@ def check_entity(name: str) -> str:
             "starting and ending with a letter or digit",
         )
     return name
+
+
+@dataclass(frozen=True)
+class HeraldOwn:
+    """What is Herald's own, which no subscription may name: the Service Bus namespaces it works in
+    (``namespaces``, fully qualified, lower case; its identity is Data Owner of every queue there, one of
+    which ingests events), the Event Grid topics it ingests from (``topic_hosts``), and the audiences its
+    API accepts tokens for (``audiences``; a token for one is a token for Herald itself)."""
+
+    namespaces: frozenset[str] = frozenset()
+    topic_hosts: frozenset[str] = frozenset()
+    audiences: frozenset[str] = frozenset()
+
+    @property
+    def audience_hosts(self) -> frozenset[str]:
+        return frozenset(h for a in self.audiences if (h := (urlsplit(a).hostname or "").rstrip(".")))
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        namespaces: Iterable[str | None] = (),
+        topics: Iterable[str | None] = (),
+        audiences: Iterable[str | None] = (),
+    ) -> HeraldOwn:
+        """From settings as they are given (unset ones are None); topics as publish URLs or host names."""
+        return cls(
+            frozenset(n.strip().lower().rstrip(".") for n in namespaces if n and n.strip()),
+            frozenset(
+                (urlsplit(t.strip()).hostname or t.strip()).lower().rstrip(".") for t in topics if t and t.strip()
+            ),
+            frozenset(_audience_key(a) for a in audiences if a and a.strip()),
+        )
+
+    def check(
+        self, endpoint: str, destination: Destination | None, authentication: EndpointAuthentication | None
+    ) -> None:
+        """Raises ``TargetProblem`` for a destination or an audience of Herald's own, and for an audience
+        that is not the endpoint's host (``check_audience_for``)."""
+        if destination is not None:
+            if destination.namespace is not None and destination.namespace.lower().rstrip(".") in self.namespaces:
+                raise TargetProblem(
+                    "destination.namespace", "is Herald's own Service Bus namespace; name a namespace of yours"
+                )
+            host = (urlsplit(destination.topic_endpoint or "").hostname or "").lower().rstrip(".")
+            if host and host in self.topic_hosts:
+                raise TargetProblem(
+                    "destination.topicEndpoint", "is an Event Grid topic of Herald's own; name a topic of yours"
+                )
+        if authentication is not None and authentication.audience is not None:
+            named = (urlsplit(authentication.audience).hostname or "").lower().rstrip(".")
+            # Any audience on the host of Herald's own (another path of it included) is Herald's to own.
+            if _audience_key(authentication.audience) in self.audiences or (named and named in self.audience_hosts):
+                raise TargetProblem(
+                    "authentication.audience", "is Herald's own API; Herald issues tokens only for the endPoint's API"
+                )
+            check_audience_for(authentication.audience, endpoint)
 
 
 def target_identity(

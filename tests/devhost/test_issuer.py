@@ -73,3 +73,15 @@ def test_token_cli_prints_a_verifiable_token(tmp_path: Path) -> None:
     claims = verify(result.stdout.strip(), tmp_path / "jwks.json")
     assert claims["scp"] == "events.publish events.read"
     assert claims["exp"] == claims["iat"] + 120  # type: ignore[operator]
+
+
+async def test_herald_signs_its_own_tokens_with_the_key_devhost_publishes(tmp_path: Path) -> None:
+    # Herald's local identity (what the managed identity is in Azure) and devhost's JWKS read one key file
+    # and name it by one kid, so a receiver that trusts devhost's issuer trusts Herald's tokens.
+    from shared.adapters.local_issuer import LocalIssuerCredential
+
+    jwks_path = ensure_issuer_keys(tmp_path)
+    credential = LocalIssuerCredential(tmp_path / "issuer-key.pem", "http://issuer.example")
+    token = await credential.get_token("api://receiver/.default")
+    claims = verify(token.token, jwks_path, "api://receiver")
+    assert (claims["iss"], claims["sub"]) == ("http://issuer.example", "system:herald")

@@ -3,33 +3,31 @@ test push, the health figures, and the failing/recovered pair reaching a second 
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 from standardwebhooks import Webhook
 
-from tests.support.devhost_process import devhost_token, open_resource
+from tests.support.devhost_process import DevhostProcess, devhost_process, devhost_token, open_resource
 from tests.support.identities import random_org
+from tests.support.polling import until
 from tests.support.receiver import Behaviour, Receiver
 
 pytestmark = pytest.mark.e2e
 SCOPES = "events.publish events.read events.subscribe"
 
 
-async def _until(check: Callable[[], Awaitable[Any]], seconds: float, what: str) -> Any:
-    deadline = time.monotonic() + seconds
-    while True:
-        found = await check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"no {what} within {seconds:g} s"
-        await asyncio.sleep(0.25)
+@pytest.fixture(scope="module")
+def devhost(azurite, settings, tmp_path_factory) -> Iterator[DevhostProcess]:
+    """devhost whose endpoint breakers stay open 1 s (30 by default) and whose retries come every 1 s, so
+    the endpoint recovers, and its deliveries are retried, within seconds."""
+    quick = {"HERALD_CIRCUIT_OPEN_SECONDS": "1", "HERALD_RETRY_SCHEDULE_SECONDS": "1"}
+    with devhost_process(azurite, settings, tmp_path_factory.mktemp("devhost"), quick) as process:
+        yield process
 
 
 def _operational(receiver: Receiver, event_type: str, subscription_id: str) -> list[dict[str, Any]]:
@@ -52,7 +50,7 @@ async def test_test_push_health_and_the_failing_recovered_pair(devhost, receiver
                 fetched = await api.get(f"/api/v1/subscriptions/{created.json()['id']}")
                 return bool(fetched.json()["status"] == "active")
 
-            await _until(active, 30, "validation")
+            await until(active, 30, "validation")
             return dict(created.json())
 
         async def health(subscription_id: str) -> dict[str, Any]:
@@ -92,7 +90,7 @@ async def test_test_push_health_and_the_failing_recovered_pair(devhost, receiver
         async def failing() -> list[dict[str, Any]]:
             return _operational(receiver, "herald.subscription.failing", sub["id"])
 
-        [notice] = await _until(failing, 40, "herald.subscription.failing at the second subscription")
+        [notice] = await until(failing, 40, "herald.subscription.failing at the second subscription")
         assert notice["subject"] == consumer and notice["data"]["endPoint"] == receiver.url("hook")
         hook_post = next(p for p in receiver.posts("on-call") if json.loads(p.body)["id"] == notice["id"])
         Webhook(on_call["secret"]).verify(hook_post.body.decode(), hook_post.headers)
@@ -101,26 +99,26 @@ async def test_test_push_health_and_the_failing_recovered_pair(devhost, receiver
             figures = await health(sub["id"])
             return figures if figures["lastHour"]["failed"] >= 5 else None
 
-        figures = await _until(counted_failures, 15, "failures in the health figures")
+        figures = await until(counted_failures, 15, "failures in the health figures")
         assert figures["circuit"]["state"] == "open" and figures["circuit"]["openedAt"]
         assert figures["lastHour"]["delivered"] == 0 and figures["lastHour"]["successRate"] == 0.0
         assert figures["lastFailure"]["statusCode"] == 500 and figures["lastSuccess"] is None
         assert figures["retriesWaiting"] >= 1
 
-        # The endpoint answers again: the breaker's trial succeeds (after 30 s open) and it recovers.
+        # The endpoint answers again: the breaker's trial succeeds (after 1 s open, as set) and it recovers.
         receiver.behaviours["/hook"] = Behaviour(status=200)
 
         async def recovered() -> list[dict[str, Any]]:
             return _operational(receiver, "herald.subscription.recovered", sub["id"])
 
-        [back] = await _until(recovered, 60, "herald.subscription.recovered at the second subscription")
+        [back] = await until(recovered, 60, "herald.subscription.recovered at the second subscription")
         assert back["data"]["circuitOpenedAt"] == notice["data"]["circuitOpenedAt"]
 
         async def all_delivered() -> dict[str, Any] | None:
             figures = await health(sub["id"])
             return figures if figures["lastHour"]["delivered"] == len(events) else None
 
-        figures = await _until(all_delivered, 30, "every event delivered in the health figures")
+        figures = await until(all_delivered, 30, "every event delivered in the health figures")
         assert figures["circuit"] == {"state": "closed", "openedAt": None}
         assert figures["retriesWaiting"] == 0 and figures["deadLetters"] == 0
         assert figures["lastSuccess"]["statusCode"] == 200

@@ -11,7 +11,7 @@ import statistics
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -19,6 +19,7 @@ import pytest
 
 from tests.support.devhost_process import DevhostProcess, devhost_process, devhost_token, open_resource
 from tests.support.identities import random_org
+from tests.support.polling import until
 from tests.support.receiver import Behaviour, Receiver
 
 pytestmark = pytest.mark.e2e
@@ -33,16 +34,6 @@ def ordered_devhost(azurite, settings, tmp_path_factory) -> Iterator[DevhostProc
     env = {"HERALD_RETRY_SCHEDULE_SECONDS": "1"}
     with devhost_process(azurite, settings, tmp_path_factory.mktemp("devhost-ordered"), env) as process:
         yield process
-
-
-async def _until(check: Callable[[], Awaitable[Any]], seconds: float, what: str) -> Any:
-    deadline = time.monotonic() + seconds
-    while True:
-        found = await check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"no {what} within {seconds:g} s"
-        await asyncio.sleep(0.1)
 
 
 class Endpoint:
@@ -89,7 +80,7 @@ async def _subscribe(api: httpx.AsyncClient, url: str, resource: str) -> dict[st
     async def active() -> bool:
         return bool((await api.get(f"/api/v1/subscriptions/{created.json()['id']}")).json()["status"] == "active")
 
-    await _until(active, 30, "validation")
+    await until(active, 30, "validation")
     return dict(created.json())
 
 
@@ -162,7 +153,7 @@ async def test_each_subject_in_log_order_and_a_stuck_subject_does_not_slow_the_o
         async def all_delivered() -> bool:
             return len(flaky_endpoint.delivered()) == total
 
-        await _until(all_delivered, 120, f"all {total} events delivered")
+        await until(all_delivered, 120, f"all {total} events delivered")
         by_subject: dict[str, list[tuple[str, int]]] = defaultdict(list)
         for body, status, _ in flaky_endpoint.attempts():
             by_subject[body["subject"]].append((body["id"], status))
@@ -197,7 +188,7 @@ async def test_each_subject_in_log_order_and_a_stuck_subject_does_not_slow_the_o
                 delivered = measured.delivered()
                 return delivered if all(i in delivered for i in sent) else None
 
-            delivered = await _until(arrived, 60, f"the {phase} events delivered")
+            delivered = await until(arrived, 60, f"the {phase} events delivered")
             return [delivered[i] - at for i, at in sent.items()]
 
         without = await latencies("without")
@@ -206,7 +197,7 @@ async def test_each_subject_in_log_order_and_a_stuck_subject_does_not_slow_the_o
         async def stuck_tried(times: int) -> bool:
             return sum(1 for body, _, _ in measured.attempts() if body["id"] == "stuck-0") >= times
 
-        await _until(lambda: stuck_tried(1), 30, "the stuck subject's first push")
+        await until(lambda: stuck_tried(1), 30, "the stuck subject's first push")
         # Its first refusal puts the endpoint on probation (one push at a time, the rest deferred 2 s)
         # until a push succeeds, as any failure does; measured is the subject stuck in retry after that.
         await _publish(api, [_event(resource, "warm-up", healthy[0])])
@@ -214,8 +205,8 @@ async def test_each_subject_in_log_order_and_a_stuck_subject_does_not_slow_the_o
         async def warmed_up() -> bool:
             return "warm-up" in measured.delivered()
 
-        await _until(warmed_up, 30, "a push after the first refusal")
-        await _until(lambda: stuck_tried(2), 30, "the stuck subject's first retry")
+        await until(warmed_up, 30, "a push after the first refusal")
+        await until(lambda: stuck_tried(2), 30, "the stuck subject's first retry")
         await _publish(api, [_event(resource, f"stuck-{n}", stuck) for n in (1, 2)])
         with_stuck = await latencies("with")
         stuck_attempts = [body["id"] for body, _, _ in measured.attempts() if body["subject"] == stuck]

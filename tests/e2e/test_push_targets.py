@@ -1,10 +1,10 @@
 """devhost as a developer runs it: a webhook behind a gateway (a bearer token as Herald from devhost's
 issuer, and a custom header), and an Event Grid topic destination (a local fake of the publish API that
-checks devhost's token), each from subscribing to the pushed event."""
+checks devhost's token, validated with the code its validation event carried), each from subscribing to
+the pushed event."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import Awaitable, Callable
@@ -16,13 +16,15 @@ import pytest
 from standardwebhooks import Webhook
 
 from devhost.issuer import DEFAULT_ISSUER, issue_token
+from shared.subscriptions.signed_event import SIGNATURE_EXTENSIONS, canonical_json
 from tests.support.devhost_process import DevhostProcess
 from tests.support.eventgrid_topic import EventGridTopicFake
+from tests.support.polling import until
 from tests.support.receiver import Behaviour, Receiver
 
 pytestmark = pytest.mark.e2e
 SCOPES = "events.publish events.read events.subscribe"
-AUDIENCE = "api://contoso-gateway"
+AUDIENCE = "api://127.0.0.1/contoso-gateway"  # on the endpoint's own host, as Herald requires
 
 
 def issuer_key(devhost: DevhostProcess) -> Any:
@@ -30,17 +32,12 @@ def issuer_key(devhost: DevhostProcess) -> Any:
     return jwt.PyJWKSet.from_json((devhost.state / "jwks.json").read_text()).keys[0].key
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], *, seconds: float = 30) -> Any:
-    for _ in range(int(seconds / 0.2)):
-        if found := await check():
-            return found
-        await asyncio.sleep(0.2)
-    raise AssertionError("not within the time")
-
-
-async def subscribe_and_publish(devhost: DevhostProcess, target: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    """Subscribes to a fresh resource, waits until the subscription is active, publishes one event;
-    returns the created subscription and the event's id."""
+async def subscribe_and_publish(
+    devhost: DevhostProcess, target: dict[str, Any], topic: EventGridTopicFake | None = None
+) -> tuple[dict[str, Any], str]:
+    """Subscribes to a fresh resource, waits until the subscription is active (for a ``topic``
+    destination: sends back the code its validation event carried), publishes one event; returns the
+    created subscription and the event's id."""
     resource = f"urn:e2e:herald:{uuid.uuid4().hex[:10]}"
     # Tokens as `python -m devhost token` makes them, with devhost's key, without a process each.
     admin = issue_token("system:e2e-admin", ["admin"], state_dir=devhost.state)
@@ -55,11 +52,20 @@ async def subscribe_and_publish(devhost: DevhostProcess, target: dict[str, Any])
         response = await http.post("/api/v1/subscriptions", json={"resourceFilter": resource, **target})
         assert response.status_code == 201, response.text
         created = response.json()
+        if topic is not None:
+
+            async def code() -> str | None:
+                sent = [e for e in topic.events() if e["type"] == "platform.events.validatesubscription"]
+                return str(sent[-1]["data"]["validationCode"]) if sent else None
+
+            path = f"/api/v1/subscriptions/{created['id']}"
+            validated = await http.post(f"{path}/validate", json={"validationCode": await until(code)})
+            assert validated.status_code == 200, validated.text
 
         async def active() -> bool:
             return bool((await http.get(f"/api/v1/subscriptions/{created['id']}")).json()["status"] == "active")
 
-        await eventually(active)
+        await until(active)
         event_id = f"e2e-{uuid.uuid4().hex[:8]}"
         event = {
             "specversion": "1.0",
@@ -92,7 +98,7 @@ async def test_a_webhook_behind_a_gateway_gets_herald_s_token_a_custom_header_an
         async def pushed() -> list[Any]:
             return [p for p in receiver.posts("gated") if json.loads(p.body)["id"] in (event_id, keyed_id)]
 
-        posts = await eventually(lambda: _both(pushed))
+        posts = await until(lambda: _both(pushed))
     finally:
         await receiver.stop()
     by_id = {json.loads(p.body)["id"]: p for p in posts}
@@ -117,16 +123,19 @@ async def test_an_event_grid_topic_destination_gets_the_event_published_with_dev
     await topic.start()
     try:
         destination = {"type": "eventGridTopic", "topicEndpoint": topic.endpoint}
-        created, event_id = await subscribe_and_publish(devhost, {"destination": destination})
+        created, event_id = await subscribe_and_publish(devhost, {"destination": destination}, topic)
 
         async def published() -> list[dict[str, Any]]:
             return [e for e in topic.events() if e["id"] == event_id]
 
-        [event] = await eventually(published)
+        [event] = await until(published)
     finally:
         await topic.stop()
     assert created["destination"] == destination and created["endPoint"] is None
     assert event["type"] == "no.e2e.pushed" and event["source"] == "urn:e2e" and event["time"]
+    # Signed over the event's canonical form without the three extensions that carry the signature.
+    signature = {header: event.pop(extension) for header, extension in SIGNATURE_EXTENSIONS.items()}
+    Webhook(created["secret"]).verify(canonical_json(event), signature)
     assert topic.refused == [] and all(p.claims["sub"] == "system:herald" for p in topic.published)
     tokens = [p.headers["Authorization"].removeprefix("Bearer ") for p in topic.published]
     logged = (devhost.state / "devhost.log").read_text()

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 
 import httpx
 import pytest
 
 from tests.support.devhost_process import devhost_token, open_resource
+from tests.support.polling import until
 
 pytestmark = pytest.mark.e2e
 VALIDATION = "platform.events.validatesubscription"
@@ -21,13 +21,6 @@ VALIDATION = "platform.events.validatesubscription"
 def events(receiver, path: str) -> list[dict]:
     bodies = [json.loads(post.body) for post in receiver.posts(path)]
     return [body for body in bodies if body["type"] != VALIDATION]
-
-
-async def until(check, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not await check():
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.1)
 
 
 async def test_a_patched_subscription_pushes_the_new_types_to_the_new_receiver(devhost, receiver):
@@ -47,7 +40,7 @@ async def test_a_patched_subscription_pushes_the_new_types_to_the_new_receiver(d
         async def status_is_active() -> bool:
             return (await http.get(url)).json()["status"] == "active"
 
-        await until(status_is_active, 30, "the first receiver never validated the subscription")
+        await until(status_is_active, 30, "validation by the first receiver")
 
         patched = await http.patch(
             url, json={"typeFilter": ["case.opened", "case.closed.*"], "endPoint": receiver.url("second")}
@@ -55,7 +48,7 @@ async def test_a_patched_subscription_pushes_the_new_types_to_the_new_receiver(d
         assert patched.status_code == 200, patched.text
         assert patched.json()["status"] == "pending"
         assert patched.json()["typeFilter"] == ["case.closed.*", "case.opened"]
-        await until(status_is_active, 40, "the second receiver never validated the subscription")
+        await until(status_is_active, 40, "validation by the second receiver")
         assert [json.loads(p.body)["type"] for p in receiver.posts("second")] == [VALIDATION]
 
         published = await http.post(
@@ -73,7 +66,7 @@ async def test_a_patched_subscription_pushes_the_new_types_to_the_new_receiver(d
         async def both_arrived() -> bool:
             return len(events(receiver, "second")) >= 2
 
-        await until(both_arrived, 30, "the second receiver did not get the events")
+        await until(both_arrived, 30, "events at the second receiver")
         await asyncio.sleep(1)  # anything else on its way would arrive by now
     assert sorted(e["id"] for e in events(receiver, "second")) == ["e2e-case.closed.late", "e2e-case.opened"]
     assert events(receiver, "first") == []

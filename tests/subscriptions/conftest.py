@@ -10,7 +10,7 @@ from shared.subscriptions.health import SubscriptionEvents, SubscriptionHealth
 from shared.subscriptions.messages import VALIDATION_QUEUE
 from shared.subscriptions.ordering import OrderedLanes
 from shared.subscriptions.outbound import OutboundWorker
-from shared.subscriptions.ports import WebhookClient
+from shared.subscriptions.ports import DeliveryLog, WebhookClient
 from shared.subscriptions.stats import DeliveryStats
 from tests.support.pipeline import drain
 
@@ -49,6 +49,7 @@ def worker_with(
     client: WebhookClient | None = None,
     stats: DeliveryStats | None = None,
     lanes: OrderedLanes | None = None,
+    delivery_log: DeliveryLog | None = None,
 ) -> OutboundWorker:
     """The outbound worker on the test's Herald, with a controllable clock and a recording bus.
     The default guard never opens its circuit, so schedules play out attempt by attempt. Without
@@ -63,7 +64,7 @@ def worker_with(
     return OutboundWorker(
         store=stores.subscription_store,
         event_log=stores.event_log,
-        delivery_log=stores.delivery_log,
+        delivery_log=delivery_log or stores.delivery_log,
         dead_letters=stores.dead_letters,
         bus=bus,
         client=client or stores.webhooks,

@@ -11,8 +11,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from azure.data.tables.aio import TableServiceClient
 from standardwebhooks import Webhook
 
+from shared.adapters.table_backfills import BACKFILLS_TABLE, TableBackfillStore
+from shared.adapters.tables import STORAGE_CLIENT_OPTIONS
 from shared.clock import SystemClock
 from shared.config import DEFAULT_RETRY_SCHEDULE
 from shared.events.cursor import encode_cursor
@@ -23,19 +26,25 @@ from shared.messaging import OutgoingMessage
 from shared.subscriptions.backfill import (
     BACKFILL_PUSH_QUEUE,
     BACKFILL_QUEUE,
+    Backfill,
     BackfillProgress,
     BackfillPushes,
     Backfills,
+    BackfillState,
     BackfillTurn,
+    Outcomes,
 )
 from shared.subscriptions.delivery import RetryPolicy
 from shared.subscriptions.endpoint_guard import EndpointGuard
 from shared.subscriptions.health import SubscriptionEvents, SubscriptionHealth
-from shared.subscriptions.messages import OUTBOUND_QUEUE, RETRY_QUEUE, DeliveryBatch
+from shared.subscriptions.messages import OUTBOUND_QUEUE, RETRY_QUEUE, DeliveryBatch, ValidationMessage
+from shared.subscriptions.model import Status
 from shared.subscriptions.outbound import OutboundWorker
+from shared.subscriptions.ports import Final
 from tests.subscriptions.conftest import active_subscription
 from tests.support.events import event, next_link, publish
 from tests.support.fakes import RecordingBus
+from tests.support.identities import random_org
 from tests.support.pipeline import clear, drain, take
 from tests.support.receiver import Behaviour
 
@@ -432,33 +441,8 @@ async def test_a_failed_backfilled_push_is_retried_from_the_backfill_queue_and_c
     backfill = (await start(client, issuer, sub["id"], {"from": PAST})).json()["id"]
     await drain(stores, (BACKFILL_QUEUE,))
     queued = await take(stores, BACKFILL_PUSH_QUEUE, lambda body: backfill.encode() in body, visibility_timeout=1)
-    # The backfill's push worker as Herald builds it, on a bus the test holds (to replay the retries at once).
     bus = RecordingBus()
-    progress_ = BackfillProgress(stores.backfills, bus)
-    worker = OutboundWorker(
-        store=stores.subscription_store,
-        event_log=stores.event_log,
-        delivery_log=stores.delivery_log,
-        dead_letters=stores.dead_letters,
-        bus=bus,
-        client=stores.webhooks,
-        guard=EndpointGuard(failure_threshold=10_000),
-        health=SubscriptionHealth(
-            stores.subscription_store,
-            SubscriptionEvents(services.publisher, SystemClock()),
-            SystemClock(),
-            disable_after=timedelta(days=5),
-        ),
-        clock=SystemClock(),
-        policy=RetryPolicy(DEFAULT_RETRY_SCHEDULE, timedelta(hours=24)),
-        timeout_seconds=5,
-        origin="herald.test",
-        authorizer=services.access.authorizer,
-        retry_queue=BACKFILL_PUSH_QUEUE,
-        listener=progress_,
-        in_order=True,
-    )
-    backfill_pushes = BackfillPushes(worker, stores.backfills, progress_)
+    backfill_pushes = backfill_worker(stores, services, bus, RetryPolicy(DEFAULT_RETRY_SCHEDULE, timedelta(hours=24)))
 
     [body] = queued
     await backfill_pushes.handle(DeliveryBatch.model_validate_json(body).deliveries(), message_id="first")
@@ -476,3 +460,244 @@ async def test_a_failed_backfilled_push_is_retried_from_the_backfill_queue_and_c
     assert sorted(ids(pushes(receiver, "flaky"))) == ["f0", "f0", "f1", "f2"]
     view = await progress(client, issuer, sub["id"], backfill)
     assert (view["state"], view["pushed"], view["failed"]) == ("completed", 3, 0)
+
+
+async def test_a_backfill_of_a_subscription_that_includes_subunits_pushes_its_subunits_events(
+    client, issuer, receiver, resource, stores
+):
+    main, subunit, unrelated = (random_org().removeprefix("org:") for _ in range(3))
+    loaded = await client.put(
+        "/api/v1/admin/contacts/organizations",
+        json={
+            "organizations": [
+                {"organizationNumber": main, "name": "Hovedenhet AS"},
+                {"organizationNumber": subunit, "name": "Avdeling Bergen", "parentOrganizationNumber": main},
+                {"organizationNumber": unrelated, "name": "Annen AS"},
+            ]
+        },
+        headers=issuer.headers("admin", sub="system:herald-admin"),
+    )
+    assert loaded.status_code == 200, loaded.text
+    await publish(
+        client,
+        issuer.headers("events.publish"),
+        [
+            event(resource, "about-the-subunit", subject=f"org:{subunit}"),
+            event(resource, "about-another", subject=f"org:{unrelated}"),
+            event(resource, "about-the-main-unit", subject=f"org:{main}"),
+        ],
+    )
+    sub = await active_subscription(
+        client,
+        issuer,
+        stores,
+        {
+            "endPoint": receiver.url("units"),
+            "resourceFilter": resource,
+            "subjectFilter": f"org:{main}",
+            "includeSubunits": True,
+        },
+    )
+
+    started = await start(client, issuer, sub["id"], {"from": PAST})
+    await drain(stores, BACKFILL)
+
+    # As the live push matched them: the subunit's events too, in log order.
+    assert ids(pushes(receiver, "units")) == ["about-the-subunit", "about-the-main-unit"]
+    view = await progress(client, issuer, sub["id"], started.json()["id"])
+    assert (view["state"], view["scanned"], view["matched"], view["pushed"]) == ("completed", 3, 2, 2)
+
+
+def backfill_worker(stores, services, bus, policy: RetryPolicy) -> BackfillPushes:
+    """The backfill's push worker as Herald builds it, on a bus the test holds (to replay retries at once)."""
+    progress_ = BackfillProgress(stores.backfills, bus)
+    worker = OutboundWorker(
+        store=stores.subscription_store,
+        event_log=stores.event_log,
+        delivery_log=stores.delivery_log,
+        dead_letters=stores.dead_letters,
+        bus=bus,
+        client=stores.webhooks,
+        guard=EndpointGuard(failure_threshold=10_000),
+        health=SubscriptionHealth(
+            stores.subscription_store,
+            SubscriptionEvents(services.publisher, SystemClock()),
+            SystemClock(),
+            disable_after=timedelta(days=5),
+        ),
+        clock=SystemClock(),
+        policy=policy,
+        timeout_seconds=5,
+        origin="herald.test",
+        authorizer=services.access.authorizer,
+        retry_queue=BACKFILL_PUSH_QUEUE,
+        listener=progress_,
+        in_order=True,
+    )
+    return BackfillPushes(worker, stores.backfills, progress_)
+
+
+async def push_as_service_bus_would(pushes_: BackfillPushes, bus: RecordingBus, first: bytes) -> None:
+    """The first message, then whatever it queued, always the message due first next (without waiting)."""
+    due: list[OutgoingMessage] = [OutgoingMessage(body=first, message_id="first")]
+    while due:
+        due.sort(key=lambda m: m.deliver_at or datetime.min.replace(tzinfo=UTC))
+        message = due.pop(0)
+        await pushes_.handle(
+            DeliveryBatch.model_validate_json(message.body).deliveries(), message_id=message.message_id
+        )
+        due += bus.take(BACKFILL_PUSH_QUEUE)
+
+
+@pytest.mark.parametrize(
+    ("policy", "failing", "pushed", "failed"),
+    [
+        # e1 fails twice, and is retried: the rest waits behind it, in its retry message, until it went.
+        (
+            RetryPolicy(DEFAULT_RETRY_SCHEDULE, timedelta(hours=24)),
+            (3, 4),
+            ["e0", "e1", "e1", "e1", "e2", "e3", "e4"],
+            0,
+        ),
+        # e1 is dead after its first failure (a retry would come after the horizon): the rest goes on after it.
+        (RetryPolicy((60,), timedelta(seconds=30)), (3,), ["e0", "e1", "e2", "e3", "e4"], 1),
+    ],
+)
+async def test_a_backfilled_push_that_fails_keeps_the_log_order(
+    client, issuer, receiver, resource, services, stores, policy, failing, pushed, failed
+):
+    # Request 1 is the validation, 2 is e0, 3 is e1's first attempt.
+    url = receiver.behave("ordered", Behaviour(status=lambda n: 500 if n in failing else 200))
+    await publish(client, issuer.headers("events.publish"), [event(resource, f"e{n}") for n in range(5)])
+    sub = await active_subscription(client, issuer, stores, {"endPoint": url, "resourceFilter": resource})
+    backfill = (await start(client, issuer, sub["id"], {"from": PAST})).json()["id"]
+    await drain(stores, (BACKFILL_QUEUE,))
+    [queued] = await take(stores, BACKFILL_PUSH_QUEUE, lambda body: backfill.encode() in body, visibility_timeout=1)
+
+    bus = RecordingBus()
+    await push_as_service_bus_would(backfill_worker(stores, services, bus, policy), bus, queued)
+
+    assert ids(pushes(receiver, "ordered")) == pushed
+    assert receiver.max_in_flight["/ordered"] == 1
+    view = await progress(client, issuer, sub["id"], backfill)
+    assert (view["state"], view["pushed"], view["failed"]) == ("completed", 5 - failed, failed)
+
+
+async def test_reading_progress_reads_running_totals_however_many_messages_were_counted(settings, stores):
+    """Each settle adds to the totals: a read is one row, not one per message the backfill pushed."""
+    read: list[int] = []
+
+    def count(pipeline_response) -> None:  # entities that came back from each request
+        try:
+            body = pipeline_response.http_response.body()
+        except ValueError:  # a streamed answer: a transaction's, which reads nothing
+            return
+        read.append(len(json.loads(body).get("value", [None])) if body else 0)
+
+    service = TableServiceClient.from_connection_string(
+        settings.storage_connection_string, raw_response_hook=count, **STORAGE_CLIENT_OPTIONS
+    )
+    async with service:
+        store = TableBackfillStore(service)
+        backfill = a_backfill()
+        assert await store.create(backfill) is None
+        for n in range(40):
+            await store.record_outcomes(backfill.subscription_id, backfill.id, f"m{n}", {f"d{n}": Final.PUSHED})
+        # A message settled again (after a crash) counts only what it did not count yet.
+        await store.record_outcomes(
+            backfill.subscription_id, backfill.id, "m0", {"d0": Final.PUSHED, "d-late": Final.FAILED}
+        )
+        read.clear()
+        assert await store.outcomes(backfill.subscription_id, backfill.id) == Outcomes(pushed=40, failed=1)
+        assert read == [1]
+
+
+def a_backfill(*, scan_done: bool = True, state: BackfillState = BackfillState.RUNNING) -> Backfill:
+    now = datetime.now(UTC)
+    return Backfill(
+        id=f"bf_{uuid.uuid4().hex}",
+        subscription_id=f"sub_{uuid.uuid4().hex}",
+        consumer=CONSUMER,
+        resource="urn:test:backfill",
+        start=Position(0, 0),
+        end=Position(10, 0),
+        cursor=Position(10, 0) if scan_done else Position(0, 0),
+        state=state,
+        created=now,
+        updated=now,
+        scan_done=scan_done,
+    )
+
+
+async def rows_of(stores, subscription_id: str) -> list[str]:
+    table = stores.tables.get_table_client(BACKFILLS_TABLE)
+    return [
+        e["RowKey"]
+        async for e in table.query_entities(
+            "PartitionKey eq @pk", parameters={"pk": subscription_id}, select=["RowKey"]
+        )
+    ]
+
+
+async def test_a_backfill_waits_while_a_new_endpoint_is_validated_and_pushes_there(
+    client, issuer, receiver, resource, herald, stores
+):
+    await publish(client, issuer.headers("events.publish"), [event(resource, f"v{n}") for n in range(3)])
+    sub = await active_subscription(
+        client, issuer, stores, {"endPoint": receiver.url("bf-old"), "resourceFilter": resource}
+    )
+    backfill = (await start(client, issuer, sub["id"], {"from": PAST})).json()["id"]
+    patched = await client.patch(
+        f"/api/v1/subscriptions/{sub['id']}", json={"endPoint": receiver.url("bf-new")}, headers=subscriber(issuer)
+    )
+    assert patched.status_code == 200 and patched.json()["status"] == "pending"
+
+    await drain(stores, BACKFILL)  # its turn finds the subscription pending: it waits, it does not fail
+    view = await progress(client, issuer, sub["id"], backfill)
+    assert (view["state"], view["matched"]) == ("running", 0), view
+    assert pushes(receiver, "bf-new") == [] and pushes(receiver, "bf-old") == []
+
+    key = (await stores.subscription_store.get(CONSUMER, sub["id"])).index_key
+    assert await herald.services.validation.validate(ValidationMessage(key=key, id=sub["id"])) is Status.ACTIVE
+    deadline = asyncio.get_running_loop().time() + 15
+    while view["state"] == "running" and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.3)  # the waiting turn is a delayed message
+        await drain(stores, BACKFILL)
+        view = await progress(client, issuer, sub["id"], backfill)
+    assert (view["state"], view["pushed"]) == ("completed", 3), view
+    assert ids(pushes(receiver, "bf-new")) == ["v0", "v1", "v2"] and pushes(receiver, "bf-old") == []
+
+
+async def test_a_deleted_subscription_takes_its_backfills_with_it(client, issuer, receiver, resource, stores):
+    await publish(client, issuer.headers("events.publish"), [event(resource, f"d{n}") for n in range(3)])
+    sub = await active_subscription(
+        client, issuer, stores, {"endPoint": receiver.url("gone"), "resourceFilter": resource}
+    )
+    started = await start(client, issuer, sub["id"], {"from": PAST})
+    await drain(stores, BACKFILL)
+    assert (await progress(client, issuer, sub["id"], started.json()["id"]))["state"] == "completed"
+    assert await rows_of(stores, sub["id"])  # the backfill, its totals, what each message counted
+
+    deleted = await client.delete(f"/api/v1/subscriptions/{sub['id']}", headers=subscriber(issuer))
+    assert deleted.status_code == 204, deleted.text
+    assert await rows_of(stores, sub["id"]) == []
+
+
+async def test_finished_backfills_expire_with_the_delivery_log_and_running_ones_stay(stores):
+    finished, cancelled, scanning = (
+        a_backfill(),
+        a_backfill(scan_done=False, state=BackfillState.CANCELLED),
+        a_backfill(scan_done=False),
+    )
+    for backfill in (finished, cancelled, scanning):
+        assert await stores.backfills.create(backfill) is None
+        await stores.backfills.record_outcomes(backfill.subscription_id, backfill.id, "m", {"d": Final.PUSHED})
+    now = datetime.now(UTC)
+    assert await stores.backfills.expire(now) >= 0  # nothing of these is old enough yet
+    assert all([await rows_of(stores, b.subscription_id) for b in (finished, cancelled, scanning)])
+
+    await stores.backfills.expire(now + timedelta(days=15))  # past the 14 days of the delivery log
+
+    assert await rows_of(stores, finished.subscription_id) == []
+    assert await rows_of(stores, cancelled.subscription_id) == []
+    assert await stores.backfills.get(scanning.subscription_id, scanning.id) is not None

@@ -16,6 +16,13 @@ from standardwebhooks import Webhook
 from shared.adapters.table_subscription_store import INDEX_TABLE
 from shared.events.dispatch import INBOUND_QUEUE
 from shared.subscriptions.messages import OUTBOUND_QUEUE
+from shared.subscriptions.targets import (
+    AuthenticationKind,
+    EndpointAuthentication,
+    HeraldOwn,
+    TargetProblem,
+    check_audience_for,
+)
 from tests.subscriptions.conftest import active_subscription, events_received
 from tests.support.events import event, publish
 from tests.support.identities import random_org
@@ -24,7 +31,8 @@ from tests.support.receiver import Behaviour
 from tests.support.tokens import ISSUER
 
 PIPELINE = (INBOUND_QUEUE, OUTBOUND_QUEUE)
-AUDIENCE = "api://contoso-case-gateway"
+# The audience names the endpoint's own host (the receivers listen on 127.0.0.1).
+AUDIENCE = "api://127.0.0.1/case-gateway"
 HANDSHAKE = {"webhook-allowed-origin": "*", "webhook-allowed-rate": "*"}
 
 
@@ -65,7 +73,8 @@ async def test_custom_headers_arrive_and_their_values_are_never_shown_stored_in_
     client, issuer, receiver, resource, stores, settings, caplog
 ):
     caplog.set_level(logging.DEBUG)
-    key, tenant = f"hk_{uuid.uuid4().hex}", f"tenant-{uuid.uuid4().hex}"
+    # '"' and '\\' are allowed in a value, and an echo in JSON escapes them: that form is a secret too.
+    key, tenant = f"hk_{uuid.uuid4().hex}", f'tenant-"{uuid.uuid4().hex}"\\x'
     # An endpoint that echoes the request's headers: what it answers lands in the delivery log.
     url = receiver.behave("keyed", Behaviour(status=200, options_headers=HANDSHAKE, echo=True))
     headers = issuer.headers("events.subscribe")
@@ -102,6 +111,8 @@ async def test_custom_headers_arrive_and_their_values_are_never_shown_stored_in_
         "valuesHidden": True,
     }
     assert "[redacted]" in deliveries  # the echoed values, taken out of the responses the log keeps
+    excerpts = " ".join(d.get("responseExcerpt") or "" for d in json.loads(deliveries)["deliveries"])
+    assert excerpts.count("[redacted]") == 2  # both values, in the answer to the event the log keeps
     async with TableServiceClient.from_connection_string(settings.storage_connection_string) as tables:
         [row] = [
             dict(e)
@@ -112,6 +123,7 @@ async def test_custom_headers_arrive_and_their_values_are_never_shown_stored_in_
     assert row["authHeaders"].startswith("v2.local.")  # sealed, bound to the subscription
     for value in (key, tenant):
         assert not any(value in answer for answer in answers)
+        assert value not in excerpts and json.dumps(value)[1:-1] not in excerpts
         assert value not in json.dumps(row, default=str)
         assert value not in caplog.text
 
@@ -136,6 +148,14 @@ async def test_custom_headers_arrive_and_their_values_are_never_shown_stored_in_
         ({"type": "entraToken", "audience": "contoso"}, "application ID URI"),
         ({"type": "entraToken", "audience": "api://contoso", "scope": "x"}, "Extra inputs"),
         ({"type": "basic", "username": "u"}, "type"),
+        # Only for the endPoint's own host: never another API where Herald's identity may hold a role, nor
+        # an api://<guid> that names no host, nor Herald's own API.
+        ({"type": "entraToken", "audience": "api://contoso-case-gateway"}, "endPoint's host"),
+        ({"type": "entraToken", "audience": "api://5f1c8a52-3b0e-4a59-9b61-2f0d8c1e7a44"}, "endPoint's host"),
+        ({"type": "entraToken", "audience": "https://127.0.0.1.contoso.no"}, "endPoint's host"),
+        ({"type": "entraToken", "audience": "api://127.0.0.2"}, "endPoint's host"),
+        ({"type": "entraToken", "audience": "api://herald"}, "Herald's own API"),
+        ({"type": "entraToken", "audience": "API://Herald/"}, "Herald's own API"),
     ],
 )
 async def test_bad_authentication_is_a_400_problem_that_stores_nothing_and_quotes_no_value(
@@ -185,3 +205,58 @@ async def test_patch_sets_replaces_and_removes_authentication_keeping_values_hid
     assert replaced.json()["authentication"] == {"type": "entraToken", "audience": AUDIENCE}
     removed = await client.patch(path, json={"authentication": None}, headers=headers)
     assert removed.status_code == 200 and "authentication" not in removed.json()
+
+
+@pytest.mark.parametrize(
+    ("audience", "endpoint"),
+    [
+        ("api://hooks.contoso.no", "https://hooks.contoso.no/herald"),
+        ("https://hooks.contoso.no", "https://hooks.contoso.no/herald"),
+        ("api://Hooks.Contoso.NO/case-api", "https://hooks.contoso.no:8443/herald"),
+        ("https://HOOKS.contoso.no/apis/cases", "https://hooks.CONTOSO.no/herald"),
+    ],
+)
+def test_an_audience_on_the_endpoint_s_own_host_is_accepted(audience, endpoint):
+    assert check_audience_for(audience, endpoint) == audience
+
+
+@pytest.mark.parametrize(
+    ("audience", "endpoint"),
+    [
+        ("api://contoso.no", "https://hooks.contoso.no/herald"),  # a parent domain is another host
+        ("api://hooks.contoso.no.evil.example", "https://hooks.contoso.no/herald"),
+        ("api://5f1c8a52-3b0e-4a59-9b61-2f0d8c1e7a44", "https://hooks.contoso.no/herald"),
+        ("api://hooks.contoso.no", "https://other.contoso.no/herald"),
+    ],
+)
+def test_an_audience_of_another_host_is_refused(audience, endpoint):
+    with pytest.raises(TargetProblem, match="endPoint's host"):
+        check_audience_for(audience, endpoint)
+
+
+async def test_patch_refuses_an_endpoint_the_audience_does_not_name(client, issuer, receiver, resource, stores):
+    url = receiver.behave("bound", Behaviour(status=200))
+    created = await active_subscription(
+        client,
+        issuer,
+        stores,
+        {"endPoint": url, "resourceFilter": resource, "authentication": {"type": "entraToken", "audience": AUDIENCE}},
+    )
+    path, headers = f"/api/v1/subscriptions/{created['id']}", issuer.headers("events.subscribe")
+    moved = await client.patch(path, json={"endPoint": url.replace("127.0.0.1", "localhost")}, headers=headers)
+    assert moved.status_code == 400 and "endPoint's host" in moved.text
+    assert (await client.get(path, headers=headers)).json()["endPoint"] == url
+
+
+def test_no_audience_on_the_host_of_herald_s_own_is_issued_whatever_its_path():
+    """An endpoint on Herald's own API host could otherwise ask for ``https://<that host>/anything``."""
+    own = HeraldOwn.of(audiences=["https://herald.contoso.no"])
+    endpoint = "https://herald.contoso.no/hooks"
+    for audience in ("https://herald.contoso.no", "https://HERALD.contoso.no/other", "api://herald.contoso.no/x"):
+        with pytest.raises(TargetProblem, match="Herald's own API"):
+            own.check(endpoint, None, EndpointAuthentication(AuthenticationKind.ENTRA_TOKEN, audience=audience))
+    HeraldOwn.of(audiences=["https://herald.contoso.no"]).check(
+        "https://hooks.contoso.no/h",
+        None,
+        EndpointAuthentication(AuthenticationKind.ENTRA_TOKEN, audience="https://hooks.contoso.no"),
+    )

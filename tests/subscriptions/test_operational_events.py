@@ -8,13 +8,14 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from standardwebhooks import Webhook
 
 from shared.events.dispatch import INBOUND_QUEUE
 from shared.subscriptions.delivery import Verdict
 from shared.subscriptions.endpoint_guard import EndpointGuard
 from shared.subscriptions.health import SubscriptionEvents, SubscriptionHealth
-from shared.subscriptions.messages import NOTIFY_QUEUE, OUTBOUND_QUEUE, RETRY_QUEUE, DeliveryBatch
+from shared.subscriptions.messages import NOTIFY_QUEUE, OUTBOUND_QUEUE, RETRY_QUEUE, DeliveryBatch, ValidationMessage
 from shared.subscriptions.stats import DeliveryStats
 from shared.urns import SUBSCRIPTIONS_URN
 from tests.subscriptions.conftest import active_subscription, worker_with
@@ -262,3 +263,93 @@ async def test_exhausted_deliveries_are_announced_once_and_herald_s_own_never_ar
         await client.delete(
             f"/api/v1/subscriptions/{subscription_id}", headers=issuer.headers("events.subscribe", sub=consumer)
         )
+
+
+async def test_a_new_endpoint_starts_with_a_closed_circuit_and_no_stale_worker_marks_it(
+    client, issuer, receiver, resource, stores, herald
+):
+    """The circuit and ``failingSince`` were the old endpoint's: a PATCH of the endpoint clears them, and a
+    worker still acting on its copy of the old endpoint changes nothing of the new one's health."""
+    consumer = random_org()
+    sub = await active_subscription(
+        client, issuer, stores, {"endPoint": receiver.url("c-old"), "resourceFilter": resource}, sub=consumer
+    )
+    clock = FakeClock()
+    health = SubscriptionHealth(
+        stores.subscription_store,
+        SubscriptionEvents(herald.services.publisher, clock),
+        clock,
+        disable_after=timedelta(days=5),
+    )
+    unmarked = await stores.subscription_store.get(consumer, sub["id"])
+    await health.circuits_opened([unmarked])
+    await health.observe([(unmarked, Verdict.RETRY)])
+    old = await stores.subscription_store.get(consumer, sub["id"])
+    assert old.circuit_opened_at is not None and old.failing_since is not None
+    assert (await _health(client, issuer, consumer, sub["id"]))["circuit"]["state"] == "open"
+
+    patched = await client.patch(
+        f"/api/v1/subscriptions/{sub['id']}",
+        json={"endPoint": receiver.url("c-new")},
+        headers=issuer.headers("events.subscribe", sub=consumer),
+    )
+    assert patched.status_code == 200, patched.text
+    assert (await _health(client, issuer, consumer, sub["id"]))["circuit"] == {"state": "closed", "openedAt": None}
+    await health.observe([(unmarked, Verdict.RETRY)])  # a failure of the old endpoint, settled late
+    await health.circuits_opened([unmarked])
+    moved = await stores.subscription_store.get(consumer, sub["id"])
+    assert (moved.failing_since, moved.circuit_opened_at) == (None, None)
+
+    # The new endpoint is validated and its own circuit opens; the old one's success says nothing of it.
+    assert await herald.services.validation.validate(ValidationMessage(key=moved.index_key, id=sub["id"]))
+    clock.advance(timedelta(seconds=1))
+    await health.circuits_opened([await stores.subscription_store.get(consumer, sub["id"])])
+    await health.observe([(old, Verdict.DELIVERED)])
+    assert (await _health(client, issuer, consumer, sub["id"]))["circuit"]["state"] == "open"
+    assert await _operational_events(client, issuer, consumer, "herald.subscription.recovered", sub["id"]) == []
+    failing = await _operational_events(client, issuer, consumer, "herald.subscription.failing", sub["id"])
+    assert sorted(e["data"]["endPoint"] for e in failing) == [receiver.url("c-new"), receiver.url("c-old")]
+
+
+class DiesAfterRecording:
+    """The delivery log of a process that dies right after its first settle was written (the write is
+    kept, the rest of the settle never runs); a storage-level fault, the log itself is Herald's."""
+
+    def __init__(self, log) -> None:
+        self._log = log
+        self.died = False
+
+    async def record(self, attempts, settled) -> None:
+        await self._log.record(attempts, settled)
+        if not self.died:
+            self.died = True
+            raise ConnectionError("the process died after the settle was recorded")
+
+    def __getattr__(self, name: str):
+        return getattr(self._log, name)
+
+
+async def test_exhausted_is_published_even_when_the_process_dies_once_the_settle_is_recorded(
+    client, issuer, receiver, resource, stores, herald
+):
+    consumer = random_org()
+    sub = await active_subscription(
+        client, issuer, stores, {"endPoint": receiver.url("x-down"), "resourceFilter": resource}, sub=consumer
+    )
+    receiver.behaviours["/x-down"] = Behaviour(status=500)
+    await publish(client, issuer.headers("events.publish"), [event(resource, "x-lost")])
+    batch = (await first_outbound(stores, resource)).deliveries()
+    clock, bus = FakeClock(datetime.now(UTC) - timedelta(hours=25)), RecordingBus()
+    await worker_with(herald, clock, bus).handle(batch)
+    retries = [d for m in bus.take(RETRY_QUEUE) for d in DeliveryBatch.model_validate_json(m.body).deliveries()]
+    clock.advance(timedelta(hours=24))
+
+    log = DiesAfterRecording(stores.delivery_log)
+    worker = worker_with(herald, clock, bus, delivery_log=log)
+    with pytest.raises(ConnectionError):
+        await worker.handle(retries, message_id="exhausted-crash")  # dies once the dead one is recorded
+    await worker.handle(retries, message_id="exhausted-crash", redelivered=True)  # finds it settled
+
+    [exhausted] = await _operational_events(client, issuer, consumer, "herald.delivery.exhausted", sub["id"])
+    assert [d["eventId"] for d in exhausted["data"]["deliveries"]] == ["x-lost"]
+    assert (await _health(client, issuer, consumer, sub["id"]))["deadLetters"] == 1

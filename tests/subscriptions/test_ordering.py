@@ -23,9 +23,11 @@ from shared.events.dispatch import INBOUND_QUEUE, InboundMessage
 from shared.messaging import OutgoingMessage
 from shared.subscriptions.endpoint_guard import EndpointGuard
 from shared.subscriptions.fanout import Fanout
-from shared.subscriptions.messages import OUTBOUND_QUEUE, RETRY_QUEUE, DeliveryBatch
+from shared.subscriptions.messages import OUTBOUND_QUEUE, RETRY_QUEUE, DeliveryBatch, ValidationMessage
+from shared.subscriptions.model import Status
 from shared.subscriptions.ordering import STALE_AFTER, OrderedLanes, lane_of
 from shared.subscriptions.ports import Lane
+from shared.subscriptions.stats import DeliveryStats
 from tests.subscriptions.conftest import active_subscription, events_received, worker_with
 from tests.support.events import event, publish
 from tests.support.fakes import FakeClock, RecordingBus
@@ -280,8 +282,8 @@ class OneSubscriptionsLanes(TableLaneStore):
         super().__init__(tables)
         self._only = subscription_id
 
-    async def heads(self):
-        async for lane, head in super().heads():
+    async def heads(self, forget_before):
+        async for lane, head in super().heads(forget_before):
             if lane.subscription_id == self._only:
                 yield lane, head
 
@@ -405,3 +407,128 @@ async def test_the_apps_own_triggers_push_ordered_subscriptions_in_order(client,
         await publish(client, issuer.headers("events.publish"), [event(resource, f"case-{n}", subject="person:1")])
     await drain(stores, (INBOUND_QUEUE, OUTBOUND_QUEUE))
     assert [e["id"] for e in events_received(receiver, "app")] == ["case-0", "case-1", "case-2"]
+
+
+async def test_events_published_while_a_new_endpoint_is_validated_wait_in_their_lane(
+    client, issuer, receiver, resource, herald, stores
+):
+    sub = await ordered(client, issuer, stores, receiver, resource, "o-old")
+    patched = await client.patch(
+        f"/api/v1/subscriptions/{sub['id']}",
+        json={"endPoint": receiver.url("o-new")},
+        headers=issuer.headers("events.subscribe"),
+    )
+    assert patched.status_code == 200 and patched.json()["status"] == "pending"
+    await publish(
+        client,
+        issuer.headers("events.publish"),
+        [event(resource, "case-0", subject="person:1"), event(resource, "case-1", subject="person:1")],
+    )
+    pipeline = Pipeline(herald)
+    for message in await pipeline.inbound(resource):
+        await pipeline.fanout.handle(message)
+    await pipeline.push(rounds=2, to_rest=False)  # the head is claimed and waits for the validation
+    assert receiver.posts("o-new") == [] and events_received(receiver, "o-old") == []
+    assert len(await pipeline.entries(sub["id"], "person:1")) == 2  # nothing left the lane
+
+    key = (await stores.subscription_store.get("org:991825827", sub["id"])).index_key
+    assert await herald.services.validation.validate(ValidationMessage(key=key, id=sub["id"])) is Status.ACTIVE
+    # A worker that has not read it pending (the worker's copy lasts a few seconds) takes the waiting
+    # head (a deferral, taken at once here), then the next entry.
+    pipeline = Pipeline(herald, bus=pipeline.bus)
+    await pipeline.push()
+    assert [e["id"] for e in events_received(receiver, "o-new")] == ["case-0", "case-1"]
+    assert events_received(receiver, "o-old") == []
+    assert await pipeline.entries(sub["id"], "person:1") == []
+
+
+async def test_the_sweep_reads_only_the_lanes_that_may_need_it(settings, stores):
+    """Lanes are listed when appended to and forgotten once dropped: the sweep reads the listing and
+    those lanes' heads (partition queries and point reads), never the whole table."""
+    from uuid import uuid4
+
+    from azure.data.tables.aio import TableServiceClient
+
+    from shared.subscriptions.delivery import Delivery
+    from shared.subscriptions.ordering import FANOUT_HORIZON
+    from tests.support.counting import StorageCounter
+
+    table = f"lanes{uuid4().hex[:12]}"
+    counter = StorageCounter()
+    reads: list[str] = []
+
+    def request(pipeline_request) -> None:
+        counter._request(pipeline_request)
+        if pipeline_request.http_request.method == "GET":
+            reads.append(pipeline_request.http_request.url)
+
+    async with TableServiceClient.from_connection_string(
+        settings.storage_connection_string, raw_request_hook=request, raw_response_hook=counter._response
+    ) as tables:
+        await tables.create_table(table)
+        clock = FakeClock(datetime.now(UTC))
+        store = TableLaneStore(tables, table=table)
+        bus = RecordingBus()
+        lanes = OrderedLanes(
+            lanes=store,
+            progress=TableFanoutMarks(stores.tables),
+            event_log=stores.event_log,
+            subscriptions=stores.subscription_store,
+            bus=bus,
+            clock=clock,
+        )
+        resource = f"urn:test:herald:{uuid4().hex[:12]}"
+
+        def deliveries(subscription: str, count: int) -> list[Delivery]:
+            return [Delivery("key", subscription, resource, seq, 0, lane=lane_of("person:1")) for seq in range(count)]
+
+        # Lanes that were busy once and are done: appended, claimed, delivered.
+        for n in range(8):
+            [done] = deliveries(f"sub_done{n:02d}", 1)
+            await lanes.kick(await lanes.append([done]))
+            await lanes.settled([done], [])
+        # Three lanes whose fan-out died between append and kick: entries waiting, nobody to kick them.
+        for n in range(3):
+            await lanes.append(deliveries(f"sub_wait{n:02d}", 5))
+        bus.sent.clear()
+
+        clock.advance(FANOUT_HORIZON + timedelta(minutes=1))
+        assert (await lanes.sweep()).claimed == 3  # the waiting lanes go on; the done ones' heads are dropped
+        assert (await lanes.sweep()).claimed == 0  # the done lanes' listings are forgotten
+        clock.advance(STALE_AFTER + timedelta(minutes=1))
+        counter.reset()
+        reads.clear()
+        swept = await lanes.sweep()
+        await tables.delete_table(table)
+
+    assert swept.resent == 3  # the claimed heads, never settled, are sent again
+    assert all("PartitionKey" in url for url in reads), reads  # no table scan
+    assert counter.entities_read == 3 + 3  # the three listings and their heads
+
+
+async def test_a_head_the_sweep_sends_again_is_not_counted_as_a_retry_taken(
+    client, issuer, receiver, resource, herald, stores
+):
+    sub = await ordered(client, issuer, stores, receiver, resource, "swept")
+    receiver.behaviours["/swept"] = Behaviour(  # the first push of the event fails
+        status=lambda _: 500 if len(events_received(receiver, "swept")) == 1 else 200
+    )
+    await publish(client, issuer.headers("events.publish"), [event(resource, "case-0", subject="person:1")])
+    clock = FakeClock(datetime.now(UTC))
+    pipeline = Pipeline(herald, clock=clock, store=OneSubscriptionsLanes(stores.tables, sub["id"]))
+    stats = DeliveryStats(stores.delivery_stats, clock, flush_seconds=0)
+    pipeline.worker = worker_with(herald, clock, pipeline.bus, (1,), lanes=pipeline.lanes, stats=stats)
+    for message in await pipeline.inbound(resource):
+        await pipeline.fanout.handle(message)
+    await pipeline.push(rounds=1, to_rest=False)  # fails: its retry is queued
+    [late] = pipeline.bus.take(RETRY_QUEUE)  # ... and is slow to come
+
+    clock.advance(STALE_AFTER + timedelta(seconds=1))
+    assert (await pipeline.lanes.sweep()).resent == 1
+    await pipeline.push()  # the head, sent again, is delivered
+    await pipeline._handle(late)  # then the retry comes after all: the same push again
+    assert [e["id"] for e in events_received(receiver, "swept")] == ["case-0", "case-0", "case-0"]
+
+    rows = await stores.delivery_stats.read(sub["id"], clock.now() - timedelta(hours=2), clock.now())
+    queued_taken = [sum(counts[i] for row in rows for counts in row.retries.values()) for i in (0, 1)]
+    assert queued_taken == [1, 1]  # taken once, from the retry queue: the sweep's copy is no retry taken

@@ -4,14 +4,16 @@ so a consumer checks its receiver without a publisher."""
 from __future__ import annotations
 
 import json
-import socket
 
 from standardwebhooks import Webhook
 
+from shared.subscriptions.messages import VALIDATION_QUEUE
+from shared.subscriptions.model import Status
 from tests.subscriptions.conftest import active_subscription
 from tests.subscriptions.notification_targets.conftest import notification
 from tests.support.identities import random_org
-from tests.support.receiver import Behaviour
+from tests.support.pipeline import drain
+from tests.support.receiver import Behaviour, Receiver
 
 
 def _tests_posted(receiver, path: str) -> list:
@@ -65,20 +67,16 @@ async def test_a_failing_receiver_is_reported_with_its_status(client, issuer, re
     assert len(_tests_posted(receiver, "broken")) == 1  # not retried
 
 
-async def test_an_unreachable_receiver_is_reported_with_the_connection_error(client, issuer, resource):
+async def test_an_unreachable_receiver_is_reported_with_the_connection_error(client, issuer, resource, stores):
     consumer = random_org()
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    created = await client.post(
-        "/api/v1/subscriptions",
-        json={"endPoint": f"http://127.0.0.1:{port}/nobody", "resourceFilter": resource},
-        headers=issuer.headers("events.subscribe", sub=consumer),
+    gone = Receiver()  # validated, then stopped: nobody listens on its port any more
+    await gone.start()
+    sub = await active_subscription(
+        client, issuer, stores, {"endPoint": gone.url("nobody"), "resourceFilter": resource}, sub=consumer
     )
-    assert created.status_code == 201
-    assert created.json()["status"] == "pending"  # a test push does not wait for validation
+    await gone.stop()
 
-    report = (await _test(client, issuer, created.json()["id"], consumer)).json()
+    report = (await _test(client, issuer, sub["id"], consumer)).json()
 
     assert report["delivered"] is False and report["statusCode"] is None
     assert report["error"].startswith("cannot connect")
@@ -140,3 +138,66 @@ async def test_a_notification_subscription_has_no_webhook_to_test_or_report_on(c
         assert response.status_code == 409
         assert response.headers["content-type"] == "application/problem+json"
         assert "notifies people" in response.json()["detail"]
+
+
+async def test_a_pending_subscription_is_not_test_pushed_new_or_after_a_new_endpoint(
+    client, issuer, receiver, resource, stores
+):
+    """An endpoint that has not accepted the validation event gets nothing, test pushes included."""
+    consumer = random_org()
+    sub = await active_subscription(
+        client, issuer, stores, {"endPoint": receiver.url("proven"), "resourceFilter": resource}, sub=consumer
+    )
+    created = await client.post(
+        "/api/v1/subscriptions",
+        json={"endPoint": receiver.url("unproven"), "resourceFilter": resource},
+        headers=issuer.headers("events.subscribe", sub=consumer),
+    )
+    assert created.status_code == 201 and created.json()["status"] == "pending"
+    moved = await client.patch(
+        f"/api/v1/subscriptions/{sub['id']}",
+        json={"endPoint": receiver.url("moved")},
+        headers=issuer.headers("events.subscribe", sub=consumer),
+    )
+    assert moved.status_code == 200 and moved.json()["status"] == "pending"
+
+    for subscription_id in (created.json()["id"], sub["id"]):
+        refused = await _test(client, issuer, subscription_id, consumer)
+        assert refused.status_code == 409, refused.text
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert "pending" in refused.json()["detail"]
+    for path in ("unproven", "proven", "moved"):
+        assert _tests_posted(receiver, path) == []
+
+
+async def test_a_subscription_disabled_before_its_endpoint_ever_accepted_is_not_test_pushed(
+    client, issuer, receiver, resource, stores
+):
+    """Refusing the validation event (410 disables at once) is no way around the rule: only an endpoint
+    that accepted it is test-pushed, and a disabled subscription keeps the endpoint that did."""
+    consumer = random_org()
+    headers = issuer.headers("events.subscribe", sub=consumer)
+    refusing = receiver.behave("refusing", Behaviour(status=410))
+    created = await client.post(
+        "/api/v1/subscriptions", json={"endPoint": refusing, "resourceFilter": resource}, headers=headers
+    )
+    await drain(stores, (VALIDATION_QUEUE,))
+    path = f"/api/v1/subscriptions/{created.json()['id']}"
+    assert (await client.get(path, headers=headers)).json()["status"] == "disabled"
+    refused = await _test(client, issuer, created.json()["id"], consumer)
+    assert refused.status_code == 409 and refused.headers["content-type"] == "application/problem+json"
+    assert "disabled" in refused.json()["detail"]
+    assert _tests_posted(receiver, "refusing") == []
+
+    # One that accepted, then was disabled (its endpoint now answers 410), is still its consumer's to check.
+    proven = await active_subscription(
+        client, issuer, stores, {"endPoint": receiver.url("proven"), "resourceFilter": resource}, sub=consumer
+    )
+    await stores.subscription_store.update(
+        (await stores.subscription_store.get(consumer, proven["id"])).index_key,
+        proven["id"],
+        lambda s: s.with_status(Status.DISABLED, reason="the endpoint answered 410 Gone"),
+    )
+    checked = await _test(client, issuer, proven["id"], consumer)
+    assert checked.status_code == 200, checked.text
+    assert len(_tests_posted(receiver, "proven")) == 1

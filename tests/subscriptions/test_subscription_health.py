@@ -5,11 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import math
+import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
+from shared.composition.root import build_herald
 from shared.subscriptions.messages import RETRY_QUEUE, DeliveryBatch
 from shared.subscriptions.ports import HourStats, StatsSlot
-from shared.subscriptions.stats import DeliveryStats, bucket_latency, hour_of, latency_bucket, percentile
+from shared.subscriptions.stats import (
+    DeliveryStats,
+    bucket_latency,
+    history_start,
+    hour_of,
+    latency_bucket,
+    percentile,
+)
 from tests.subscriptions.conftest import active_subscription, worker_with
 from tests.subscriptions.test_push import first_outbound
 from tests.support.events import event, publish
@@ -176,3 +188,73 @@ async def test_the_nightly_retention_drops_the_figures_with_the_delivery_log(ser
     assert f"deliverystats{old:%Y%m%d}" not in names and f"deliverystats{kept:%Y%m%d}" in names
     [row] = await stores.delivery_stats.read("sub_" + "e" * 32, old, datetime.now(UTC))
     assert row.hour == kept and row.slots[0].delivered == 1
+
+
+class DiesBeforeRecording:
+    """The delivery log of a process that dies before its first settle is written (storage unreachable):
+    the message comes again, with nothing of it settled."""
+
+    def __init__(self, log) -> None:
+        self._log = log
+        self.died = False
+
+    async def record(self, attempts, settled) -> None:
+        if not self.died:
+            self.died = True
+            raise ConnectionError("the process died before the settle was recorded")
+        await self._log.record(attempts, settled)
+
+    def __getattr__(self, name: str):
+        return getattr(self._log, name)
+
+
+async def test_a_retry_whose_message_comes_again_is_taken_once(client, issuer, receiver, resource, stores, herald):
+    consumer = random_org()
+    sub = await active_subscription(
+        client, issuer, stores, {"endPoint": receiver.url("again"), "resourceFilter": resource}, sub=consumer
+    )
+    receiver.behaviours["/again"] = Behaviour(status=500)
+    await publish(client, issuer.headers("events.publish"), [event(resource, "a1"), event(resource, "a2")])
+    batch = (await first_outbound(stores, resource)).deliveries()
+    bus = RecordingBus()
+
+    def process(clock: FakeClock, **options):
+        """An outbound process of its own, counting for the health figures as it settles."""
+        return worker_with(
+            herald, clock, bus, stats=DeliveryStats(stores.delivery_stats, clock, flush_seconds=0), **options
+        )
+
+    clock = FakeClock(datetime.now(UTC) - timedelta(minutes=5))
+    await process(clock).handle(batch)  # both fail: two retries wait
+    retries = [d for m in bus.take(RETRY_QUEUE) for d in DeliveryBatch.model_validate_json(m.body).deliveries()]
+    first = min(retries, key=lambda d: (d.seq, d.index))
+    clock.advance(timedelta(seconds=30))
+    crashing = process(clock, delivery_log=DiesBeforeRecording(stores.delivery_log))
+    with pytest.raises(ConnectionError):
+        await crashing.handle([first], message_id="taken-once")
+    await process(clock).handle([first], message_id="taken-once", redelivered=True)  # fails again: waits
+
+    health = (
+        await client.get(
+            f"/api/v1/subscriptions/{sub['id']}/health", headers=issuer.headers("events.subscribe", sub=consumer)
+        )
+    ).json()
+    assert health["retriesWaiting"] == 2  # a1's retry, taken once and queued again, and a2's
+
+
+async def test_the_figures_cover_14_days_however_briefly_the_delivery_log_is_kept(settings):
+    """``last14Days`` needs 14 days of figures: a shorter HERALD_DELIVERY_LOG_DAYS keeps them all the same."""
+    herald = build_herald(replace(settings, delivery_log_days=3))
+    try:
+        subscription_id = "sub_" + uuid.uuid4().hex
+        ten_days_ago = hour_of(datetime.now(UTC) - timedelta(days=10))
+        await herald.stores.delivery_stats.write(
+            [HourStats(subscription_id, ten_days_ago, "short-log", {0: StatsSlot(delivered=1)})]
+        )
+        await herald.stores.delivery_stats.expire(datetime.now(UTC))
+        [row] = await herald.stores.delivery_stats.read(
+            subscription_id, history_start(datetime.now(UTC)), datetime.now(UTC)
+        )
+        assert row.hour == ten_days_ago and row.slots[0].delivered == 1
+    finally:
+        await herald.close()

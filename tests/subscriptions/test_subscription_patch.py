@@ -12,7 +12,8 @@ import pytest
 from shared.events.dispatch import INBOUND_QUEUE
 from shared.identity.authorization import AccessRule, Action, ResourcePolicy
 from shared.subscriptions.messages import OUTBOUND_QUEUE, RETRY_QUEUE, VALIDATION_QUEUE, DeliveryBatch
-from shared.subscriptions.service import ENDPOINT_SETTLE, VALIDATION_EVENT_TYPE
+from shared.subscriptions.service import ENDPOINT_SETTLE
+from shared.subscriptions.validation import VALIDATION_EVENT_TYPE
 from tests.conftest import open_resource
 from tests.subscriptions.conftest import active_subscription, events_received, worker_with
 from tests.support.events import event, publish
@@ -119,8 +120,13 @@ async def test_a_new_endpoint_receives_nothing_before_it_is_validated_queued_del
     await worker.handle(DeliveryBatch.model_validate_json(queued).deliveries())
     [waiting] = bus.take(RETRY_QUEUE)  # not pushed, not dropped: it waits for the validation
     assert waiting.deliver_at is not None and waiting.deliver_at > clock.now()
+    # Published while pending: still matched (it was receiving events), and it waits the same way.
     await publish(client, issuer.headers("events.publish"), [event(resource, "while-pending")])
-    await drain(stores, PIPELINE)  # a pending subscription is not matched, as a new one is not
+    await drain(stores, (INBOUND_QUEUE,))
+    [published] = await take(stores, OUTBOUND_QUEUE, mine, visibility_timeout=30)
+    await worker.handle(DeliveryBatch.model_validate_json(published).deliveries())
+    [waiting_too] = bus.take(RETRY_QUEUE)
+    assert waiting_too.deliver_at is not None and waiting_too.deliver_at > clock.now()
     assert receiver.received["/new"] == [] and events_received(receiver, "old") == []
 
     # The validation is sent once every worker's copy of the old subscription has expired.
@@ -135,9 +141,29 @@ async def test_a_new_endpoint_receives_nothing_before_it_is_validated_queued_del
     assert (await view(client, issuer, sub["id"]))["status"] == "active"
 
     await worker.handle(DeliveryBatch.model_validate_json(waiting.body).deliveries())
+    await worker.handle(DeliveryBatch.model_validate_json(waiting_too.body).deliveries())
     await publish(client, issuer.headers("events.publish"), [event(resource, "after")])
     await drain(stores, PIPELINE)
-    assert [e["id"] for e in events_received(receiver, "new")] == ["queued", "after"]
+    assert [e["id"] for e in events_received(receiver, "new")] == ["queued", "while-pending", "after"]
+    assert events_received(receiver, "old") == []
+
+
+async def test_a_new_subscription_matches_nothing_until_it_is_validated(client, issuer, receiver, resource, stores):
+    created = await client.post(
+        "/api/v1/subscriptions",
+        json={"endPoint": receiver.url("fresh"), "resourceFilter": resource},
+        headers=headers(issuer),
+    )
+    assert created.status_code == 201 and created.json()["status"] == "pending"
+    await publish(client, issuer.headers("events.publish"), [event(resource, "before-validation")])
+    await drain(stores, (INBOUND_QUEUE,))
+
+    def mine(body: bytes) -> bool:
+        batch = DeliveryBatch.model_validate_json(body).deliveries()
+        return any(d.subscription_id == created.json()["id"] for d in batch)
+
+    assert await take(stores, OUTBOUND_QUEUE, mine, visibility_timeout=1) == []
+    assert await take(stores, RETRY_QUEUE, mine, visibility_timeout=1) == []
     assert events_received(receiver, "old") == []
 
 

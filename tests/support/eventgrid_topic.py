@@ -17,6 +17,8 @@ from typing import Any
 import jwt
 from aiohttp import web
 
+from tests.support.receiver import serve_locally
+
 EVENT_GRID_AUDIENCE = "https://eventgrid.azure.net"
 BATCH = "application/cloudevents-batch+json; charset=utf-8"
 
@@ -77,13 +79,7 @@ class EventGridTopicFake:
         return web.json_response({"error": {"code": "Failed", "message": f"answered {status}"}}, status=status)
 
     async def start(self) -> None:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve_locally(self._handle)
 
     async def stop(self) -> None:
         if self._runner is not None:

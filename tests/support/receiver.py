@@ -8,8 +8,20 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
+
+
+async def serve_locally(handler: Callable[[web.Request], Any], **options: Any) -> tuple[web.AppRunner, int]:
+    """An aiohttp server on 127.0.0.1 answering every method and path with ``handler``: its runner and port."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app, access_log=None, **options)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
 
 @dataclass
@@ -77,14 +89,8 @@ class Receiver:
         return web.Response(status=status, headers=behaviour.headers, text=text)
 
     async def start(self) -> None:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
         # A handler stops when its client disconnects, so in-flight counts what the client still holds.
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve_locally(self._handle, handler_cancellation=True)
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -182,7 +182,7 @@ def stage_handlers(herald: Herald) -> dict[str, Handler]:
         await services.outbound.handle(DeliveryBatch.model_validate_json(body).deliveries())
 
     async def validation(body: bytes) -> None:
-        await services.subscriptions.validate(ValidationMessage.model_validate_json(body))
+        await services.validation.validate(ValidationMessage.model_validate_json(body))
 
     trigger = notify_trigger.events_notify._function.get_user_function()
 

@@ -69,3 +69,23 @@ async def test_targets_do_not_change_kind(client, issuer, consumer, resource, re
         headers=issuer.headers(*SCOPES, sub=consumer),
     )
     assert to_notification.status_code == 400 and "no notification" in to_notification.json()["detail"]
+
+
+async def test_a_notification_subscription_is_not_ordered_on_create_or_patch(client, issuer, consumer, resource):
+    """``ordering: subject`` orders pushes; a notification subscription's orders are not pushed, so the
+    setting would be stored and do nothing: it is refused."""
+    refused = await subscribe(
+        client, issuer, consumer, {"resourceFilter": resource, "notification": notification(), "ordering": "subject"}
+    )
+    assert refused.status_code == 400, refused.text
+    assert refused.headers["content-type"] == "application/problem+json" and "ordering" in refused.json()["detail"]
+
+    created = await subscribe(client, issuer, consumer, {"resourceFilter": resource, "notification": notification()})
+    assert created.status_code == 201, created.text
+    url = f"/api/v1/subscriptions/{created.json()['id']}"
+    patched = await client.patch(url, json={"ordering": "subject"}, headers=issuer.headers(*SCOPES, sub=consumer))
+    assert patched.status_code == 400, patched.text
+    assert patched.headers["content-type"] == "application/problem+json" and "ordering" in patched.json()["detail"]
+    assert (await client.get(url, headers=issuer.headers(*SCOPES, sub=consumer))).json()["ordering"] == "none"
+    unchanged = await client.patch(url, json={"ordering": "none"}, headers=issuer.headers(*SCOPES, sub=consumer))
+    assert unchanged.status_code == 200, unchanged.text
