@@ -29,6 +29,7 @@ from devhost.eventgrid import WEBHOOK_PATH, EventGridWebhook, unauthorized
 from devhost.functions_index import FunctionIndex, FunctionSpec, TriggerKind
 from devhost.invocation import Invoker, short_error
 from devhost.responses import Response, json_response, problem
+from devhost.signin import LocalSignIn, with_cors
 
 log = logging.getLogger("devhost")
 
@@ -152,12 +153,17 @@ class DevHostHttpApp:
         eventgrid_key: str,
         max_request_body_size: int = DEFAULT_MAX_REQUEST_BODY_SIZE,
         request_body_timeout: float = DEFAULT_REQUEST_BODY_TIMEOUT,
+        signin: LocalSignIn | None = None,
     ) -> None:
         self._routes = build_routes(index, route_prefix)
         self._invoker = invoker
         self._eventgrid = EventGridWebhook(index, invoker, eventgrid_key)
         self._jwks_path = jwks_path
         self._issuer = issuer
+        # Sign-in signs with the key beside the JWKS it serves (devhost's state directory).
+        if signin is None and jwks_path is not None:
+            signin = LocalSignIn(jwks_path.parent, issuer=issuer, prefix=ISSUER_PATH)
+        self._signin = signin
         self._max_body = max_request_body_size
         self._body_timeout = request_body_timeout
 
@@ -209,9 +215,14 @@ class DevHostHttpApp:
         if path == ADMIN_STATUS_PATH:
             return json_response(200, {"state": "Running", "version": "devhost"})
         if path.startswith(ISSUER_PATH + "/") and self._jwks_path is not None:
+            base = f"{scope.get('scheme', 'http')}://{headers.get('host', '127.0.0.1')}{ISSUER_PATH}"
+            if self._signin is not None:
+                signin_response = await self._signin.respond(method, path, query_string, headers, body, base)
+                if signin_response is not None:
+                    return signin_response
             issuer_response = self._issuer_document(scope, path, headers)
             if issuer_response is not None:
-                return issuer_response
+                return with_cors(issuer_response, headers)
         return await self._invoke_http(scope, method, path, headers, query_string, body)
 
     def _match(self, method: str, path: str) -> tuple[HttpRoute, dict[str, str]] | None:
@@ -270,6 +281,7 @@ class DevHostHttpApp:
                 "issuer": self._issuer or base,
                 "jwks_uri": f"{base}/jwks.json",
                 "id_token_signing_alg_values_supported": ["RS256"],
+                **(self._signin.metadata(base) if self._signin is not None else {}),
             }
             return json_response(200, document)
         return None

@@ -50,12 +50,19 @@ def _jwks_document(key: rsa.RSAPrivateKey) -> dict[str, Any]:
 def ensure_issuer_keys(state_dir: Path | str | None = None) -> Path:
     """Create the signing key and ``jwks.json`` on first use; return the jwks path."""
     directory = Path(state_dir) if state_dir is not None else default_state_dir()
+    _ensure_key(directory)
+    return directory / JWKS_FILE
+
+
+def _ensure_key(directory: Path) -> rsa.RSAPrivateKey:
+    """The signing key, with ``jwks.json`` brought in line with it. Loading an RSA key is slow (its
+    consistency check), so callers load it once."""
     key = _load_or_create_key(directory)
     jwks_path = directory / JWKS_FILE
     document = _jwks_document(key)
     if not jwks_path.exists() or json.loads(jwks_path.read_text(encoding="utf-8")) != document:
         jwks_path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    return jwks_path
+    return key
 
 
 def issue_token(
@@ -70,8 +77,7 @@ def issue_token(
 ) -> str:
     """Sign an RS256 access token with the local key; defaults follow ``HERALD_AUTH_*`` settings."""
     directory = Path(state_dir) if state_dir is not None else default_state_dir()
-    ensure_issuer_keys(directory)
-    key = _load_or_create_key(directory)
+    key = _ensure_key(directory)
     now = int(time.time())
     claims: dict[str, Any] = {
         "iss": issuer or os.environ.get("HERALD_AUTH_ISSUER") or DEFAULT_ISSUER,

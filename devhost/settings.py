@@ -67,10 +67,12 @@ def _as_setting(value: object) -> str:
 DEFAULT_PORT = 7071
 # Settings whose defaults name devhost's own address, as templates on its port. The issuer
 # (HERALD_AUTH_ISSUER) is not among them: it is a name tokens carry, and `devhost token`, which
-# does not know the port, must issue the same one.
+# does not know the port, must issue the same one. The console's sign-in authority is where the browser
+# goes to sign in, so it follows the port (the discovery document there still names the issuer).
 PORT_SETTINGS = {
     "HERALD_PUBLIC_BASE_URL": "http://127.0.0.1:{port}",
     "HERALD_LOCAL_EVENTGRID_URL": "http://127.0.0.1:{port}/runtime/webhooks/eventgrid",
+    "HERALD_CONSOLE_AUTHORITY": "http://127.0.0.1:{port}/devhost",
 }
 
 

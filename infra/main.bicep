@@ -35,6 +35,21 @@ param authAudience string
 @description('Optional. Expected token issuer. Empty: the v2.0 issuer of authTenantId (the app registration must issue v2 access tokens).')
 param authIssuer string = ''
 
+@description('Optional. Where a caller\'s Herald identity comes from: mapped (Entra ID: the token\'s account, tid + oid, in Herald\'s identities table, kept through /api/v1/admin/identities) or token (the token\'s sub, for an issuer that puts a Herald identity there).')
+@allowed(['mapped', 'token'])
+param authIdentities string = 'mapped'
+
+// The console's sign-in (docs/deploy.md): infra/scripts/console-app-registration.sh registers the
+// console and sets these through azd (HERALD_CONSOLE_AUTHORITY, _CLIENT_ID, _SCOPES).
+@description('Optional. OpenID authority the console signs people in with. Empty: the token issuer (Entra ID v2.0: https://login.microsoftonline.com/<tenant>/v2.0).')
+param consoleAuthority string = ''
+
+@description('Optional. Client id of the console\'s app registration (a single-page application). Empty: herald-console, which Entra ID does not know, so sign-in fails until it is set.')
+param consoleClientId string = ''
+
+@description('Optional. Scopes the console asks for, space-separated, with the API\'s identifier URI. Empty: openid profile offline_access and authAudience\'s events.publish, events.read, events.subscribe and notifications.order.')
+param consoleScopes string = ''
+
 @description('Optional. Days an event is kept and readable.')
 @minValue(1)
 param eventRetentionDays int = 90
@@ -232,6 +247,7 @@ var storageTables = [
   'contacts'
   'policies'
   'roles'
+  'identities'
   'sendergrants'
   'notificationusage'
   'publishlimits'
@@ -268,6 +284,8 @@ var deploymentContainerName = 'app-package'
 var eventGridDeadLetterContainerName = 'eventgrid-deadletters'
 var keyVaultName = 'kv-herald-${resourceToken}'
 var issuer = empty(authIssuer) ? '${environment().authentication.loginEndpoint}${authTenantId}/v2.0' : authIssuer
+// Entra ID scopes name their API; admin is left out: a consented delegated scope is in every user's token.
+var defaultConsoleScopes = 'openid profile offline_access ${authAudience}/events.publish ${authAudience}/events.read ${authAudience}/events.subscribe ${authAudience}/notifications.order'
 var openIdMetadataUrl = '${environment().authentication.loginEndpoint}${authTenantId}/v2.0/.well-known/openid-configuration'
 var alertEmails = empty(alertEmailAddresses) ? [] : split(replace(alertEmailAddresses, ' ', ''), ',')
 
@@ -560,6 +578,10 @@ var functionAppBaseSettings = {
   HERALD_AUTH_ISSUER: issuer
   HERALD_AUTH_AUDIENCE: authAudience
   HERALD_AUTH_OPENID_METADATA_URL: openIdMetadataUrl
+  HERALD_AUTH_IDENTITIES: authIdentities
+  HERALD_CONSOLE_AUTHORITY: empty(consoleAuthority) ? issuer : consoleAuthority
+  HERALD_CONSOLE_CLIENT_ID: consoleClientId
+  HERALD_CONSOLE_SCOPES: empty(consoleScopes) ? defaultConsoleScopes : consoleScopes
   HERALD_EVENT_RETENTION_DAYS: string(eventRetentionDays)
   HERALD_OUTBOX_GRACE_SECONDS: string(outboxGraceSeconds)
   HERALD_PUBLIC_BASE_URL: empty(publicBaseUrl) ? 'https://func-herald-${resourceToken}.azurewebsites.net' : publicBaseUrl

@@ -91,6 +91,10 @@ def _int(environ: Mapping[str, str], name: str, default: int) -> int:
     return int(raw) if raw not in (None, "") else default
 
 
+# What the console asks for locally: every scope a person may hold (Herald still checks each call).
+DEFAULT_CONSOLE_SCOPES = "openid events.publish events.read events.subscribe notifications.order admin"
+
+
 @dataclass(frozen=True)
 class Settings:
     mode: Mode
@@ -130,6 +134,14 @@ class Settings:
     eventgrid_topic_endpoint: str | None = None
     # How long an endpoint's circuit breaker first stays open (it doubles each time it opens again).
     circuit_open_seconds: float = 30.0
+    # Where a caller's Herald identity comes from: ``token`` (its ``sub``, as devhost issues it) or
+    # ``mapped`` (Entra ID: its account, tid + oid, in the identities table; shared/identity/accounts.py).
+    auth_identities: str = "token"
+    # The console's sign-in (shared/api/console.py): the OpenID authority when not the token issuer,
+    # its public client id, and the scopes it asks for (space-separated).
+    console_authority: str | None = None
+    console_client_id: str = "herald-console"
+    console_scopes: str = DEFAULT_CONSOLE_SCOPES
 
     @property
     def local(self) -> bool:
@@ -157,6 +169,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         auth_audience=env.get("HERALD_AUTH_AUDIENCE", "api://herald"),
         auth_openid_metadata_url=env.get("HERALD_AUTH_OPENID_METADATA_URL") or None,
         auth_jwks_path=env.get("HERALD_AUTH_JWKS_PATH") or None,
+        auth_identities=(env.get("HERALD_AUTH_IDENTITIES") or "").strip().lower() or "token",
+        console_authority=(env.get("HERALD_CONSOLE_AUTHORITY") or "").strip() or None,
+        console_client_id=(env.get("HERALD_CONSOLE_CLIENT_ID") or "").strip() or "herald-console",
+        console_scopes=" ".join((env.get("HERALD_CONSOLE_SCOPES") or DEFAULT_CONSOLE_SCOPES).split()),
         event_retention_days=_int(env, "HERALD_EVENT_RETENTION_DAYS", 90),
         outbox_grace_seconds=_int(env, "HERALD_OUTBOX_GRACE_SECONDS", 60),
         public_base_url=env.get("HERALD_PUBLIC_BASE_URL") or "http://127.0.0.1:7071",

@@ -15,6 +15,7 @@ from shared.events.ingest import EventGridIngest
 from shared.events.maintenance import EventLogUpkeep
 from shared.events.publishing import EventPublisher
 from shared.events.reading import EventReader
+from shared.identity.accounts import MappedIdentities
 from shared.identity.authorization import Access
 from shared.identity.rate_limit import LeasedTokenBuckets
 from shared.identity.tokens import TokenValidator
@@ -33,6 +34,7 @@ class Services:
     settings: Settings
     # identity: who is calling, what they may do, how fast they may publish
     tokens: TokenValidator
+    identities: MappedIdentities  # accounts mapped to Herald identities (HERALD_AUTH_IDENTITIES=mapped)
     access: Access
     publish_limiter: LeasedTokenBuckets
     # events: the log and its timers

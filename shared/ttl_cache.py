@@ -50,6 +50,10 @@ class TtlCache(Generic[K, V]):
                 self._store(key, now, loaded[key])
         return found
 
+    def discard(self, key: K) -> None:
+        """Forgets ``key``: a change this process made is seen at once, not one ttl later."""
+        self._entries.pop(key, None)
+
     def _store(self, key: K, at: float, value: V) -> None:
         # Stamped when the load began: what changed while it ran is seen one ttl later at the latest.
         self._entries[key] = (at, value)

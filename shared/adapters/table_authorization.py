@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import UpdateMode
@@ -34,6 +35,21 @@ class TablePolicyStore:
         if entity is None:
             return None
         return ResourcePolicy.model_validate_json(entity["document"])
+
+    async def list(self, after: str | None, limit: int) -> tuple[list[tuple[str, ResourcePolicy]], str | None]:
+        rows: list[Any] = []
+        async for entity in self._table.query_entities(
+            "PartitionKey eq 'policy' and RowKey gt @after",
+            parameters={"after": after or ""},
+            select=["RowKey", "resource", "document"],
+            results_per_page=limit + 1,
+        ):
+            rows.append(entity)
+            if len(rows) > limit:
+                break
+        page = rows[:limit]
+        found = [(row["resource"], ResourcePolicy.model_validate_json(row["document"])) for row in page]
+        return found, (page[-1]["RowKey"] if len(rows) > limit else None)
 
     async def put(self, resource: str, policy: ResourcePolicy) -> None:
         entity = {

@@ -4,7 +4,8 @@ Table ``notifications`` (docs/notifications.md has the full picture). The outbox
 notifications' table because an outbox entry is written in the same entity-group transaction as the
 change that owes its events (one partition: the order's):
 
-- PK ``<orderId>``  RK ``<notificationId>``: one notification (per recipient address and channel)
+- PK ``<orderId>``  RK ``<notificationId>``: one notification (per recipient address and channel), with
+  its status history (``hist``, JSON: the last 20 transitions) written in the same update as each move
 - PK ``~ref|<channel>|<reference>`` RK ``r``: gateway reference -> notification, for reports
 - PK ``<orderId>``  RK ``~o<time><random>``: an outbox entry, the status events a change owes,
   written in the change's transaction and deleted once they are published
@@ -41,7 +42,7 @@ from shared.adapters.tables import (
     time_key,
     unpack,
 )
-from shared.notifications.model import Channel, Notification, RecipientSpec, Status
+from shared.notifications.model import Channel, Notification, RecipientSpec, Status, Transition
 from shared.notifications.ports import Announce, Changed, Decide, OwedEvents
 
 log = logging.getLogger(__name__)
@@ -74,9 +75,22 @@ def _notification_entity(n: Notification) -> dict[str, Any]:
         "desc": (n.description or "")[:1000] or None,
         "ref": n.reference,
         "exp": n.expiry,
+        "hist": _history_json(n.history) if n.history else None,
     }
     entity.update({key: value for key, value in optional.items() if value is not None})
     return entity
+
+
+def _history_json(history: Sequence[Transition]) -> str:
+    steps = [
+        [t.status.value, t.at.astimezone(UTC).isoformat(), *([t.description] if t.description else [])] for t in history
+    ]
+    return json.dumps(steps, separators=(",", ":"))
+
+
+def _history(value: str | None) -> tuple[Transition, ...]:
+    steps = json.loads(value) if value else []
+    return tuple(Transition(Status(s[0]), datetime.fromisoformat(s[1]), s[2] if len(s) > 2 else None) for s in steps)
 
 
 def _notification(entity: Any) -> Notification:
@@ -96,6 +110,7 @@ def _notification(entity: Any) -> Notification:
         failures=int_of(entity.get("fails", 0)),
         expiry=entity.get("exp"),
         version=etag_of(entity),
+        history=_history(entity.get("hist")),
     )
 
 

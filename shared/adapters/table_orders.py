@@ -5,6 +5,8 @@ Table ``notificationorders`` (docs/notifications.md has the full picture):
 - PK ``<creator>``  RK ``o<orderId>``: the order (recipients packed in binary chunks)
 - PK ``<creator>``  RK ``i<sha256(idempotencyId)>``: the idempotency key, created in ONE
   entity-group transaction with the order, so a reused key never makes a second order
+- PK ``<creator>``  RK ``t<inverted created time>|<orderId>``: the order's listing row (its summary,
+  newest first), written in the transaction that creates or updates the order
 - PK ``~due``       RK ``<sendTime>|<orderId>``: orders not yet processed, for the due timer
 - PK ``~expiry``    RK ``<expiry>|<orderId>``: orders with notifications to check for TTL
 """
@@ -19,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableServiceClient
 
@@ -36,11 +38,51 @@ from shared.notifications.model import (
     SendingTimePolicy,
     SmsTemplate,
 )
-from shared.notifications.ports import Conflict, OrderExists
+from shared.notifications.ports import Conflict, OrderExists, OrderSummary
 
 ORDERS_TABLE = "notificationorders"
 DUE_PARTITION = "~due"
 EXPIRY_PARTITION = "~expiry"
+LISTING_PREFIX = "t"
+_LISTING_END = "u"  # the first key after every listing row
+_TIME_KEY_MAX = 10**20 - 1  # time_key is 20 digits
+
+
+def listing_key(order: Order) -> str:
+    """The order's listing row key: newest first (the created time inverted), then the id. To the
+    millisecond, so the key computed from an order read back is the one its creation wrote."""
+    created = order.created.replace(microsecond=order.created.microsecond // 1000 * 1000)
+    return f"{LISTING_PREFIX}{_TIME_KEY_MAX - int(time_key(created)):020d}|{order.id}"
+
+
+def _listing_entity(order: Order) -> dict[str, Any]:
+    entity: dict[str, Any] = {
+        "PartitionKey": escape_key(order.creator),
+        "RowKey": listing_key(order),
+        "orderId": order.id,
+        "created": order.created,
+        "channel": order.channel.value,
+        "status": order.status.value,
+        "sendTime": order.requested_send_time,
+        "recipients": len(order.recipients),
+    }
+    optional = {"statusTime": order.status_time, "ref": order.senders_reference, "resource": order.resource_id}
+    entity.update({key: value for key, value in optional.items() if value is not None})
+    return entity
+
+
+def _summary(entity: Any) -> OrderSummary:
+    return OrderSummary(
+        id=entity["orderId"],
+        created=entity["created"],
+        channel=entity["channel"],
+        status=entity["status"],
+        status_time=entity.get("statusTime"),
+        senders_reference=entity.get("ref"),
+        requested_send_time=entity["sendTime"],
+        resource_id=entity.get("resource"),
+        recipients=int(entity["recipients"]),
+    )
 
 
 def _order_entity(order: Order) -> dict[str, Any]:
@@ -140,7 +182,9 @@ class TableOrderStore:
             "orderId": order.id,
         }
         try:
-            results = await submit_transaction(self._table, [("create", entity), ("create", key)])
+            results = await submit_transaction(
+                self._table, [("create", entity), ("create", key), ("create", _listing_entity(order))]
+            )
         except TableTransactionError as error:
             if str(getattr(error, "error_code", "")) != "EntityAlreadyExists":
                 raise
@@ -165,21 +209,47 @@ class TableOrderStore:
             return None
         return _order(entity, recipients=recipients)
 
+    async def page(self, creator: str, after: str | None, limit: int) -> tuple[list[OrderSummary], str | None]:
+        rows: list[Any] = []
+        async for entity in self._table.query_entities(
+            "PartitionKey eq @pk and RowKey gt @after and RowKey lt @end",
+            # ``after`` comes from a client's cursor: never let it reach below the listing rows.
+            parameters={
+                "pk": escape_key(creator),
+                "after": max(after or LISTING_PREFIX, LISTING_PREFIX),
+                "end": _LISTING_END,
+            },
+            results_per_page=limit + 1,
+        ):
+            rows.append(entity)
+            if len(rows) > limit:
+                break
+        page = rows[:limit]
+        return [_summary(row) for row in page], (page[-1]["RowKey"] if len(rows) > limit else None)
+
     async def update(self, order: Order) -> Order:
         if order.version is None:
             raise Conflict(order.id)
-        try:
-            result = await self._table.update_entity(
+        operations: list[Any] = [
+            (
+                "update",
                 _order_entity(order),
-                mode=UpdateMode.REPLACE,
-                etag=order.version,
-                match_condition=MatchConditions.IfNotModified,
-            )
-        except (ResourceNotFoundError, HttpResponseError) as error:
-            if isinstance(error, ResourceNotFoundError) or getattr(error, "status_code", None) == 412:
+                {"mode": UpdateMode.REPLACE, "etag": order.version, "match_condition": MatchConditions.IfNotModified},
+            ),
+            # The listing row follows the order's status, in the same transaction.
+            ("upsert", _listing_entity(order), {"mode": UpdateMode.REPLACE}),
+        ]
+        try:
+            results = await submit_transaction(self._table, operations)
+        except TableTransactionError as error:
+            if str(getattr(error, "error_code", "")) in (
+                "UpdateConditionNotSatisfied",
+                "ConditionNotMet",
+                "ResourceNotFound",
+            ):
                 raise Conflict(order.id) from error
             raise
-        return replace(order, version=result.get("etag"))
+        return replace(order, version=results[0].get("etag"))
 
     async def schedule(self, order: Order) -> None:
         await self._table.upsert_entity(

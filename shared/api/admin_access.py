@@ -10,9 +10,19 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.api.auth import require_scope
 from shared.api.dependencies import use_cases
-from shared.api.openapi import problems
+from shared.api.openapi import NEXT_LINK, problems
+from shared.api.paging import next_link
 from shared.api.problems import Problem, found_or_404, not_found
-from shared.api.responses import DelegationView, HeldRoles, PolicyView, RoleView, SenderGrantsList, SenderGrantsView
+from shared.api.responses import (
+    DelegationView,
+    HeldRoles,
+    PolicyPage,
+    PolicyView,
+    RoleView,
+    SenderGrantsList,
+    SenderGrantsView,
+)
+from shared.cursors import seal, unseal
 from shared.events.model import MAX_RESOURCE_LENGTH
 from shared.identity.authorization import Access, ResourcePolicy, RoleGrant
 from shared.identity.parties import InvalidIdentity, parse_party
@@ -94,6 +104,42 @@ def _no_policy(resource: str) -> tuple[str, str]:
 async def _access(request: Request) -> Access:
     access: Access = (await use_cases(request)).access
     return access
+
+
+_CURSOR = "p1"
+
+
+def _policy_cursor(key: str) -> str:
+    return seal(_CURSOR, key)
+
+
+def _policy_key(token: str) -> str:
+    """The stored key a cursor names; a 400 problem for a cursor Herald did not issue."""
+    key = unseal(_CURSOR, token)
+    if key is None:
+        raise Problem(400, "Bad Request", "'after' is not a cursor issued by Herald", kind="cursor-invalid")
+    return key
+
+
+@router.get(
+    "/api/v1/admin/policies",
+    summary="List the resource policies",
+    description='Every stored policy, a page at a time: the `Link` header\'s `rel="next"` URL reads on. '
+    "Herald's built-in policies of its own resources are not stored and not listed.",
+    response_model=PolicyPage,
+    responses={200: {"headers": NEXT_LINK}},
+)
+async def list_policies(
+    request: Request,
+    after: Annotated[str | None, Query(max_length=1500, description="The cursor from the previous page's Link")] = None,
+    size: Annotated[int, Query(ge=1, le=1000)] = 100,
+    principal: Principal = Depends(administrator),
+) -> JSONResponse:
+    key = _policy_key(after) if after is not None else None
+    found, last = await (await _access(request)).list_policies(key, size)
+    body = [{"resource": resource, **policy.model_dump(mode="json")} for resource, policy in found]
+    token = _policy_cursor(last) if last is not None else None
+    return JSONResponse({"count": len(body), "policies": body}, headers=await next_link(request, token))
 
 
 # 404: a path the router cannot match (a line break in the resource), as for GET and DELETE.

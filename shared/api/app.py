@@ -9,12 +9,15 @@ from fastapi import FastAPI
 
 from shared.api import (
     admin_access,
+    console,
     contacts_admin,
     dev_outbox,
     events_publish,
     events_read,
     health,
+    identities,
     notification_orders,
+    resources,
     sms_reports,
     subscription_backfills,
     subscriptions,
@@ -28,6 +31,9 @@ PUBLIC_PATHS = frozenset({"/api/v1/health", "/api/v1/openapi.json", "/api/v1/doc
 # Paths authenticated with HTTP basic credentials instead of a bearer token: callbacks from gateways
 # that cannot obtain tokens (the SMS gateway's delivery reports). Their dependency sets ``basic_auth``.
 BASIC_AUTH_PATHS = frozenset({"/api/v1/notifications/sms/reports"})
+# The console's static files and its sign-in configuration (shared/api/console.py): outside /api/v1 and
+# public, as they hold no data; the console calls /api/v1 with the signed-in person's own token.
+CONSOLE_PATHS = console.PATHS
 
 
 def create_api(services: ServicesProvider, on_shutdown: Callable[[], Awaitable[None]] | None = None) -> FastAPI:
@@ -49,8 +55,9 @@ def create_api(services: ServicesProvider, on_shutdown: Callable[[], Awaitable[N
     )
     api.state.services = services
     install_problem_handlers(api)
-    for module in (health, events_publish, events_read, subscriptions, subscription_backfills, admin_access):
+    for module in (health, events_publish, events_read, resources, subscriptions, subscription_backfills, admin_access):
         api.include_router(module.router)
-    for module in (notification_orders, sms_reports, contacts_admin, dev_outbox):
+    for module in (identities, notification_orders, sms_reports, contacts_admin, dev_outbox):
         api.include_router(module.router)
+    api.include_router(console.router)
     return api

@@ -8,38 +8,16 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from shared.api.auth import require_scope
+from shared.api.auth import require_any_scope
 from shared.api.dependencies import use_cases
 from shared.api.openapi import problems
-from shared.api.problems import Problem, found_or_404
+from shared.api.problems import found_or_404
 from shared.api.responses import Outbox
 from shared.identity.tokens import Principal
 
 router = APIRouter(tags=["development"])
-_bearer = HTTPBearer(auto_error=False)
-_admin = require_scope("admin")
-_orders = require_scope("notifications.order")
-
-
-async def admin_or_orders(
-    request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)
-) -> Principal:
-    try:
-        return await _admin(request, credentials)
-    except Problem as problem:
-        if problem.status != 403:
-            raise
-    try:
-        return await _orders(request, credentials)
-    except Problem as problem:
-        if problem.status == 403:
-            problem.detail = "the token lacks the scope 'admin' or 'notifications.order'"
-        raise
-
-
-admin_or_orders.required_scope = "admin|notifications.order"  # type: ignore[attr-defined]
+admin_or_orders = require_any_scope("admin", "notifications.order")
 
 
 @router.get(

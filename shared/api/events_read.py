@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from shared.api.auth import require_scope
 from shared.api.dependencies import use_cases
 from shared.api.openapi import CLOUD_EVENT_BATCH, NEXT_LINK, problems
+from shared.api.paging import next_link
 from shared.api.problems import Problem
 from shared.events.cursor import CursorExpired, CursorInvalid, decode_cursor, encode_cursor
 from shared.events.model import MAX_RESOURCE_LENGTH
@@ -23,7 +24,7 @@ router = APIRouter(tags=["events"])
 
 BATCH_MEDIA_TYPE = "application/cloudevents-batch+json"
 EVENTS_PATH = "/api/v1/events"
-_PARAMETERS = {"resource", "after", "subject", "alternativesubject", "type", "source", "size"}
+_PARAMETERS = {"resource", "after", "from", "subject", "alternativesubject", "type", "source", "size"}
 NonEmpty = Annotated[str, Query(min_length=1, max_length=MAX_RESOURCE_LENGTH)]
 
 
@@ -33,7 +34,9 @@ NonEmpty = Annotated[str, Query(min_length=1, max_length=MAX_RESOURCE_LENGTH)]
     description=(
         "Events of one resource in log order. Every response, empty pages included, carries "
         '`Link: <…>; rel="next"`: follow it to see every matching event exactly once, and keep '
-        "following it to poll for new ones. An expired or foreign cursor is a 400."
+        "following it to poll for new ones. An expired or foreign cursor is a 400. Without `after`, reading "
+        "starts at the oldest stored event, or where `from` says: `now` (only events stored from now on) or a "
+        "date-time (the first event stored at or after it)."
     ),
     response_class=Response,
     responses={
@@ -50,6 +53,15 @@ async def read_events(
     request: Request,
     resource: Annotated[str, Query(min_length=1, max_length=MAX_RESOURCE_LENGTH, description="The resource URN")],
     after: Annotated[str | None, Query(min_length=1, max_length=200, description="Cursor from a next link")] = None,
+    start: Annotated[
+        str | None,
+        Query(
+            alias="from",
+            min_length=1,
+            max_length=40,
+            description="Where to start without a cursor: `now`, or an RFC 3339 date-time (storage time)",
+        ),
+    ] = None,
     subject: NonEmpty | None = None,
     alternativesubject: NonEmpty | None = None,
     type: NonEmpty | None = None,
@@ -63,9 +75,16 @@ async def read_events(
     repeated = sorted(name for name in _PARAMETERS if len(request.query_params.getlist(name)) > 1)
     if repeated:
         raise Problem(400, "Bad Request", f"give each parameter once: {', '.join(repeated)}", kind="invalid-request")
+    if after is not None and start is not None:
+        raise Problem(400, "Bad Request", "give either 'after' or 'from', not both", kind="invalid-request")
+    moment = _start_time(start) if start is not None and start != "now" else None
     try:
         position = decode_cursor(after, resource) if after is not None else None
         services = await use_cases(request)
+        if start == "now":
+            position = await services.reader.head(resource)
+        elif moment is not None:
+            position = await services.reader.position_at(resource, moment)
         authorizer = services.access.authorizer
 
         async def permit(events: Sequence[dict[str, Any]]) -> list[bool]:
@@ -86,13 +105,21 @@ async def read_events(
     except CursorInvalid as error:
         raise Problem(400, "Bad Request", str(error), kind="cursor-invalid") from error
 
-    query = {name: value for name, value in request.query_params.items() if name != "after"}
-    query["after"] = encode_cursor(resource, page.next)
-    # From the configured public URL, never the request's Host: a forged Host must not steer the
-    # reader (and its token) elsewhere.
-    next_url = f"{services.settings.public_base_url.rstrip('/')}{EVENTS_PATH}?{urlencode(query)}"
+    link = await next_link(request, encode_cursor(resource, page.next), drop=("from",))
     return Response(
         content=page.body(),
         media_type=BATCH_MEDIA_TYPE,
-        headers={"Link": f'<{next_url}>; rel="next"', "Cache-Control": "no-store"},
+        headers={**link, "Cache-Control": "no-store"},
     )
+
+
+def _start_time(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as error:
+        raise Problem(
+            400, "Bad Request", "'from' must be 'now' or an RFC 3339 date-time", kind="invalid-request"
+        ) from error
+    if moment.tzinfo is None:
+        raise Problem(400, "Bad Request", "'from' needs a time zone offset, such as Z", kind="invalid-request")
+    return moment

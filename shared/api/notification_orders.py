@@ -1,4 +1,4 @@
-"""Notification orders: POST /api/v1/notifications/orders, read, status, cancel (scope notifications.order).
+"""Notification orders: POST /api/v1/notifications/orders, list, read, status, cancel (scope notifications.order).
 
 Orders are visible only to their creator (the token's subject); anyone else gets 404.
 """
@@ -7,21 +7,23 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.api.auth import require_scope
 from shared.api.dependencies import use_cases
-from shared.api.openapi import LOCATION, problems
+from shared.api.openapi import LOCATION, NEXT_LINK, problems
+from shared.api.paging import next_link
 from shared.api.problems import Problem, missing_as_404
-from shared.api.responses import OrderAccepted, OrderStatusReport, OrderView
+from shared.api.responses import OrderAccepted, OrderStatusReport, OrderSummaryPage, OrderView
 from shared.api.subscription_schemas import EmailTemplateIn, SmsTemplateIn
 from shared.events.model import format_time
 from shared.identity.tokens import Principal
 from shared.notifications.limits import LimitExceeded, TooLargeForLimit
+from shared.notifications.listing import CursorInvalid
 from shared.notifications.model import (
     EmailTemplate,
     Notification,
@@ -40,8 +42,9 @@ from shared.notifications.orders import (
     ResourceForbidden,
     SenderForbidden,
 )
-from shared.notifications.ports import OrderRefused
+from shared.notifications.ports import OrderRefused, OrderSummary
 from shared.notifications.service import Notifications
+from shared.notifications.status import history_of
 
 router = APIRouter(tags=["notifications"])
 SCOPE = "notifications.order"
@@ -127,6 +130,19 @@ def order_json(order: Order) -> dict[str, Any]:
     return body
 
 
+def summary_json(order: OrderSummary) -> dict[str, Any]:
+    return {
+        "id": order.id,
+        "created": format_time(order.created),
+        "notificationChannel": order.channel,
+        "processingStatus": {"status": order.status, "lastUpdate": _time(order.status_time)},
+        "sendersReference": order.senders_reference,
+        "requestedSendTime": _time(order.requested_send_time),
+        "resourceId": order.resource_id,
+        "recipientCount": order.recipients,
+    }
+
+
 def notification_json(n: Notification) -> dict[str, Any]:
     recipient: dict[str, Any] = dict(n.recipient.to_json())
     if n.address:
@@ -136,6 +152,9 @@ def notification_json(n: Notification) -> dict[str, Any]:
         "channel": n.channel.value,
         "recipient": recipient,
         "sendStatus": {"status": n.status.value, "description": n.description, "lastUpdate": _time(n.status_time)},
+        "history": [
+            {"status": t.status.value, "at": format_time(t.at), "description": t.description} for t in history_of(n)
+        ],
     }
 
 
@@ -227,6 +246,32 @@ async def create_order(
     return JSONResponse(
         payload, status_code=202 if created else 200, headers={"Location": f"/api/v1/notifications/orders/{order.id}"}
     )
+
+
+@router.get(
+    "/api/v1/notifications/orders",
+    summary="List your orders, newest first",
+    description=(
+        "A summary of each order the caller created (never its recipients or templates), newest first. "
+        '`size` orders a page; the `Link` header\'s `rel="next"` URL (an opaque `after` cursor) reads on. '
+        "The status is the order's processing status as stored: `Completed` shows on the order's status only."
+    ),
+    response_model=OrderSummaryPage,
+    responses={200: {"headers": NEXT_LINK}},
+)
+async def list_orders(
+    request: Request,
+    after: Annotated[str | None, Query(max_length=200, description="The cursor from the previous page's Link")] = None,
+    size: Annotated[int, Query(ge=1, le=100)] = 50,
+    principal: Principal = Depends(require_scope(SCOPE)),
+) -> JSONResponse:
+    feature = await notifications_of(request)
+    try:
+        found, token = await feature.orders.page(principal.subject, after, size)
+    except CursorInvalid as error:
+        raise Problem(400, "Bad Request", str(error), kind="cursor-invalid") from error
+    body = {"count": len(found), "orders": [summary_json(o) for o in found]}
+    return JSONResponse(body, headers=await next_link(request, token))
 
 
 @router.get(

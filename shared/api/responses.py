@@ -150,6 +150,14 @@ class HealthWindow(_Body):
     p95LatencyMs: int | None = Field(description="95th percentile answer time, within 10 %")
 
 
+class HealthPoint(HealthWindow):
+    """One bucket of a health series: a clock hour (`hourly`) or a ten-minute slot (`recent`)."""
+
+    start: str = Field(
+        description="RFC 3339 (UTC, `Z`): the start of the clock hour, or in `recent` of the ten-minute slot"
+    )
+
+
 class HealthOutcome(_Body):
     at: str = Field(description="ISO 8601")
     statusCode: int | None
@@ -174,6 +182,14 @@ class SubscriptionHealthView(_Body):
     lastHour: HealthWindow = Field(description="From the start of the ten-minute slot an hour ago")
     lastDay: HealthWindow = Field(description="From the start of the clock hour 24 hours ago")
     last14Days: HealthWindow = Field(description="From the start of the clock hour 14 days ago")
+    hourly: list[HealthPoint] = Field(
+        description="`lastDay` by clock hour, oldest first: 25 points, the hour 24 hours ago to the current one so "
+        "far, every hour present (0 attempts, null rate and latencies when there were none)"
+    )
+    recent: list[HealthPoint] = Field(
+        description="`lastHour` by ten-minute slot, oldest first: 7 points, the slot an hour ago to the current one "
+        "so far, every slot present"
+    )
     retriesWaiting: int = Field(description="Deliveries queued for a retry and not yet taken")
     deadLetters: int = Field(description="Dead letters waiting for a replay (counted up to 10,000)")
     deadLettersCapped: bool = Field(description="true: there are more than `deadLetters`")
@@ -213,6 +229,29 @@ class PolicyView(ResourcePolicy):
     model_config = ConfigDict(extra="allow")
 
     resource: str
+
+
+class PolicyPage(_Body):
+    count: int
+    policies: list[PolicyView] = Field(description="In the order of their stored keys (the escaped resource)")
+
+
+class ResourceAccessView(_Body):
+    resource: str
+    publish: bool
+    read: Literal["all", "some", "none", "unknown"] = Field(
+        description="all: every event (an owner); some: the events about the caller or parties it holds a role for"
+    )
+    subscribe: Literal["all", "some", "none", "unknown"]
+
+
+class AccessibleResources(_Body):
+    authorization: Literal["local", "pdp"] = Field(description="Who decides: Herald's policies, or an external PDP")
+    complete: bool = Field(
+        description="False with an external PDP (only Herald's own resources are listed), or when there are more "
+        "policies than Herald looks at for this list (10,000)"
+    )
+    resources: list[ResourceAccessView]
 
 
 class RoleView(_Body):
@@ -339,6 +378,22 @@ class OrderView(_Body):
     smsTemplate: SmsTemplateView | None = None
 
 
+class OrderSummaryView(_Body):
+    id: str
+    created: str = Field(description="ISO 8601")
+    notificationChannel: str
+    processingStatus: ProcessingStatus
+    sendersReference: str | None
+    requestedSendTime: str | None = Field(description="ISO 8601")
+    resourceId: str | None
+    recipientCount: int = Field(description="The recipients the order names")
+
+
+class OrderSummaryPage(_Body):
+    count: int
+    orders: list[OrderSummaryView] = Field(description="Newest first")
+
+
 class NotificationRecipient(Recipient):
     address: str | None = Field(default=None, description="The contact point the notification went to")
 
@@ -349,11 +404,20 @@ class SendStatus(_Body):
     lastUpdate: str | None = Field(description="ISO 8601")
 
 
+class StatusStep(_Body):
+    status: str
+    at: str = Field(description="ISO 8601")
+    description: str | None
+
+
 class NotificationView(_Body):
     id: str
     channel: Literal["email", "sms"]
     recipient: NotificationRecipient
     sendStatus: SendStatus
+    history: list[StatusStep] = Field(
+        description="The statuses it went through, oldest first (the last 20), up to the provider's delivery report"
+    )
 
 
 class ChannelCounts(_Body):

@@ -6,7 +6,6 @@ from contextlib import AbstractContextManager
 from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -16,6 +15,7 @@ from shared.api.auth import require_scope
 from shared.api.dependencies import use_cases
 from shared.api.notification_orders import refused_problem
 from shared.api.openapi import LOCATION, NEXT_LINK, problems
+from shared.api.paging import next_link
 from shared.api.problems import Problem, missing_as_404
 from shared.api.responses import (
     DeadLetterPage,
@@ -29,6 +29,7 @@ from shared.api.responses import (
 from shared.api.subscription_schemas import SubscriptionPatch, SubscriptionRequest, subscription_view
 from shared.api.target_schemas import ValidationCodeIn
 from shared.endpoint_policy import EndpointRefused
+from shared.events.model import format_time
 from shared.identity.tokens import Principal
 from shared.notifications.orders import SenderForbidden
 from shared.subscriptions.changes import ChangeRefused
@@ -70,14 +71,6 @@ def _own(subscription_id: str) -> AbstractContextManager[None]:
     """Only the caller's own subscriptions are found: any other is a 404 (another consumer's
     subscription is not revealed)."""
     return missing_as_404(SubscriptionNotFound, f"you have no subscription {subscription_id}", "subscription-not-found")
-
-
-def _next_link(request: Request, name: str, token: str | None) -> dict[str, str]:
-    if token is None:
-        return {}
-    query = {k: v for k, v in request.query_params.items() if k != name}
-    query[name] = token
-    return {"Link": f'<{request.url.replace(query=urlencode(query))}>; rel="next"'}
 
 
 @router.post(
@@ -160,7 +153,7 @@ async def list_subscriptions(
     service = await _service(request)
     found, token = await service.page(principal.subject, after, size)
     body = {"count": len(found), "subscriptions": [subscription_view(s) for s in found]}
-    return JSONResponse(body, headers=_next_link(request, "after", token))
+    return JSONResponse(body, headers=await next_link(request, token))
 
 
 @router.get(
@@ -346,7 +339,7 @@ async def dead_letters(
     with _own(subscription_id):
         letters, token = await (await _service(request)).dead_letters(principal.subject, subscription_id, after, size)
     body = {"count": len(letters), "deadLetters": [_json(asdict(letter)) for letter in letters]}
-    return JSONResponse(body, headers=_next_link(request, "after", token))
+    return JSONResponse(body, headers=await next_link(request, token))
 
 
 @router.post(
@@ -384,7 +377,7 @@ async def deliveries(
     with _own(subscription_id):
         attempts, token = await (await _service(request)).deliveries(principal.subject, subscription_id, size, before)
     body = {"count": len(attempts), "deliveries": [_json(asdict(attempt)) for attempt in attempts]}
-    return JSONResponse(body, headers=_next_link(request, "before", token))
+    return JSONResponse(body, headers=await next_link(request, token, name="before"))
 
 
 def _not_a_webhook(error: NotAWebhook) -> Problem:
@@ -436,9 +429,10 @@ async def test_push(
         409: {"description": "A notification subscription: there are no pushes to report on"},
     },
     description=(
-        "Delivered and failed attempts, success rate and p50/p95 latency per window; deliveries waiting for a "
-        "retry; dead letters; the last success and failure; the circuit state. Outbound workers write their "
-        "counts every few seconds, so the newest attempts may be missing for that long."
+        "Delivered and failed attempts, success rate and p50/p95 latency per window, and the last day by clock "
+        "hour and the last hour by ten-minute slot to chart; deliveries waiting for a retry; dead letters; the "
+        "last success and failure; the circuit state. Outbound workers write their counts every few seconds, so "
+        "the newest attempts may be missing for that long."
     ),
 )
 async def subscription_health(
@@ -472,6 +466,8 @@ def _health_json(report: HealthReport) -> dict[str, Any]:
         "lastHour": window(report.last_hour),
         "lastDay": window(report.last_day),
         "last14Days": window(report.last_14_days),
+        "hourly": [{"start": format_time(p.start), **window(p.figures)} for p in report.hourly],
+        "recent": [{"start": format_time(p.start), **window(p.figures)} for p in report.recent],
         "retriesWaiting": report.retries_waiting,
         "deadLetters": report.dead_letters,
         "deadLettersCapped": report.dead_letters_capped,

@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from azure.data.tables.aio import TableServiceClient
 
 from shared.adapters.table_authorization import TablePolicyStore, TableRoleStore, TableVersionCounter
+from shared.adapters.table_identities import TableAccountMappings
 from shared.adapters.table_publish_limits import TablePublishBuckets
 from shared.config import Settings
+from shared.identity.accounts import MappedIdentities
 from shared.identity.authorization import Access, Authorizer, DecisionPoint, LocalDecisionPoint
 from shared.identity.rate_limit import LeasedTokenBuckets
 from shared.identity.secret_box import EnvelopeSecretBox, LocalSecretBox, SecretBox
@@ -19,6 +21,7 @@ from shared.identity.tokens import JwksFileKeys, SigningKeys, TokenValidator
 @dataclass
 class Identity:
     tokens: TokenValidator
+    identities: MappedIdentities
     authorizer: Authorizer
     access: Access
     publish_limiter: LeasedTokenBuckets
@@ -28,10 +31,19 @@ class Identity:
 def build_identity(config: Settings, tables: TableServiceClient) -> Identity:
     policies, roles = TablePolicyStore(tables), TableRoleStore(tables)
     authorizer = Authorizer(decision_point(config, policies, roles), TableVersionCounter(tables))
+    identities = MappedIdentities(TableAccountMappings(tables))
     return Identity(
-        tokens=TokenValidator(issuer=config.auth_issuer, audience=config.auth_audience, keys=signing_keys(config)),
+        tokens=TokenValidator(
+            issuer=config.auth_issuer,
+            audience=config.auth_audience,
+            keys=signing_keys(config),
+            accounts=mapped_accounts(config, identities),
+        ),
+        identities=identities,
         authorizer=authorizer,
-        access=Access(policies=policies, roles=roles, authorizer=authorizer),
+        access=Access(
+            policies=policies, roles=roles, authorizer=authorizer, decides_locally=config.authorization == "local"
+        ),
         publish_limiter=LeasedTokenBuckets(
             TablePublishBuckets(tables), rate_per_second=config.publish_rate_per_second, burst=config.publish_burst
         ),
@@ -70,3 +82,12 @@ def signing_keys(config: Settings) -> SigningKeys:
     if config.auth_jwks_path:
         return JwksFileKeys(config.auth_jwks_path)
     raise RuntimeError("set HERALD_AUTH_OPENID_METADATA_URL (Azure) or HERALD_AUTH_JWKS_PATH (local)")
+
+
+def mapped_accounts(config: Settings, identities: MappedIdentities) -> MappedIdentities | None:
+    """The identities table when tokens name accounts (Entra ID), None when ``sub`` is the identity."""
+    if config.auth_identities == "mapped":
+        return identities
+    if config.auth_identities != "token":
+        raise RuntimeError("HERALD_AUTH_IDENTITIES is token or mapped")
+    return None

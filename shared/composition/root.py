@@ -102,6 +102,7 @@ def build_herald(
     services = Services(
         settings=config,
         tokens=identity.tokens,
+        identities=identity.identities,
         access=identity.access,
         publish_limiter=identity.publish_limiter,
         publisher=events.publisher,

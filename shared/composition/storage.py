@@ -11,6 +11,7 @@ from shared.adapters.table_contacts import CONTACTS_TABLE
 from shared.adapters.table_dead_letters import DEAD_LETTERS_TABLE
 from shared.adapters.table_dead_reports import REPORTS_TABLE
 from shared.adapters.table_event_log import EVENTS_TABLE, RESOURCES_TABLE
+from shared.adapters.table_identities import IDENTITIES_TABLE
 from shared.adapters.table_notifications import NOTIFICATIONS_TABLE
 from shared.adapters.table_order_governance import TABLES as ORDER_GOVERNANCE_TABLES
 from shared.adapters.table_ordered_lanes import LANES_TABLE
@@ -37,6 +38,7 @@ TABLES: tuple[str, ...] = (
     POLICIES_TABLE,
     ROLES_TABLE,
     PUBLISH_LIMITS_TABLE,
+    IDENTITIES_TABLE,
     # subscriptions
     INDEX_TABLE,
     OWNERS_TABLE,

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 
+from shared.cursors import seal, unseal
 from shared.events.log import Position
 
 _VERSION = "1"
@@ -24,18 +23,19 @@ def _resource_tag(resource: str) -> str:
 
 
 def encode_cursor(resource: str, position: Position) -> str:
-    raw = f"{_VERSION}.{position.seq}.{position.index}.{_resource_tag(resource)}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return seal(_VERSION, f"{position.seq}.{position.index}.{_resource_tag(resource)}")
 
 
 def decode_cursor(token: str, resource: str) -> Position:
+    payload = unseal(_VERSION, token)
     try:
-        padded = token + "=" * (-len(token) % 4)
-        version, seq, index, tag = base64.urlsafe_b64decode(padded.encode("ascii")).decode("ascii").split(".")
+        if payload is None:
+            raise ValueError(token)
+        seq, index, tag = payload.split(".")
         position = Position(int(seq), int(index))
-    except (ValueError, UnicodeError, binascii.Error) as error:
+    except ValueError as error:
         raise CursorInvalid("'after' is not a cursor issued by Herald") from error
-    if version != _VERSION or position.seq < 0 or position.index < -1:
+    if position.seq < 0 or position.index < -1:
         raise CursorInvalid("'after' is not a cursor issued by Herald")
     if tag != _resource_tag(resource):
         raise CursorInvalid("'after' was issued for another resource")

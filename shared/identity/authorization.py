@@ -16,10 +16,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -150,6 +150,11 @@ class RoleGrant:
 class PolicyStore(Protocol):
     async def get(self, resource: str) -> ResourcePolicy | None: ...
 
+    async def list(self, after: str | None, limit: int) -> tuple[list[tuple[str, ResourcePolicy]], str | None]:
+        """At most ``limit`` (resource, policy) pairs after the key ``after``, in key order, and the
+        key to go on from (None: no more). Reads one page, never the whole table."""
+        ...
+
     async def put(self, resource: str, policy: ResourcePolicy) -> None: ...
 
     async def delete(self, resource: str) -> bool: ...
@@ -204,6 +209,66 @@ def built_in_policy(resource: str) -> ResourcePolicy | None:
     return None
 
 
+class Reach(StrEnum):
+    """How much of a resource's events an action reaches."""
+
+    ALL = "all"  # an owner: every event
+    SOME = "some"  # role rules: the events about parties the consumer holds a rule's role for (or itself)
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class ResourceAccess:
+    resource: str
+    publish: bool
+    read: Reach
+    subscribe: Reach
+
+    @property
+    def any(self) -> bool:
+        return self.publish or self.read is not Reach.NONE or self.subscribe is not Reach.NONE
+
+
+def resource_access(consumer: str, resource: str, policy: ResourcePolicy, roles: frozenset[str]) -> ResourceAccess:
+    """What ``policy`` lets ``consumer`` do at ``resource``; ``roles`` are the roles it holds for any party.
+
+    A rule reaches some events when it names ``self`` (the events about the consumer) or a role the
+    consumer holds for some party (the events about that party), as ``policy_permits`` decides per event."""
+    owner = _listed(policy.owners, consumer)
+    held = roles | {SELF_ROLE}
+
+    def reach(action: Action) -> Reach:
+        if owner:
+            return Reach.ALL
+        if any(action in rule.actions and held.intersection(rule.roles) for rule in policy.rules):
+            return Reach.SOME
+        return Reach.NONE
+
+    return ResourceAccess(resource, _listed(policy.publishers, consumer), reach(Action.READ), reach(Action.SUBSCRIBE))
+
+
+def herald_resources_of(consumer: str) -> list[str]:
+    """Herald's own resources that concern ``consumer``: its subscriptions' events and its notifications' statuses."""
+    return [SUBSCRIPTIONS_URN, f"{NOTIFICATIONS_PREFIX}{consumer}"]
+
+
+def accessible_resources(
+    consumer: str, policies: Iterable[tuple[str, ResourcePolicy]], grants: Iterable[RoleGrant]
+) -> list[ResourceAccess]:
+    """The resources ``consumer`` may publish to, or read or subscribe to at least some events of, by
+    resource: Herald's own that concern it (their built-in policies) and those ``policies`` open to it.
+    A stored policy of a resource with a built-in one is ignored, as the decision point ignores it."""
+    roles = frozenset(grant.role for grant in grants)
+    decided = {resource: built_in_policy(resource) for resource in herald_resources_of(consumer)}
+    for resource, policy in policies:
+        if built_in_policy(resource) is None:
+            decided[resource] = policy
+    found = (
+        resource_access(consumer, resource, policy, roles) for resource, policy in decided.items() if policy is not None
+    )
+    return sorted((access for access in found if access.any), key=lambda access: access.resource)
+
+
 class LocalDecisionPoint:
     """Decides from the policies and roles in Herald's own tables."""
 
@@ -238,6 +303,19 @@ def _needs_roles(policy: ResourcePolicy | None, request: AccessRequest) -> bool:
     )
 
 
+T = TypeVar("T")
+# GET /api/v1/resources looks at most at this many policies (pages of POLICY_PAGE): past them the
+# answer says it is incomplete rather than reading an unbounded table on a console's page load.
+POLICY_PAGE = 1000
+MAX_LISTED_POLICY_PAGES = 10
+
+
+@dataclass(frozen=True)
+class AccessibleList:
+    resources: list[ResourceAccess]
+    complete: bool  # False when there were more policies than were looked at
+
+
 class Authorizer:
     """The enforcement points' single way to ask: batched, cached, invalidated on change."""
 
@@ -254,6 +332,7 @@ class Authorizer:
         self._ttl = ttl_seconds
         self._version_check = version_check_seconds
         self._cache: OrderedDict[AccessRequest, tuple[float, int, bool]] = OrderedDict()
+        self._remembered: OrderedDict[str, tuple[float, int, Any]] = OrderedDict()
         self._known_version: tuple[float, int] | None = None
 
     async def _current_version(self) -> int:
@@ -267,6 +346,23 @@ class Authorizer:
         version = await self._version.bump()
         self._known_version = (time.monotonic(), version)
         self._cache.clear()
+        self._remembered.clear()
+
+    async def remembered(self, key: str, load: Callable[[], Awaitable[T]]) -> T:
+        """``load()``'s answer for ``key``, kept as the decisions are: until a policy or role changes
+        (the version) and for at most the TTL; for what the decisions are made from (policies, grants)."""
+        version = await self._current_version()
+        now = time.monotonic()
+        held = self._remembered.get(key)
+        if held is not None and held[1] == version and now - held[0] < self._ttl:
+            self._remembered.move_to_end(key)
+            answer: T = held[2]
+            return answer
+        loaded = await load()
+        self._remembered[key] = (now, version, loaded)
+        while len(self._remembered) > 10_000:
+            self._remembered.popitem(last=False)
+        return loaded
 
     async def allowed(self, requests: Sequence[AccessRequest]) -> list[bool]:
         if not requests:
@@ -327,12 +423,38 @@ class Access:
     policies: PolicyStore
     roles: RoleStore
     authorizer: Authorizer
+    # False with an external decision point (HERALD_AUTHORIZATION=pdp): Herald's policies decide nothing.
+    decides_locally: bool = True
 
     # The administration use cases: every change to policies or roles bumps the authorization
     # version, so every instance's cached decisions lapse.
 
     async def policy(self, resource: str) -> ResourcePolicy | None:
         return await self.policies.get(resource)
+
+    async def list_policies(self, after: str | None, limit: int) -> tuple[list[tuple[str, ResourcePolicy]], str | None]:
+        return await self.policies.list(after, limit)
+
+    async def accessible(self, consumer: str) -> AccessibleList | None:
+        """The resources ``consumer`` may reach (``accessible_resources``); None when an external
+        decision point decides, which cannot be asked for a list. The policies and the consumer's
+        grants are remembered by the authorizer, so a repeated call reads no storage until they change."""
+        if not self.decides_locally:
+            return None
+        policies, complete = await self.authorizer.remembered("policies", self._all_policies)
+        grants = await self.authorizer.remembered(f"grants|{consumer}", lambda: self.roles.grants_of(consumer))
+        return AccessibleList(accessible_resources(consumer, policies, grants), complete)
+
+    async def _all_policies(self) -> tuple[list[tuple[str, ResourcePolicy]], bool]:
+        """The stored policies, at most ``MAX_LISTED_POLICY_PAGES`` pages; and whether that was all."""
+        policies: list[tuple[str, ResourcePolicy]] = []
+        after: str | None = None
+        for _ in range(MAX_LISTED_POLICY_PAGES):
+            page, after = await self.policies.list(after, POLICY_PAGE)
+            policies.extend(page)
+            if after is None:
+                return policies, True
+        return policies, False
 
     async def put_policy(self, resource: str, policy: ResourcePolicy) -> None:
         await self.policies.put(resource, policy)

@@ -5,12 +5,15 @@ In Azure the keys come from the issuer's OpenID Connect metadata (Microsoft Entr
 a JWKS file. An unknown key id triggers one key refresh (key rotation), rate-limited so forged key
 ids cannot hammer the issuer. A token is verified only with an algorithm of its key's own type (the JWK's ``alg``, else its ``kty``/``crv``), so a header
 naming another family (``ES256`` against an RSA key, ``HS256``, ``none``) is refused as invalid.
+The caller's Herald identity is ``sub`` (Herald's own issuer), or, with mapped identities (Entra ID), the
+identity ``shared.identity.accounts`` maps the token's account (``tid``, ``oid``) to.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,12 +22,15 @@ from typing import Any, Protocol
 
 import jwt
 
+from shared.identity.accounts import ADMIN_BOOTSTRAP, Account, AccountLookup, unmapped_detail
+
 CLOCK_SKEW_SECONDS = 60
 _RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
 # An EC key signs with the one algorithm of its curve (RFC 7518 section 3.4).
 _EC_ALGORITHMS = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
 # An unknown key id reloads the keys (rotation), at most this often, so forged key ids cannot hammer the issuer.
 MIN_REFRESH_SECONDS = 30.0
+_CLIENT_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 class TokenInvalid(Exception):
@@ -36,6 +42,10 @@ class Principal:
     subject: str
     scopes: frozenset[str]
     claims: Mapping[str, Any]
+    # With mapped identities: the account the identity was looked up by.
+    account: Account | None = None
+    # An administrator whose account is not mapped yet: ADMIN_BOOTSTRAP, on admin routes only.
+    bootstrap: bool = False
 
 
 @dataclass(frozen=True)
@@ -151,11 +161,22 @@ def scopes_of(claims: Mapping[str, Any]) -> frozenset[str]:
     return frozenset(scopes)
 
 
+def accepted_audiences(audience: str) -> list[str]:
+    """The configured audience and, when it is an Entra Application ID URI ``api://<client id>``, that
+    client id too: Entra's v2.0 access tokens always name the API by its client id in ``aud``."""
+    client_id = audience.removeprefix("api://")
+    return [audience, client_id] if client_id != audience and _CLIENT_ID.fullmatch(client_id) else [audience]
+
+
 class TokenValidator:
-    def __init__(self, *, issuer: str | None, audience: str, keys: SigningKeys) -> None:
+    def __init__(
+        self, *, issuer: str | None, audience: str, keys: SigningKeys, accounts: AccountLookup | None = None
+    ) -> None:
         self._issuer = issuer
-        self._audience = audience
+        self._audiences = accepted_audiences(audience)
         self._keys = keys
+        # None: ``sub`` is the Herald identity. Else the identity is looked up by the token's account.
+        self._accounts = accounts
 
     async def validate(self, token: str) -> Principal:
         try:
@@ -177,7 +198,7 @@ class TokenValidator:
                 token,
                 key=signing_key.key,
                 algorithms=sorted(signing_key.algorithms),
-                audience=self._audience,
+                audience=self._audiences,
                 issuer=issuer,
                 leeway=CLOCK_SKEW_SECONDS,
                 options={"require": ["exp", "sub", "iss", "aud"]},
@@ -196,7 +217,29 @@ class TokenValidator:
             raise TokenInvalid(f"the token lacks the '{error.claim}' claim") from error
         except jwt.PyJWTError as error:  # PyJWT's text may quote the token's content; say no more than this
             raise TokenInvalid("the token is malformed or its claims are not valid") from error
+        if self._accounts is not None:
+            return await self._mapped(claims, self._accounts)
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject:
             raise TokenInvalid("the token has no subject")
         return Principal(subject=subject, scopes=scopes_of(claims), claims=claims)
+
+    @staticmethod
+    async def _mapped(claims: Mapping[str, Any], accounts: AccountLookup) -> Principal:
+        tenant, object_id = claims.get("tid"), claims.get("oid")
+        if not isinstance(tenant, str) or not tenant or not isinstance(object_id, str) or not object_id:
+            raise TokenInvalid(
+                "the token lacks the 'tid' and 'oid' claims that name the account Herald maps to a Herald identity"
+            )
+        account = Account.of(tenant, object_id)
+        identity = await accounts.identity_of(account)
+        if identity is not None:
+            return Principal(subject=identity, scopes=scopes_of(claims), claims=claims, account=account)
+        # Bootstrap: the app role (``roles``), which only the tenant's administrators assign; never a
+        # delegated ``scp``, which a consent can put in every user's token.
+        roles = claims.get("roles")
+        if isinstance(roles, list) and "admin" in roles:
+            return Principal(
+                subject=ADMIN_BOOTSTRAP, scopes=frozenset({"admin"}), claims=claims, account=account, bootstrap=True
+            )
+        raise TokenInvalid(unmapped_detail(account))

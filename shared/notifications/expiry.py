@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from shared.notifications.model import Status
 from shared.notifications.records import OrderUseCase
-from shared.notifications.status import moved
+from shared.notifications.status import moved, recorded
 
 
 class Expiry(OrderUseCase):
@@ -20,7 +20,7 @@ class Expiry(OrderUseCase):
                 changed = await self.notifications.change(
                     order_id,
                     due,
-                    lambda n: moved(n, Status.FAILED_TTL, now, description="no final status in time"),
+                    recorded(lambda n: moved(n, Status.FAILED_TTL, now, description="no final status in time")),
                     announce=self.outbox.announce(order),
                 )
                 expired += len(await self.outbox.announced(changed))

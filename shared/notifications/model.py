@@ -191,6 +191,15 @@ class Order:
         return SendingTimePolicy.DAYTIME if channel is Channel.SMS else SendingTimePolicy.ANYTIME
 
 
+@dataclass(frozen=True)
+class Transition:
+    """One step of a notification's status history: the status it moved to, when, and why."""
+
+    status: Status
+    at: datetime
+    description: str | None = None
+
+
 @dataclass
 class Notification:
     id: str
@@ -209,6 +218,9 @@ class Notification:
     failures: int = 0
     expiry: datetime | None = None
     version: str | None = None
+    # The statuses it went through, oldest first (bounded: see status.HISTORY_LENGTH); the store writes
+    # each step with the change that makes it.
+    history: tuple[Transition, ...] = ()
 
     @property
     def final(self) -> bool:

@@ -14,6 +14,7 @@ from shared.identity.authorization import Authorizer, is_herald_resource
 from shared.messaging import Bus
 from shared.notifications.config import NotificationConfig
 from shared.notifications.limits import OrderLimiter
+from shared.notifications.listing import decode_cursor, encode_cursor
 from shared.notifications.messages import ORDERS_QUEUE, start_message
 from shared.notifications.model import (
     Channel,
@@ -32,6 +33,7 @@ from shared.notifications.ports import (
     ContactRegistry,
     OrderExists,
     OrderRefused,
+    OrderSummary,
     RecipientAuthorizer,
 )
 from shared.notifications.recipients import e164, resolve, valid_email
@@ -311,6 +313,12 @@ class OrderService(OrderUseCase):
         if order is None:
             raise OrderNotFound(order_id)
         return order
+
+    async def page(self, creator: str, after: str | None, size: int) -> tuple[list[OrderSummary], str | None]:
+        """The creator's orders, newest first, and the opaque cursor of the next page (None: the last).
+        Raises listing.CursorInvalid for an ``after`` Herald did not issue."""
+        found, last = await self.orders.page(creator, decode_cursor(after) if after is not None else None, size)
+        return found, encode_cursor(last) if last is not None else None
 
     async def status(self, creator: str, order_id: str) -> OrderStatusView:
         order = await self.get(creator, order_id, recipients=False)

@@ -156,9 +156,30 @@ class OrderRefused(Exception):
     """The orderer may not make this order, or not now; nothing was stored."""
 
 
+@dataclass(frozen=True)
+class OrderSummary:
+    """An order as a listing shows it: never its recipients or templates."""
+
+    id: str
+    created: datetime
+    channel: str
+    status: str
+    status_time: datetime | None
+    senders_reference: str | None
+    requested_send_time: datetime
+    resource_id: str | None
+    recipients: int
+
+
 class OrderStore(Protocol):
     async def create(self, order: Order) -> Order:
-        """Stores the order and its idempotency key atomically; raises OrderExists for a reused key."""
+        """Stores the order, its idempotency key and its listing row atomically; raises OrderExists
+        for a reused key."""
+        ...
+
+    async def page(self, creator: str, after: str | None, limit: int) -> tuple[list[OrderSummary], str | None]:
+        """The creator's orders, newest first: at most ``limit`` after the listing key ``after``, and
+        the key to go on from (None: no more). Reads one page of listing rows, never the partition."""
         ...
 
     async def by_idempotency_id(self, creator: str, idempotency_id: str) -> Order | None:
@@ -172,7 +193,8 @@ class OrderStore(Protocol):
         ...
 
     async def update(self, order: Order) -> Order:
-        """Replaces the order if ``order.version`` is current; raises Conflict otherwise."""
+        """Replaces the order (and its listing row, in the same transaction) if ``order.version`` is
+        current; raises Conflict otherwise."""
         ...
 
     async def schedule(self, order: Order) -> None:
@@ -249,7 +271,8 @@ class NotificationStore(Protocol):
         if another writer got there first. ``decide`` may run more than once for one notification
         when another writer got there first. With ``announce``, the events of the notifications whose
         status moved are stored in the same transactions as their changes (``Changed.owed``), so a
-        crash before they are published leaves them to ``owed``.
+        crash before they are published leaves them to ``owed``. The store writes what ``decide``
+        returns, ``history`` included: the use cases keep the history (``status.recorded``).
         """
         ...
 

@@ -19,7 +19,7 @@ from typing import Any
 from shared.notifications.model import Channel, Notification, Order, Status
 from shared.notifications.ports import DeadReportStore, DeliveryReport, EventReportReader, GatewayReportReader
 from shared.notifications.records import OrderRecords, OrderUseCase
-from shared.notifications.status import moved
+from shared.notifications.status import moved, recorded
 from shared.telemetry import record_report_refused
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ class DeliveryReports(OrderUseCase):
             return moved(n, report.status, now, description=report.description)
 
         changed = await self.outbox.announced(
-            await self.notifications.change(order_id, [nid], apply, announce=self.outbox.announce(order))
+            await self.notifications.change(order_id, [nid], recorded(apply), announce=self.outbox.announce(order))
         )
         if sending:
             raise ReportNotMatched(

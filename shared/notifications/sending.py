@@ -17,7 +17,7 @@ from shared.notifications.messages import QUEUE_OF, SendBatch
 from shared.notifications.model import Channel, Notification, Order, SendingTimePolicy, Status
 from shared.notifications.ports import EmailMessage, EmailSender, SendPause, SendResult, SmsMessage, SmsSender
 from shared.notifications.records import OrderRecords, OrderUseCase
-from shared.notifications.status import moved
+from shared.notifications.status import moved, recorded
 from shared.notifications.templates import render_email, render_sms
 from shared.notifications.timing import in_daytime, next_daytime
 
@@ -72,7 +72,7 @@ class BatchSender(OrderUseCase):
             return None
 
         claimed = await self.outbox.announced(
-            await self.notifications.change(order.id, batch.ids, claim, announce=self.outbox.announce(order))
+            await self.notifications.change(order.id, batch.ids, recorded(claim), announce=self.outbox.announce(order))
         )
         if leased:
             # Claimed by a run that may still be sending: look again when its lease is over.
@@ -142,7 +142,7 @@ class BatchSender(OrderUseCase):
 
             await self.outbox.announced(
                 await self.notifications.change(
-                    order.id, list(final), settle, known=claimed, announce=self.outbox.announce(order)
+                    order.id, list(final), recorded(settle), known=claimed, announce=self.outbox.announce(order)
                 )
             )
         if failed:
@@ -150,7 +150,7 @@ class BatchSender(OrderUseCase):
             def count(n: Notification) -> Notification | None:
                 return replace(n, failures=failed[n.id]) if n.failures < failed[n.id] else None
 
-            await self.notifications.change(order.id, list(failed), count, known=claimed)
+            await self.notifications.change(order.id, list(failed), recorded(count), known=claimed)
         if retries:
             attempt = claimed[0].attempt
             await self.bus.send(

@@ -16,6 +16,7 @@ from shared.notifications.model import Channel, Notification, Order, OrderStatus
 from shared.notifications.ports import ConditionChecker, Conflict, ContactRegistry, RecipientAuthorizer
 from shared.notifications.recipients import resolve
 from shared.notifications.records import OrderRecords, OrderUseCase
+from shared.notifications.status import with_history
 from shared.notifications.templates import MAX_SMS_SEGMENTS, render_sms, sms_length
 from shared.notifications.timing import expiry, in_daytime, next_daytime
 
@@ -117,7 +118,8 @@ class OrderStarter(OrderUseCase):
                     expiry=expiry(max(now, order.requested_send_time), daytime, self.config),
                 )
             )
-        await self.notifications.insert(created)
+        # A notification's history starts with the status it is created in.
+        await self.notifications.insert([with_history(None, n) for n in created])
         stored = {n.id: n for n in await self.notifications.of_order(order.id)}
         failed_now = [stored[n.id] for n in created if n.id in stored and stored[n.id].status is not Status.NEW]
         # Created failed (reserved, no contact point): a crash before they are published leaves the order

@@ -7,10 +7,11 @@ its delivery report, is harmless.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 
-from shared.notifications.model import Channel, Notification, Status
+from shared.notifications.model import Channel, Notification, Status, Transition
 
 S = Status
 
@@ -56,6 +57,45 @@ def moved(notification: Notification, status: Status, now: datetime, **fields: o
     if not can_move(notification.channel, notification.status, status):
         return None
     return replace(notification, status=status, status_time=now, **fields)  # type: ignore[arg-type]
+
+
+HISTORY_LENGTH = 20  # the transitions a notification keeps: a normal life has 3 or 4
+HISTORY_DESCRIPTION_LENGTH = 200
+
+
+def step_of(notification: Notification) -> Transition:
+    """The notification's current status as a history step."""
+    description = (notification.description or "")[:HISTORY_DESCRIPTION_LENGTH] or None
+    return Transition(notification.status, notification.status_time, description)
+
+
+def with_history(old: Notification | None, new: Notification) -> Notification:
+    """``new`` with its history: ``old``'s and, when the status moved (or there is no ``old``: a new
+    notification), the step to the new status; the oldest steps beyond ``HISTORY_LENGTH`` go."""
+    if old is not None and old.status is new.status:
+        return replace(new, history=old.history)
+    before = old.history if old is not None else ()
+    if old is not None and not before:  # stored before notifications kept a history: its status so far
+        before = (step_of(old),)
+    return replace(new, history=(*before, step_of(new))[-HISTORY_LENGTH:])
+
+
+def recorded(
+    decide: Callable[[Notification], Notification | None],
+) -> Callable[[Notification], Notification | None]:
+    """``decide`` writing each status move to the notification's history: every change a use case
+    hands the store goes through it, so any store only persists what it is given."""
+
+    def deciding(notification: Notification) -> Notification | None:
+        new = decide(notification)
+        return None if new is None else with_history(notification, new)
+
+    return deciding
+
+
+def history_of(notification: Notification) -> tuple[Transition, ...]:
+    """The history to show: the stored one, or the current status alone when none was stored."""
+    return notification.history or (step_of(notification),)
 
 
 def event_type(channel: Channel, status: Status) -> str:

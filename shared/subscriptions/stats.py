@@ -7,7 +7,8 @@ queue and took from it, and the last success and failure. It writes them as one 
 (subscription, hour, process) holding that process's running totals: a replace, never a
 read-modify-write, so processes never contend for a row. It writes at most every ``FLUSH_SECONDS``
 after a change, and when it closes; a process that crashes loses what it counted in its last few
-seconds. A health read sums the rows of the last 14 days (at most 336 per process).
+seconds. A health read sums the rows of the last 14 days (at most 336 per process), and charts the
+last day of them by clock hour and the last hour by ten-minute slot.
 
 Latency percentiles come from a log-scale histogram with four buckets per doubling: a percentile is
 reported as its bucket's geometric middle, within 10 % (or 1 ms) of the exact value.
@@ -39,6 +40,7 @@ MAX_BUCKET = 96  # 2^24 ms: beyond any timeout
 DEAD_LETTERS_COUNTED = 10_000  # a health read counts dead letters up to here, then says "at least"
 HISTORY = timedelta(days=14)
 HOUR = timedelta(hours=1)
+SLOT = timedelta(minutes=SLOT_MINUTES)
 
 
 def latency_bucket(latency_ms: int) -> int:
@@ -224,6 +226,14 @@ class WindowFigures:
 
 
 @dataclass(frozen=True)
+class SeriesPoint:
+    """The figures of one bucket of a time series: a clock hour, or a ten-minute slot."""
+
+    start: datetime
+    figures: WindowFigures
+
+
+@dataclass(frozen=True)
 class HealthReport:
     subscription: Subscription
     as_of: datetime
@@ -235,6 +245,9 @@ class HealthReport:
     dead_letters_capped: bool  # at least ``dead_letters``: counting stopped there
     last_success: LastOutcome | None
     last_failure: LastOutcome | None
+    # ``last_day`` by clock hour and ``last_hour`` by ten-minute slot, oldest first, every bucket present
+    hourly: tuple[SeriesPoint, ...] = ()
+    recent: tuple[SeriesPoint, ...] = ()
 
     @property
     def circuit(self) -> str:
@@ -256,11 +269,15 @@ def health_report(
 ) -> HealthReport:
     """The figures of every process's rows. Windows start at a bucket's start: the last hour at the
     ten-minute slot an hour ago (60 to 70 minutes), the last day at the clock hour 24 hours ago, the
-    last 14 days at the clock hour 336 hours ago."""
+    last 14 days at the clock hour 336 hours ago. The series split the last day by clock hour (25
+    points, the current hour so far last) and the last hour by ten-minute slot (7 points); only the
+    last day is charted, so the body stays a few KiB however often a console asks."""
     utc = now.astimezone(UTC).replace(second=0, microsecond=0)
     hour_start = utc - timedelta(minutes=utc.minute % SLOT_MINUTES + 60)
     day_start = hour_of(now) - timedelta(hours=24)
     windows: dict[str, list[StatsSlot]] = {"hour": [], "day": [], "all": []}
+    by_hour: dict[datetime, list[StatsSlot]] = {}
+    by_slot: dict[datetime, list[StatsSlot]] = {}
     last_success: LastOutcome | None = None
     last_failure: LastOutcome | None = None
     # Every retry of a delivery is queued and taken within its horizon of its first attempt, so the
@@ -273,8 +290,10 @@ def health_report(
             windows["all"].append(slot)
             if row.hour >= day_start:
                 windows["day"].append(slot)
+                by_hour.setdefault(row.hour, []).append(slot)
             if start >= hour_start:
                 windows["hour"].append(slot)
+                by_slot.setdefault(start, []).append(slot)
         if row.last_success is not None:
             last_success = _later(last_success, row.last_success)
         if row.last_failure is not None:
@@ -291,7 +310,22 @@ def health_report(
         dead_letters_capped=dead_letters > DEAD_LETTERS_COUNTED,
         last_success=last_success,
         last_failure=last_failure,
+        hourly=_series(by_hour, day_start, hour_of(now), HOUR),
+        recent=_series(by_slot, hour_start, utc - timedelta(minutes=utc.minute % SLOT_MINUTES), SLOT),
     )
+
+
+def _series(
+    buckets: Mapping[datetime, Sequence[StatsSlot]], first: datetime, last: datetime, step: timedelta
+) -> tuple[SeriesPoint, ...]:
+    """A point for every bucket from ``first`` to ``last``, empty ones too. A row stamped later than
+    ``last`` (a process whose clock runs ahead) counts in the windows but is not charted."""
+    points: list[SeriesPoint] = []
+    start = first
+    while start <= last:
+        points.append(SeriesPoint(start, _figures(buckets.get(start, ()))))
+        start += step
+    return tuple(points)
 
 
 def _figures(slots: Sequence[StatsSlot]) -> WindowFigures:

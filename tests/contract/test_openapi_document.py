@@ -13,7 +13,7 @@ import httpx
 import pytest
 from openapi_spec_validator import validate
 
-from shared.api.app import BASIC_AUTH_PATHS, PUBLIC_PATHS, create_api
+from shared.api.app import BASIC_AUTH_PATHS, CONSOLE_PATHS, PUBLIC_PATHS, create_api
 from shared.api.openapi import DOCUMENT_PATH, REGENERATE, api_routes, render
 from shared.api.problems import PROBLEM_JSON
 
@@ -118,6 +118,8 @@ def test_security_is_the_scope_each_route_asks_for(app, document):
     """From the routes' own dependencies (what tests/identity/test_authentication.py checks), not a list."""
     expected: dict[tuple[str, str], list[dict[str, list[str]]]] = {}
     for route in api_routes(app.routes):
+        if route.path in CONSOLE_PATHS:  # the console's static files: no API operations
+            continue
         scope = next(
             (
                 getattr(d.call, "required_scope", None)
@@ -135,6 +137,7 @@ def test_security_is_the_scope_each_route_asks_for(app, document):
                 expected[(method, route.path_format)] = []
     assert len(expected) > 30
     assert {(m, p): op["security"] for m, p, op in operations(document)} == expected
+    assert not [path for path in document["paths"] if not path.startswith("/api/v1/")]
     assert expected[("POST", "/api/v1/events")] == [{"bearer": ["events.publish"]}]
     assert expected[("GET", "/api/v1/health")] == []
     schemes = document["components"]["securitySchemes"]

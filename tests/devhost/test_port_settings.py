@@ -29,6 +29,8 @@ def test_the_sample_defaults_follow_the_port(tmp_path):
     env = started(settings_at(tmp_path, "local.settings.sample.json", SAMPLE_VALUES), 7171, {})
     assert env["HERALD_PUBLIC_BASE_URL"] == "http://127.0.0.1:7171"
     assert env["HERALD_LOCAL_EVENTGRID_URL"] == "http://127.0.0.1:7171/runtime/webhooks/eventgrid"
+    # The console signs in where devhost listens.
+    assert env["HERALD_CONSOLE_AUTHORITY"] == "http://127.0.0.1:7171/devhost"
     # The issuer is a name tokens carry; `devhost token` does not know the port, so it stays.
     assert env["HERALD_AUTH_ISSUER"] == "http://127.0.0.1:7071/devhost"
 

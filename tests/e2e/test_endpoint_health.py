@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 from standardwebhooks import Webhook
 
-from tests.support.devhost_process import DevhostProcess, devhost_process, devhost_token, open_resource
+from tests.support.devhost_process import E2E_SETTINGS, devhost_token, open_resource
 from tests.support.identities import random_org
 from tests.support.polling import until
 from tests.support.receiver import Behaviour, Receiver
@@ -21,13 +20,9 @@ pytestmark = pytest.mark.e2e
 SCOPES = "events.publish events.read events.subscribe"
 
 
-@pytest.fixture(scope="module")
-def devhost(azurite, settings, tmp_path_factory) -> Iterator[DevhostProcess]:
-    """devhost whose endpoint breakers stay open 1 s (30 by default) and whose retries come every 1 s, so
-    the endpoint recovers, and its deliveries are retried, within seconds."""
-    quick = {"HERALD_CIRCUIT_OPEN_SECONDS": "1", "HERALD_RETRY_SCHEDULE_SECONDS": "1"}
-    with devhost_process(azurite, settings, tmp_path_factory.mktemp("devhost"), quick) as process:
-        yield process
+# devhost's endpoint breakers stay open 1 s (30 by default) and its retries come every 1 s, so the endpoint
+# recovers, and its deliveries are retried, within seconds.
+DEVHOST_SETTINGS = E2E_SETTINGS | {"HERALD_CIRCUIT_OPEN_SECONDS": "1"}
 
 
 def _operational(receiver: Receiver, event_type: str, subscription_id: str) -> list[dict[str, Any]]:

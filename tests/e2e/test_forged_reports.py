@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from shared.adapters.local_sink import email_report
-from tests.support.devhost_process import devhost_cli
+from tests.support.devhost_process import devhost_cli, devhost_token
 
 pytestmark = pytest.mark.e2e
 
@@ -30,7 +30,7 @@ def statuses(url: str, token: str, order_id: str) -> list[str]:
 
 def test_a_forged_bounce_without_the_system_key_changes_nothing(devhost):
     url, env = devhost.url, devhost.env
-    token = devhost_cli(env, "token", "--sub", "org:991825827", "--scope", "notifications.order")
+    token = devhost_token(env, "org:991825827", "notifications.order")
     order = {
         "idempotencyId": f"forged-{devhost.port}",
         "sendersReference": "forged-report",

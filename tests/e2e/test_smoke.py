@@ -15,7 +15,7 @@ import pytest
 
 from smoke.receiver import LoopbackReceiver
 from tests.support.azurite import free_port
-from tests.support.devhost_process import DevhostProcess, devhost_process, devhost_token, open_resource
+from tests.support.devhost_process import DevhostProcess, devhost_token, open_resource
 
 REPO = Path(__file__).resolve().parents[2]
 SCOPES = "events.publish events.read events.subscribe notifications.order"
@@ -26,9 +26,8 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def herald(azurite, settings, tmp_path_factory):
-    with devhost_process(azurite, settings, tmp_path_factory.mktemp("devhost-smoke")) as process:
-        yield process
+def herald(devhost: DevhostProcess) -> DevhostProcess:
+    return devhost
 
 
 def steps(stdout: str) -> list[tuple[str, str, str]]:

@@ -133,3 +133,35 @@ async def test_cursor_into_expired_events_is_400(services, stores, client, issue
     assert expired.status_code == 400
     assert expired.json()["type"] == "urn:herald:problem:cursor-expired"
     assert (await client.get("/api/v1/events", params={"resource": resource}, headers=headers)).json() == []
+
+
+async def test_from_now_sees_only_later_events_and_from_a_time_starts_there(client, issuer, resource):
+    headers = issuer.headers("events.read", "events.publish")
+    await publish(client, headers, [event(resource, "old")])
+    now = await client.get("/api/v1/events", params={"resource": resource, "from": "now"}, headers=headers)
+    assert now.status_code == 200 and now.json() == []
+    assert "from=" not in next_link(now)
+    between = datetime.now(UTC)
+    await publish(client, headers, [event(resource, "new")])
+    later = await client.get(next_link(now), headers=headers)
+    assert [e["id"] for e in later.json()] == ["new"]
+    since = await client.get(
+        "/api/v1/events", params={"resource": resource, "from": between.isoformat()}, headers=headers
+    )
+    assert [e["id"] for e in since.json()] == ["new"]
+    before = await client.get(
+        "/api/v1/events",
+        params={"resource": resource, "from": (between - timedelta(hours=1)).isoformat()},
+        headers=headers,
+    )
+    assert [e["id"] for e in before.json()] == ["old", "new"]
+
+
+@pytest.mark.parametrize("start", ["yesterday", "2026-11-26T10:00:00"])
+async def test_from_must_be_now_or_a_zoned_time_and_not_beside_a_cursor(client, issuer, resource, start):
+    headers = issuer.headers("events.read")
+    response = await client.get("/api/v1/events", params={"resource": resource, "from": start}, headers=headers)
+    assert response.status_code == 400 and "'from'" in response.json()["detail"]
+    page = await client.get("/api/v1/events", params={"resource": resource}, headers=headers)
+    both = await client.get(f"{next_link(page)}&from=now", headers=headers)
+    assert both.status_code == 400 and "either" in both.json()["detail"]

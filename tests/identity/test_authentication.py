@@ -1,4 +1,7 @@
-"""No route is open: every /api/v1 route but health and docs needs a valid bearer token with its scope."""
+"""No route is open: every /api/v1 route but health and docs needs a valid bearer token with its scope.
+
+The one exception outside /api/v1 is the console's static files (shared/api/console.py), listed in
+``CONSOLE_PATHS``: public, GET and HEAD only, with no dependency at all (so no data behind them)."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from shared.api import openapi
-from shared.api.app import BASIC_AUTH_PATHS, PUBLIC_PATHS, create_api
+from shared.api.app import BASIC_AUTH_PATHS, CONSOLE_PATHS, PUBLIC_PATHS, create_api
 
 
 def api_routes():
@@ -21,14 +24,25 @@ def api_routes():
 
 
 def test_every_route_is_under_api_v1():
-    assert all(route.path.startswith("/api/v1/") for route in api_routes())
+    assert all(route.path.startswith("/api/v1/") for route in api_routes() if route.path not in CONSOLE_PATHS)
+
+
+def test_the_console_is_the_only_public_exception_outside_api_v1():
+    console = [route for route in api_routes() if route.path in CONSOLE_PATHS]
+    assert {route.path for route in console} == CONSOLE_PATHS
+    for route in console:
+        assert route.path == "/console" or route.path.startswith("/console/"), route.path
+        assert set(route.methods) == {"GET", "HEAD"}, route.path  # HEAD: GET without the body
+        assert not route.include_in_schema, route.path
+        assert route.dependant.dependencies == [], f"{route.path} is public: it must depend on nothing"
+    assert not CONSOLE_PATHS & (PUBLIC_PATHS | BASIC_AUTH_PATHS)
 
 
 def test_every_route_but_the_public_ones_requires_a_scope():
     for route in api_routes():
         scopes = [getattr(dependency.call, "required_scope", None) for dependency in route.dependant.dependencies]
         basic = [getattr(dependency.call, "basic_auth", False) for dependency in route.dependant.dependencies]
-        if route.path in PUBLIC_PATHS:
+        if route.path in PUBLIC_PATHS or route.path in CONSOLE_PATHS:
             assert not any(scopes), f"{route.path} is public but asks for a token"
         elif route.path in BASIC_AUTH_PATHS:
             assert any(basic), f"{route.path} is listed for basic auth but does not require it"
@@ -38,7 +52,7 @@ def test_every_route_but_the_public_ones_requires_a_scope():
 
 async def test_every_route_answers_401_without_a_token(client):
     for route in api_routes():
-        if route.path in PUBLIC_PATHS:
+        if route.path in PUBLIC_PATHS or route.path in CONSOLE_PATHS:
             continue
         path = route.path.replace("{", "").replace("}", "")
         for method in route.methods:
@@ -128,3 +142,22 @@ async def test_application_roles_count_as_scopes(client, issuer, resource):
         "/api/v1/events", params={"resource": resource}, headers={"Authorization": f"Bearer {token}"}
     )
     assert response.status_code == 200
+
+
+async def test_a_route_taking_either_of_two_scopes_validates_the_token_once(client, issuer, services, monkeypatch):
+    """``require_any_scope``: one validation, then the scopes; a token with only the second scope is
+    not validated again per scope tried."""
+    validate = services.tokens.validate
+    calls: list[str] = []
+
+    async def counted(token: str):
+        calls.append(token)
+        return await validate(token)
+
+    monkeypatch.setattr(services.tokens, "validate", counted)
+    for scopes, status in ((("notifications.order",), 200), (("admin",), 200), (("events.read",), 403)):
+        calls.clear()
+        response = await client.get("/api/v1/dev/outbox", headers=issuer.headers(*scopes))
+        assert response.status_code == status, (scopes, response.text)
+        assert len(calls) == 1, scopes
+    assert "'admin' or 'notifications.order'" in response.json()["detail"]

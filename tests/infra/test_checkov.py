@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from typing import Any
 
 import pytest
@@ -38,33 +39,53 @@ def test_every_checkov_skip_has_a_reason() -> None:
                 )
 
 
+class Run:
+    """checkov running in the background from the start of the session (tests/infra/conftest.py): it spends
+    a minute or more mostly starting up, which the tests before this one hide."""
+
+    def __init__(self, checkov: str) -> None:
+        # Files, not pipes: checkov's report may outgrow a pipe's buffer before anyone reads it.
+        self.stdout = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed in stop)
+        self.stderr = tempfile.TemporaryFile("w+")  # noqa: SIM115
+        env = {**os.environ, "BC_SKIP_MAPPING": "TRUE", "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": "false"}
+        command = [checkov, "-d", str(INFRA), "--framework", "bicep", "--output", "json", "--quiet", "--compact"]
+        command.append("--skip-download")
+        self.process = subprocess.Popen(command, stdout=self.stdout, stderr=self.stderr, text=True, env=env, cwd=ROOT)
+
+    def result(self, timeout: float) -> subprocess.CompletedProcess[str]:
+        code = self.process.wait(timeout=timeout)
+        self.stdout.seek(0)
+        self.stderr.seek(0)
+        return subprocess.CompletedProcess(self.process.args, code, self.stdout.read(), self.stderr.read())
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.stdout.close()
+        self.stderr.close()
+
+
+running: dict[str, Run] = {}
+
+
+def start_in_background() -> None:
+    checkov = _checkov()
+    if checkov is not None and "run" not in running:
+        running["run"] = Run(checkov)
+
+
 def test_checkov_passes_on_infra() -> None:
     checkov = _checkov()
     if checkov is None:
         if os.environ.get("HERALD_REQUIRE_CHECKOV") == "1":
             pytest.fail("checkov is required (HERALD_REQUIRE_CHECKOV=1) but not installed: run `make checkov-venv`")
         pytest.skip("checkov not installed: run `make checkov-venv` (creates .venv-checkov)")
-    env = {**os.environ, "BC_SKIP_MAPPING": "TRUE", "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": "false"}
-    completed = subprocess.run(
-        [
-            checkov,
-            "-d",
-            str(INFRA),
-            "--framework",
-            "bicep",
-            "--output",
-            "json",
-            "--quiet",
-            "--compact",
-            "--skip-download",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-        cwd=ROOT,
-        check=False,
-    )
+    run = running.pop("run", None) or Run(checkov)
+    try:
+        completed = run.result(timeout=600)
+    finally:
+        run.stop()
     try:
         report: Any = json.loads(completed.stdout)
     except json.JSONDecodeError:

@@ -71,6 +71,17 @@ def test_every_python_file_of_the_app_ships() -> None:
                 assert not spec.match_file(relative), relative
 
 
+def test_the_console_ships_with_its_vendored_libraries() -> None:
+    """The function app serves console/ from the package (shared/api/console.py): no npm or CDN in Azure."""
+    spec = _funcignore()
+    console = ROOT / "console"
+    files = [path.relative_to(ROOT).as_posix() for path in console.rglob("*") if path.is_file()]
+    expected = {"console/index.html", "console/vendor/htm-preact.mjs", "console/vendor/uplot.mjs"}
+    expected |= {"console/vendor/uplot.min.css", "console/vendor/oidc-client-ts.min.js"}
+    assert expected <= set(files)
+    assert [path for path in files if spec.match_file(path)] == []
+
+
 def test_a_wheel_builds_offline_with_the_app_and_its_requirements(tmp_path: Path) -> None:
     source = tmp_path / "src"
     source.mkdir()

@@ -4,19 +4,25 @@ last hour, the last day and the last 14 days, as outbound workers counted them."
 from __future__ import annotations
 
 import asyncio
+import collections
 import math
 import uuid
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from shared.composition.root import build_herald
+from shared.events.model import format_time
 from shared.subscriptions.messages import RETRY_QUEUE, DeliveryBatch
+from shared.subscriptions.model import Filters, Secrets, Status, Subscription
 from shared.subscriptions.ports import HourStats, StatsSlot
 from shared.subscriptions.stats import (
     DeliveryStats,
+    HealthReport,
+    WindowFigures,
     bucket_latency,
+    health_report,
     history_start,
     hour_of,
     latency_bucket,
@@ -49,6 +55,82 @@ def test_the_latency_histogram_keeps_percentiles_within_ten_percent():
     assert _within_precision(percentile(histogram, 0.5) or 0, _nearest_rank(values, 0.5))
     assert _within_precision(percentile(histogram, 0.95) or 0, _nearest_rank(values, 0.95))
     assert percentile({}, 0.5) is None
+
+
+def _report(rows: list[HourStats], now: datetime) -> HealthReport:
+    subscription = Subscription(
+        id="sub_" + "c" * 32,
+        consumer="org:000000001",
+        endpoint="https://example.org/hook",
+        filters=Filters(resource="urn:altinn:resource:charts"),
+        status=Status.ACTIVE,
+        created=now - timedelta(days=30),
+        secrets=Secrets("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+    )
+    return health_report(subscription, rows, now, dead_letters=0, retry_horizon=timedelta(hours=24))
+
+
+def _histogram(*latencies: int) -> dict[int, int]:
+    histogram: dict[int, int] = {}
+    for latency in latencies:
+        histogram[latency_bucket(latency)] = histogram.get(latency_bucket(latency), 0) + 1
+    return histogram
+
+
+def _total(figures: list[WindowFigures]) -> tuple[int, int]:
+    return sum(f.delivered for f in figures), sum(f.failed for f in figures)
+
+
+def test_the_series_chart_every_hour_and_slot_summed_across_processes():
+    now = datetime(2026, 11, 26, 21, 17, 30, tzinfo=UTC)
+    three_hours_ago = datetime(2026, 11, 26, 18, tzinfo=UTC)
+    rows = [
+        # Two processes in the same hour and slot: their counts add up and their histograms merge.
+        HourStats("s", three_hours_ago, "p1", {2: StatsSlot(3, 1, _histogram(10, 10, 100, 100))}),
+        HourStats("s", three_hours_ago, "p2", {2: StatsSlot(1, 0, _histogram(1000))}),
+        # 20:00 is charted by the hour only; 20:50 and 21:10 are in the last hour's slots too.
+        HourStats("s", datetime(2026, 11, 26, 20, tzinfo=UTC), "p1", {0: StatsSlot(0, 2), 5: StatsSlot(4, 0)}),
+        HourStats("s", datetime(2026, 11, 26, 21, tzinfo=UTC), "p2", {1: StatsSlot(1, 1, _histogram(50, 60))}),
+        # Two days ago: in the 14 days, not in the series.
+        HourStats("s", datetime(2026, 11, 24, 12, tzinfo=UTC), "p1", {0: StatsSlot(7, 0)}),
+    ]
+
+    report = _report(rows, now)
+
+    hours = [p.start for p in report.hourly]
+    assert hours == [datetime(2026, 11, 25, 21, tzinfo=UTC) + timedelta(hours=n) for n in range(25)]
+    by_hour = {p.start.hour: p.figures for p in report.hourly if p.start.day == 26}
+    merged = by_hour[18]
+    assert (merged.delivered, merged.failed, merged.success_rate) == (4, 1, 0.8)
+    # Percentiles of the merged histogram: p95 is the second process's 1,000 ms, which neither
+    # process's own histogram (nor an average of their percentiles) would give.
+    assert merged.p50_ms == bucket_latency(latency_bucket(100))
+    assert merged.p95_ms == bucket_latency(latency_bucket(1000))
+    assert (by_hour[20].delivered, by_hour[20].failed) == (4, 2)
+    assert (by_hour[21].delivered, by_hour[21].failed, by_hour[21].success_rate) == (1, 1, 0.5)
+    empty = WindowFigures(0, 0, None, None, None)
+    assert [p.figures for p in report.hourly if p.start.hour not in (18, 20, 21) or p.start.day == 25] == [empty] * 22
+    assert _total([p.figures for p in report.hourly]) == (report.last_day.delivered, report.last_day.failed)
+
+    slots = [p.start for p in report.recent]
+    assert slots == [datetime(2026, 11, 26, 20, 10, tzinfo=UTC) + timedelta(minutes=10 * n) for n in range(7)]
+    by_slot = {p.start.strftime("%H:%M"): p.figures for p in report.recent}
+    assert (by_slot["20:50"].delivered, by_slot["20:50"].failed, by_slot["20:50"].p50_ms) == (4, 0, None)
+    assert (by_slot["21:10"].delivered, by_slot["21:10"].failed) == (1, 1)
+    assert by_slot["21:10"].p95_ms == bucket_latency(latency_bucket(60))
+    assert [by_slot[k] for k in ("20:10", "20:20", "20:30", "20:40", "21:00")] == [empty] * 5
+    assert _total([p.figures for p in report.recent]) == (report.last_hour.delivered, report.last_hour.failed)
+
+
+def test_without_rows_the_series_are_present_and_empty():
+    now = datetime(2026, 11, 26, 22, 0, tzinfo=timezone(timedelta(hours=1)))  # 21:00 UTC
+    report = _report([], now)
+    empty = WindowFigures(0, 0, None, None, None)
+    assert [p.figures for p in report.hourly] == [empty] * 25
+    assert [p.figures for p in report.recent] == [empty] * 7
+    assert report.hourly[-1].start == datetime(2026, 11, 26, 21, tzinfo=UTC)
+    assert report.recent[0].start == datetime(2026, 11, 26, 20, tzinfo=UTC)
+    assert report.recent[-1].start == datetime(2026, 11, 26, 21, tzinfo=UTC)
 
 
 async def test_health_reports_counts_latency_retries_dead_letters_and_last_outcomes(
@@ -120,6 +202,34 @@ async def test_health_reports_counts_latency_retries_dead_letters_and_last_outco
     assert _within_precision(health["lastHour"]["p95LatencyMs"], _nearest_rank(recent, 0.95))
     assert health["lastHour"]["p95LatencyMs"] >= 320 * 0.9
 
+    # The series to chart: every clock hour of the last day and every slot of the last hour, oldest
+    # first, each with the attempts made in it (t1 is older than the day).
+    def slot(at: datetime) -> datetime:
+        return at.astimezone(UTC).replace(minute=at.minute // 10 * 10, second=0, microsecond=0)
+
+    made = [(t2, "delivered"), (t2, "failed"), (t2, "delivered"), (t3, "failed"), (t3, "failed"), (t4, "delivered")]
+    for series, window, points, bucket in (
+        ("hourly", "lastDay", 25, hour_of),
+        ("recent", "lastHour", 7, slot),
+    ):
+        assert all(p["start"].endswith("Z") for p in health[series]), series  # as every other time
+        starts = [datetime.fromisoformat(p["start"]) for p in health[series]]
+        assert len(starts) == points and starts == sorted(set(starts)), series
+        assert {s - starts[0] for s in starts} == {(starts[1] - starts[0]) * n for n in range(points)}, series
+        expected = collections.Counter((format_time(bucket(at)), kind) for at, kind in made if bucket(at) >= starts[0])
+        charted = collections.Counter(
+            {(p["start"], kind): p[kind] for p in health[series] for kind in ("delivered", "failed") if p[kind]}
+        )
+        assert charted == expected, series
+        assert sum(p["delivered"] for p in health[series]) == health[window]["delivered"]
+        assert sum(p["failed"] for p in health[series]) == health[window]["failed"]
+        for point in health[series]:
+            if not point["delivered"] and not point["failed"]:
+                assert point["successRate"] is None and point["p50LatencyMs"] is point["p95LatencyMs"] is None
+    [e8] = [a["latencyMs"] for a in attempts["deliveries"] if a["eventId"] == "e8"]
+    [t4_slot] = [p for p in health["recent"] if p["start"] == format_time(slot(t4))]
+    assert t4_slot["successRate"] == 1.0 and _within_precision(t4_slot["p95LatencyMs"], e8)
+
 
 async def test_a_subscription_without_deliveries_reports_empty_windows(client, issuer, receiver, resource, stores):
     consumer = random_org()
@@ -133,6 +243,8 @@ async def test_a_subscription_without_deliveries_reports_empty_windows(client, i
     ).json()
     empty = {"delivered": 0, "failed": 0, "successRate": None, "p50LatencyMs": None, "p95LatencyMs": None}
     assert health["lastHour"] == health["lastDay"] == health["last14Days"] == empty
+    assert [{k: v for k, v in p.items() if k != "start"} for p in health["hourly"]] == [empty] * 25
+    assert [{k: v for k, v in p.items() if k != "start"} for p in health["recent"]] == [empty] * 7
     assert health["retriesWaiting"] == 0 and health["deadLetters"] == 0
     assert health["lastSuccess"] is None and health["lastFailure"] is None
 

@@ -106,6 +106,21 @@ async def test_list_get_delete_are_scoped_to_the_consumer(client, issuer, receiv
     assert recreated.status_code == 201 and recreated.json()["id"] != mine[0]["id"]
 
 
+async def test_a_forged_host_does_not_steer_the_subscription_lists_next_link(
+    client, issuer, receiver, resource, services
+):
+    consumer = random_org()
+    for i in range(2):
+        await create(client, issuer, body(resource, receiver.url(f"h{i}")), sub=consumer)
+    headers = issuer.headers(*SUBSCRIBE, sub=consumer)
+    listed = await client.get(
+        "/api/v1/subscriptions", params={"size": 1}, headers={**headers, "host": "attacker.example"}
+    )
+    link = listed.headers["link"]
+    assert "attacker" not in link
+    assert link.startswith(f"<{services.settings.public_base_url.rstrip('/')}/api/v1/subscriptions?"), link
+
+
 async def test_rotate_secret_returns_a_new_secret(client, issuer, receiver, resource, services):
     created = (await create(client, issuer, body(resource, receiver.url("rot")))).json()
     rotated = await client.post(

@@ -9,11 +9,12 @@ import signal
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from devhost.issuer import issue_token, split_scopes
 from devhost.launch import start_devhost_process
 from shared.config import Settings
 from tests.support.azurite import Azurite, free_port
@@ -60,6 +61,39 @@ def devhost_process(
     assert code == 0, f"devhost exited with {code}:\n" + log_path.read_text()[-3000:]
 
 
+# The settings of the devhost tests/e2e shares: every failed push is retried after one second, so tests that
+# fail pushes on purpose see the retries within seconds; the others never fail one.
+E2E_SETTINGS = {"HERALD_RETRY_SCHEDULE_SECONDS": "1"}
+
+
+class SharedDevhost:
+    """One devhost process at a time for many test modules: it keeps running while the modules that
+    follow ask for the same extra settings, and is restarted only for a module that asks for others.
+    Never two at once: two devhosts on one Azurite would take each other's queue messages."""
+
+    def __init__(self, azurite: Azurite, settings: Settings, states: Callable[[], Path]) -> None:
+        self._azurite, self._settings, self._states = azurite, settings, states
+        self._running: tuple[dict[str, str], DevhostProcess, AbstractContextManager[DevhostProcess]] | None = None
+
+    def use(self, extra_env: Mapping[str, str] | None = None) -> DevhostProcess:
+        wanted = dict(extra_env or {})
+        if self._running is not None:
+            env, process, _ = self._running
+            if env == wanted:
+                return process
+            self.stop()
+        context = devhost_process(self._azurite, self._settings, self._states(), wanted)
+        process = context.__enter__()
+        self._running = (wanted, process, context)
+        return process
+
+    def stop(self) -> None:
+        if self._running is not None:
+            _, _, context = self._running
+            self._running = None
+            context.__exit__(None, None, None)
+
+
 def devhost_cli(env: Mapping[str, str], *args: str) -> str:
     """What ``python -m devhost <args>`` prints, run as a developer runs it beside the devhost process."""
     command = [sys.executable, "-m", "devhost", *args]
@@ -67,7 +101,15 @@ def devhost_cli(env: Mapping[str, str], *args: str) -> str:
 
 
 def devhost_token(env: Mapping[str, str], sub: str, scopes: str) -> str:
-    return devhost_cli(env, "token", "--sub", sub, "--scope", scopes)
+    """The token ``python -m devhost token --sub <sub> --scope <scopes>`` prints with ``env``, made in this
+    process: a process of its own costs a second or more each time (the README tests run the command itself)."""
+    return issue_token(
+        sub,
+        split_scopes([scopes]),
+        audience=env.get("HERALD_AUTH_AUDIENCE") or None,
+        issuer=env.get("HERALD_AUTH_ISSUER") or None,
+        state_dir=env.get("HERALD_DEVHOST_STATE") or None,
+    )
 
 
 def open_resource(port: int, env: Mapping[str, str], resource: str) -> None:
