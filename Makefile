@@ -14,14 +14,19 @@ help: ## List the targets
 run: setup ## Set everything up and start devhost (Herald on http://localhost:7071)
 	$(PY) -m devhost start
 
-test: setup $(CHROMIUM) lint typecheck ## Set everything up, lint, type-check and run the whole suite
+# The installs are independent and mostly wait on the network, so they run side by side.
+test: ## Set everything up, lint, type-check and run the whole suite
+	@$(MAKE) --no-print-directory -j4 $(SETUP) $(CHROMIUM)
+	@$(MAKE) --no-print-directory -j2 lint typecheck
 	HERALD_REQUIRE_CHECKOV=1 $(BIN)/pytest -q
 
 # Tests that need neither Azurite nor a devhost process (tests/conftest.py marks the others): seconds.
 unit: $(VENV)/.installed ## Run the tests that need no Azurite or devhost process (about a minute)
 	$(BIN)/pytest -q -m "not azurite and not e2e"
 
-setup: $(VENV)/.installed node_modules/.installed .venv-checkov/.installed ## Install what the tests and devhost need
+SETUP := $(VENV)/.installed node_modules/.installed .venv-checkov/.installed
+setup: ## Install what the tests and devhost need
+	@$(MAKE) --no-print-directory -j3 $(SETUP)
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt requirements.infra-dev.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Herald needs Python 3.11 ($(PYTHON) not found)"; exit 1; }
@@ -51,7 +56,7 @@ $(CHROMIUM):
 	.venv-checkov/bin/python -m pip install --quiet -r requirements.checkov.txt
 	touch $@
 
-lint: setup ## ruff check and format check
+lint: $(VENV)/.installed ## ruff check and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
@@ -60,7 +65,7 @@ lint: setup ## ruff check and format check
 soak: setup ## The long reliability runs (docs/reliability.md)
 	HERALD_SOAK=1 $(BIN)/pytest -q -s -m soak tests/reliability
 
-typecheck: setup ## mypy --strict over the app, devhost and smoke
+typecheck: $(VENV)/.installed ## mypy --strict over the app, devhost and smoke
 	$(BIN)/mypy function_app.py functions shared devhost smoke
 
 # The committed OpenAPI document (docs/api.md); tests/contract fails when it differs from the served one.

@@ -19,7 +19,18 @@ from pathlib import Path
 from bench.env import STATE, Result, close_pool, machine
 from bench.report import markdown
 
-SCENARIOS = ("ingest", "matching", "delivery", "isolation", "slowdown", "notifications", "cost", "query")
+SCENARIOS = (
+    "ingest",
+    "matching",
+    "delivery",
+    "isolation",
+    "slowdown",
+    "latency",
+    "notifications",
+    "cost",
+    "query",
+    "hot_resource",
+)
 # Scenarios that run on one set of processes (bench.env.webhook_rig), kept while they run back to back.
 POOLED = {"delivery", "isolation", "slowdown"}
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -125,8 +125,9 @@ class DevhostProcess:
                 self.process.wait()
 
 
-def start_devhost(store: Azurite, extra_env: dict[str, str] | None = None) -> DevhostProcess:
-    """devhost as its own process on the given Azurite (the load generator does not share its event loop)."""
+def start_devhost(store: Azurite, extra_env: dict[str, str] | None = None, *, instances: int = 1) -> DevhostProcess:
+    """devhost as its own process on the given Azurite (the load generator does not share its event loop);
+    ``instances`` > 1 runs ``devhost start --instances`` (its CPU is the supervisor's and the instances')."""
     port = free_port()
     state = STATE / f"devhost-{port}"
     state.mkdir(parents=True, exist_ok=True)
@@ -143,7 +144,7 @@ def start_devhost(store: Azurite, extra_env: dict[str, str] | None = None) -> De
     }
     log_path = state / "devhost.log"
     process = start_devhost_process(
-        port, store.instance.ports, env, log_path, timeout=90, ready_path="/admin/host/status"
+        port, store.instance.ports, env, log_path, timeout=90, ready_path="/admin/host/status", instances=instances
     )
     return DevhostProcess(process, port, state, env, log_path)
 
@@ -165,8 +166,8 @@ def open_resource(base_url: str, admin_token: str, resource: str) -> None:
 
 
 @contextlib.contextmanager
-def devhost(store: Azurite, extra_env: dict[str, str] | None = None) -> Iterator[DevhostProcess]:
-    host = start_devhost(store, extra_env)
+def devhost(store: Azurite, extra_env: dict[str, str] | None = None, *, instances: int = 1) -> Iterator[DevhostProcess]:
+    host = start_devhost(store, extra_env, instances=instances)
     try:
         yield host
     finally:

@@ -40,6 +40,15 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("--app", default="function_app:app", help="module:attribute of the FunctionApp")
     start.add_argument("--root", type=Path, help="repository root (default: the one holding devhost/)")
     start.add_argument("--state-dir", type=Path, help="issuer key directory (env HERALD_DEVHOST_STATE)")
+    start.add_argument(
+        "--instances",
+        type=int,
+        default=1,
+        help="worker processes on the same Azurite, each like a Functions instance (default 1)",
+    )
+    # Set by the supervisor of several instances on each one it starts.
+    start.add_argument("--instance", type=int, help=argparse.SUPPRESS)
+    start.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     start.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
     token = commands.add_parser("token", help="print a signed access token from the local issuer")
@@ -81,6 +90,9 @@ def _start(args: argparse.Namespace) -> int:
         keep_storage_connection=args.storage_connection,
         state_dir=args.state_dir,
         provision_app=not args.no_provision,
+        instances=args.instances,
+        instance=args.instance,
+        ready_fd=args.ready_fd,
     )
     return run_start(config)
 
@@ -114,9 +126,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _token(args)
     if args.command == "key":
         return _key(args)
+    if args.instances < 1:
+        _parser().error("--instances must be at least 1")
+    # Each instance's lines say which instance wrote them; the supervisor's say "supervisor".
+    who = "" if args.instances == 1 else ("[supervisor] " if args.instance is None else f"[instance {args.instance}] ")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
+        format=f"%(asctime)s %(levelname)s {who}%(message)s",
     )
     # The Azure SDK logs every HTTP call at INFO; keep devhost's own lines readable.
     logging.getLogger("azure").setLevel(logging.WARNING)

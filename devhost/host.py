@@ -26,9 +26,10 @@ from typing import Any, Self
 
 import azure.functions as func
 import uvicorn
+from azure.data.tables.aio import TableClient
 from azure.storage.queue.aio import QueueServiceClient
 
-from devhost.azurite import Azurite, AzuriteError, AzuritePorts, default_binary
+from devhost.azurite import Azurite, AzuriteError, AzuritePorts, default_binary, free_port
 from devhost.durations import parse_timespan
 from devhost.functions_index import FunctionIndex, TriggerKind, index_functions
 from devhost.http import DEFAULT_MAX_REQUEST_BODY_SIZE, DEFAULT_REQUEST_BODY_TIMEOUT, DevHostHttpApp
@@ -38,6 +39,7 @@ from devhost.queue_properties import QUEUES_FILE, QueueProperties, load_queue_pr
 from devhost.servicebus import ListenerOptions, ServiceBusListener, ensure_queues
 from devhost.settings import DEFAULT_PORT, follow_port, load_local_settings
 from devhost.state import EVENTGRID_KEY_NAME, ensure_system_key
+from devhost.timer_lock import LOCKS_TABLE, TimerLock, ensure_locks_table
 from devhost.timers import TimerRunner
 from shared.adapters.storage_queue_bus import dead_letter_queue_name
 from shared.config import DEVELOPMENT_STORAGE, azurite_connection_string
@@ -146,6 +148,11 @@ class DevHostOptions:
     max_request_body_size: int = DEFAULT_MAX_REQUEST_BODY_SIZE
     # A request whose body stops arriving for this long is answered 408 instead of held open.
     request_body_timeout: float = DEFAULT_REQUEST_BODY_TIMEOUT
+    # Several instances listen on one port (SO_REUSEPORT: the kernel spreads connections over them).
+    reuse_port: bool = False
+    # Set when several instances share the storage account: timers run under a listener lock with
+    # this owner name (devhost/timer_lock.py), so one instance at a time runs each schedule.
+    timer_lock_owner: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> DevHostOptions:
@@ -171,12 +178,14 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def _bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets that say so, and with Nagle
     # on, each response on a kept-alive connection waited ~40 ms for the client's delayed ACK.
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
@@ -206,6 +215,7 @@ class DevHost:
         self._listeners: list[ServiceBusListener] = []
         self._queue_properties: dict[str, QueueProperties] = {}
         self._timers: list[TimerRunner] = []
+        self._locks_table: TableClient | None = None
         self._server: _Server | None = None
         self._server_task: asyncio.Task[None] | None = None
         self._asgi_started = False
@@ -253,7 +263,12 @@ class DevHost:
             raise
 
     async def _start(self) -> None:
-        index = index_functions(self.app)
+        # ``%Setting%`` expressions resolve from the app settings, as the Functions host resolves them: this
+        # process's environment, then local.settings.json (or the sample) as `devhost start` applies it, so a
+        # devhost embedded in another process (tests, benchmarks) indexes the app as `devhost start` does.
+        settings = dict(os.environ)
+        load_local_settings(self.options.function_directory, settings)
+        index = index_functions(self.app, settings)
         self.index = index
         # Read before anything starts, so a declaration Service Bus would reject stops devhost at once.
         host_settings = read_service_bus_settings(self.options.function_directory)
@@ -278,8 +293,17 @@ class DevHost:
             listener = ServiceBusListener(spec, self._service, self._invoker, listener_options)
             listener.start()
             self._listeners.append(listener)
+        owner = self.options.timer_lock_owner
+        if owner is not None and index.of_kind(TriggerKind.TIMER):
+            self._locks_table = TableClient.from_connection_string(
+                self.storage_connection_string, LOCKS_TABLE, use_env_settings=False
+            )
+            await ensure_locks_table(self._locks_table)
         for spec in index.of_kind(TriggerKind.TIMER):
-            runner = TimerRunner(spec, self._invoker)
+            lock = (
+                None if self._locks_table is None or owner is None else TimerLock(self._locks_table, spec.name, owner)
+            )
+            runner = TimerRunner(spec, self._invoker, lock)
             runner.start()
             self._timers.append(runner)
 
@@ -357,7 +381,7 @@ class DevHost:
             max_request_body_size=self.options.max_request_body_size,
             request_body_timeout=self.options.request_body_timeout,
         )
-        sock = _bind(self.options.host, self.options.port)
+        sock = _bind(self.options.host, self.options.port, reuse_port=self.options.reuse_port)
         self._port = sock.getsockname()[1]
         # Idle connections stay open 130 s, as the Functions host's Kestrel keeps them: uvicorn's 5 s
         # closed connections that clients' pools were about to reuse.
@@ -398,6 +422,9 @@ class DevHost:
         if self._service is not None:
             await self._service.close()
             self._service = None
+        if self._locks_table is not None:
+            await self._locks_table.close()
+            self._locks_table = None
         self._invoker.close(wait=False)
 
     def docs_path(self) -> str:
@@ -444,6 +471,11 @@ class StartConfig:
     keep_storage_connection: bool = False
     state_dir: Path | None = None
     provision_app: bool = True
+    # How many instances `devhost start` runs (devhost/instances.py supervises them when more than one).
+    instances: int = 1
+    # Set in an instance the supervisor started: its number, and the pipe it reports readiness on.
+    instance: int | None = None
+    ready_fd: int | None = None
 
 
 def load_app(app_ref: str) -> func.FunctionRegister:
@@ -514,9 +546,16 @@ def run_start(config: StartConfig) -> int:
         # The webhook takes no other key, so the app's local sink gets this one, whatever was set.
         os.environ[SINK_KEY_SETTING] = eventgrid_key
         port = config.port if config.port is not None else _env_int(os.environ, "HERALD_DEVHOST_PORT", DEFAULT_PORT)
+        supervising = config.instances > 1 and config.instance is None
+        if supervising and not port:  # every instance must bind the same port
+            port = free_port(listen_host)
         if port:  # 0 (any free port) is known only once bound: the settings keep their values
             followed = follow_port(port, loaded)
             log.debug("devhost: %s follow port %d", ", ".join(followed) or "no settings", port)
+        if supervising:
+            from devhost.instances import supervise
+
+            return supervise(config, listen_host, port, state_dir)
         app = load_app(config.app_ref)
         issuer = os.environ.get("HERALD_AUTH_ISSUER") or DEFAULT_ISSUER
         options = DevHostOptions.from_env(
@@ -526,9 +565,12 @@ def run_start(config: StartConfig) -> int:
             issuer=issuer,
             provision_app=config.provision_app,
             eventgrid_key=eventgrid_key,
+            reuse_port=config.instance is not None,
+            # Stable per instance and port: a restarted instance takes its own lease back at once.
+            timer_lock_owner=None if config.instance is None else f"{listen_host}:{port}/{config.instance}",
         )
         host = DevHost(app, options)
-        asyncio.run(_serve(host, azurite, state_dir))
+        asyncio.run(_serve(host, azurite, state_dir, config))
     except (DevHostError, AzuriteError) as exc:
         log.error("devhost: %s", exc)
         return 1
@@ -559,7 +601,7 @@ def _point_app_at_jwks(jwks_path: Path, *, explicit: bool) -> None:
         )
 
 
-async def _serve(host: DevHost, azurite: Azurite, state_dir: Path) -> None:
+async def _serve(host: DevHost, azurite: Azurite, state_dir: Path, config: StartConfig) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -574,7 +616,11 @@ async def _serve(host: DevHost, azurite: Azurite, state_dir: Path) -> None:
         loop.add_signal_handler(signum, request_stop, signum)
     try:
         await host.start()
-        print(_banner(host, azurite, state_dir), flush=True)
+        if not config.instance:  # a single devhost, or the first of several
+            print(_banner(host, azurite, state_dir), flush=True)
+        if config.ready_fd is not None:
+            os.write(config.ready_fd, b"ready")
+            os.close(config.ready_fd)
         await stop.wait()
     finally:
         await host.stop()

@@ -16,9 +16,10 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import uuid
 from collections import OrderedDict
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,6 +38,7 @@ from shared.adapters.storage_queue_bus import (
     dead_letter_queue_name,
     decode_envelope,
     encode_envelope,
+    watch_sends,
 )
 from shared.messaging import OutgoingMessage
 
@@ -147,15 +149,61 @@ class ServiceBusListener:
             DuplicateHistory(properties.duplicate_detection_window) if properties.requires_duplicate_detection else None
         )
         self._stopping = asyncio.Event()
+        # Set by a send to this queue from this process (or a stop): the idle poller receives at once.
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # Wake-ups for delayed messages, by due time in tenths of a second (one timer per tenth).
+        self._timers: dict[int, asyncio.TimerHandle] = {}
+        self._unwatch: Callable[[], None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
         self._poller: asyncio.Task[None] | None = None
 
     def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._unwatch = watch_sends(self.queue_name, self._sent)
         self._poller = asyncio.create_task(self._poll(), name=f"devhost-sb-{self.queue_name}")
+
+    def _sent(self, visible_in: float) -> None:
+        """A message was sent to this queue in this process; it is visible in ``visible_in`` seconds.
+
+        Called in the sender's thread: an app's sync function runs in a worker thread."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._wake_in(visible_in)
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self._wake_in, visible_in)
+
+    def _wake_in(self, seconds: float) -> None:
+        """Wake the poller now, or when a delayed message becomes visible."""
+        if seconds <= 0:
+            self._wake.set()
+            return
+        assert self._loop is not None
+        due = math.ceil((self._loop.time() + seconds) * 10)
+        if due not in self._timers:
+            self._timers[due] = self._loop.call_at(due / 10, self._timer_fired, due)
+
+    def _timer_fired(self, due: int) -> None:
+        self._timers.pop(due, None)
+        self._wake.set()
 
     async def stop(self, grace_seconds: float) -> None:
         """Stop receiving, then give in-flight handlers ``grace_seconds`` before cancelling them."""
         self._stopping.set()
+        self._wake.set()
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
         if self._poller is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
@@ -185,6 +233,8 @@ class ServiceBusListener:
                 if self.spec.cardinality_many
                 else min(MAX_BATCH, self._options.concurrency - len(self._in_flight))
             )
+            # Cleared before the receive: a send while it runs sets it again, and the poller does not sleep.
+            self._wake.clear()
             # Taken before the receive, so devhost never thinks a lock lasts longer than Azurite does.
             locked_until = datetime.now(UTC) + timedelta(seconds=self._options.lock_seconds)
             try:
@@ -201,10 +251,13 @@ class ServiceBusListener:
                     for message in messages:
                         self._spawn(self._handle_batch([message], locked_until))
                 continue
-            # Empty queue: back off from 50 ms up to max_idle_wait, so latency stays low when busy.
+            # Empty queue: back off from 50 ms up to max_idle_wait, which bounds the wait for messages
+            # sent by other processes; a send from this process wakes the poller at once (``_sent``).
             idle_wait = min(self._options.max_idle_wait, idle_wait * 2 if idle_wait else 0.05)
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=idle_wait)
+                await asyncio.wait_for(self._wake.wait(), timeout=idle_wait)
+                # Woken: back off from the start again, in case the message is not visible yet.
+                idle_wait = 0.0
 
     async def _receive(self, count: int) -> list[QueueMessage]:
         pages = self._queue.receive_messages(
@@ -395,6 +448,7 @@ class ServiceBusListener:
                 await self._queue.update_message(
                     lock.message_id, lock.pop_receipt, visibility_timeout=self._options.abandon_backoff_seconds
                 )
+                self._wake_in(self._options.abandon_backoff_seconds)
         except AzureError as exc:
             log.warning(
                 "devhost: settling message %s on %s failed (lock lost?): %s",
@@ -449,5 +503,6 @@ class ServiceBusListener:
         try:
             await self._queue.send_message(str(message.content), visibility_timeout=delay, time_to_live=-1)
             await self._queue.delete_message(message.id, message.pop_receipt)
+            self._wake_in(delay)
         except AzureError as exc:
             log.warning("devhost: could not reschedule message %s: %s", envelope.message_id, short_error(exc))

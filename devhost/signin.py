@@ -5,8 +5,8 @@ shows a page where they choose who they are (an organisation, a person, a system
 administrator), ``/devhost/token`` exchanges the code for an access token signed with the same key
 as ``python -m devhost token`` and an ID token, and ``/devhost/logout`` sends them back. Public
 clients only (no client secrets, PKCE S256 required); redirect URIs are loopback addresses, as
-RFC 8252 has native and local apps use, so a code never leaves the machine. Codes live in memory
-for 60 s and are used once. devhost keeps no session: every sign-in asks who you are.
+RFC 8252 has native and local apps use, so a code never leaves the machine. Codes live 60 s in the
+state directory, where every devhost instance finds them (devhost/signin_codes.py), and are used once. devhost keeps no session: every sign-in asks who you are.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from devhost.issuer import KEY_FILE, issue_token
 from devhost.responses import Response, json_response
+from devhost.signin_codes import CodeStore
 from shared.adapters.local_issuer import key_id, load_private_key
 from shared.identity.parties import valid_national_identity_number, valid_organisation_number
 
@@ -124,6 +125,18 @@ class Grant:
     identity: Identity
     scopes: tuple[str, ...]  # granted: OpenID Connect scopes and API scopes
     expires_at: float
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> Grant:
+        request = dict(document["request"])
+        scopes = request.pop("scopes")
+        identity = dict(document["identity"])
+        return cls(
+            AuthorizeRequest(**request, scopes=None if scopes is None else tuple(scopes)),
+            Identity(identity["subject"], identity["name"], tuple(identity["may_have"])),
+            tuple(document["scopes"]),
+            float(document["expires_at"]),
+        )
 
 
 def loopback_redirect_uri(uri: str) -> bool:
@@ -286,7 +299,7 @@ class LocalSignIn:
         self._issuer = issuer
         self._clock = clock
         self._prefix = prefix
-        self._codes: dict[str, Grant] = {}
+        self._codes = CodeStore(state_dir)
         self._key: tuple[int, rsa.RSAPrivateKey] | None = None
 
     def metadata(self, base: str) -> dict[str, Any]:
@@ -371,16 +384,11 @@ class LocalSignIn:
             identity = chosen_identity(params)
         except ValueError as error:
             return self._page(request, params, str(error), status=400)
-        self._forget_expired()
+        self._codes.forget_expired(self._clock())
         code = secrets.token_urlsafe(32)
         scopes = granted_scopes(request.scopes, identity)
-        self._codes[code] = Grant(request, identity, scopes, self._clock() + CODE_TTL_SECONDS)
+        self._codes.put(code, asdict(Grant(request, identity, scopes, self._clock() + CODE_TTL_SECONDS)))
         return _redirect(_with_query(request.redirect_uri, {"code": code, "state": request.state}), 303)
-
-    def _forget_expired(self) -> None:
-        now = self._clock()
-        for code in [code for code, grant in self._codes.items() if grant.expires_at <= now]:
-            del self._codes[code]
 
     def _html(self, status: int, title: str, content: str, form_targets: Sequence[str] = ()) -> Response:
         # form-action also governs where a form submission may be redirected (Chrome), so the
@@ -546,7 +554,8 @@ class LocalSignIn:
         if not _VERIFIER.fullmatch(form["code_verifier"]):
             return token_error("invalid_request", "code_verifier must be 43-128 characters of A-Z a-z 0-9 - . _ ~")
         # Presenting a code uses it up, whatever follows: a guessed verifier gets one try.
-        grant = self._codes.pop(form["code"], None)
+        taken = self._codes.take(form["code"])
+        grant = None if taken is None else Grant.from_document(taken)
         if grant is None or grant.expires_at <= self._clock():
             return token_error("invalid_grant", "the code is unknown, was already used or has expired")
         if form["client_id"] != grant.request.client_id:

@@ -17,6 +17,7 @@ from devhost.bindings import timer_input
 from devhost.durations import is_timespan, parse_timespan
 from devhost.functions_index import FunctionSpec
 from devhost.invocation import Invoker
+from devhost.timer_lock import TimerLock
 
 log = logging.getLogger("devhost")
 
@@ -47,7 +48,9 @@ class Schedule:
 class TimerRunner:
     """Fires one timer function until stopped."""
 
-    def __init__(self, spec: FunctionSpec, invoker: Invoker) -> None:
+    def __init__(self, spec: FunctionSpec, invoker: Invoker, lock: TimerLock | None = None) -> None:
+        """``lock``: the listener singleton of several instances (devhost/timer_lock.py); the schedule
+        runs only while this instance holds it."""
         if spec.schedule is None:
             raise ValueError(f"{spec.name} has no schedule")
         self.spec = spec
@@ -56,6 +59,7 @@ class TimerRunner:
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last: datetime | None = None
+        self._lock = lock
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"devhost-timer-{self.spec.name}")
@@ -73,6 +77,19 @@ class TimerRunner:
                 await self._task
 
     async def _run(self) -> None:
+        if self._lock is None:
+            await self._schedule()
+            return
+        try:
+            while await self._lock.acquire(self._stopping):
+                log.info("devhost: this instance runs timer %s", self.spec.name)
+                await self._schedule()
+        finally:
+            await self._lock.release()
+
+    async def _schedule(self) -> None:
+        """Fire on schedule until stopped or, with a lock, until the lock is no longer held."""
+        lock = self._lock
         if self.spec.run_on_startup:
             now = datetime.now(UTC)
             await self._fire(now, now)
@@ -81,9 +98,15 @@ class TimerRunner:
             delay = (due - datetime.now(UTC)).total_seconds()
             if delay > 0:
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+                    # With a lock, wake each second to notice a lease that was lost.
+                    await asyncio.wait_for(self._stopping.wait(), timeout=delay if lock is None else min(delay, 1.0))
                 if self._stopping.is_set():
                     return
+                if lock is not None and due > datetime.now(UTC):
+                    continue
+            if lock is not None and not lock.held():
+                log.warning("devhost: this instance lost timer %s's lock; another instance may take it", self.spec.name)
+                return
             started = datetime.now(UTC)
             await self._fire(due, started)
             # Computed from the start of this run, so occurrences missed while it ran collapse into

@@ -6,7 +6,7 @@ import azure.functions as func
 
 from shared.composition.root import services
 from shared.events.dispatch import INBOUND_QUEUE, InboundMessage
-from shared.telemetry import consume_span, inject_trace_context
+from shared.telemetry import inject_trace_context, pipeline_stage
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -17,7 +17,8 @@ log = logging.getLogger(__name__)
 async def events_inbound(message: func.ServiceBusMessage) -> None:
     inbound = InboundMessage.model_validate_json(message.get_body())
     herald = await services()
-    with consume_span("events.inbound", message.application_properties or {}):
+    properties = message.application_properties or {}
+    with pipeline_stage("events.inbound", properties, message.enqueued_time_utc, stage="inbound"):
         done = await herald.fanout.handle(inbound, inject_trace_context())
     log.info(
         "inbound rows fanned out",

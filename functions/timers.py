@@ -1,4 +1,5 @@
-"""Timers: the outbox sweeps and the ordered lanes' sweep (every minute), and the retention sweeps (nightly)."""
+"""Timers: the outbox sweeps and the ordered lanes' sweep (HERALD_SWEEP_SCHEDULE, every minute), and the retention
+sweeps (nightly)."""
 
 import logging
 
@@ -11,7 +12,7 @@ log = logging.getLogger(__name__)
 
 
 @bp.function_name("outbox_sweep")
-@bp.timer_trigger(arg_name="timer", schedule="0 * * * * *")
+@bp.timer_trigger(arg_name="timer", schedule="%HERALD_SWEEP_SCHEDULE%")
 async def outbox_sweep(timer: func.TimerRequest) -> None:
     swept = await (await services()).event_upkeep.sweep_outbox()
     if swept:
@@ -19,7 +20,7 @@ async def outbox_sweep(timer: func.TimerRequest) -> None:
 
 
 @bp.function_name("notification_outbox_sweep")
-@bp.timer_trigger(arg_name="timer", schedule="0 * * * * *")
+@bp.timer_trigger(arg_name="timer", schedule="%HERALD_SWEEP_SCHEDULE%")
 async def notification_outbox_sweep(timer: func.TimerRequest) -> None:
     # Notification status events wait in their own outbox (the notifications table), with the same grace.
     owed = await (await services()).notifications.status_outbox.publish_owed()
@@ -28,7 +29,7 @@ async def notification_outbox_sweep(timer: func.TimerRequest) -> None:
 
 
 @bp.function_name("ordered_lanes_sweep")
-@bp.timer_trigger(arg_name="timer", schedule="0 * * * * *")
+@bp.timer_trigger(arg_name="timer", schedule="%HERALD_SWEEP_SCHEDULE%")
 async def ordered_lanes_sweep(timer: func.TimerRequest) -> None:
     # Ordered lanes whose claimed push was lost, or whose next entry waits for no one to kick it.
     swept = await (await services()).ordered_lanes.sweep()

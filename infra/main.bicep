@@ -584,6 +584,8 @@ var functionAppBaseSettings = {
   HERALD_CONSOLE_SCOPES: empty(consoleScopes) ? defaultConsoleScopes : consoleScopes
   HERALD_EVENT_RETENTION_DAYS: string(eventRetentionDays)
   HERALD_OUTBOX_GRACE_SECONDS: string(outboxGraceSeconds)
+  // The sweeps' timer schedule: the Functions host resolves %HERALD_SWEEP_SCHEDULE% in their triggers.
+  HERALD_SWEEP_SCHEDULE: '0 * * * * *'
   HERALD_PUBLIC_BASE_URL: empty(publicBaseUrl) ? 'https://func-herald-${resourceToken}.azurewebsites.net' : publicBaseUrl
   HERALD_WEBHOOK_TIMEOUT_SECONDS: string(webhookTimeoutSeconds)
   HERALD_CIRCUIT_OPEN_SECONDS: string(circuitOpenSeconds)

@@ -11,8 +11,10 @@ properties, so one publish and every push it fans out to form a single distribut
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 from opentelemetry import metrics, trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -21,6 +23,7 @@ __all__ = [
     "METER_NAME",
     "consume_span",
     "inject_trace_context",
+    "pipeline_stage",
     "record_dead_letter",
     "record_delivery",
     "record_events_published",
@@ -49,6 +52,15 @@ _notifications = _meter.create_counter(
 )
 _ingest_refused = _meter.create_counter(
     "herald.ingest.refused", unit="{event}", description="Events from Event Grid Herald refused, by reason."
+)
+# One histogram for the event pipeline's hops, told apart by the ``hop`` attribute (queued, matched, pushed).
+_hop_duration = _meter.create_histogram(
+    "herald.pipeline.hop.duration",
+    unit="s",
+    description=(
+        "Time a pipeline message spent in one hop: queued (inbound enqueue to inbound start), matched "
+        "(inbound matching and fan-out), pushed (outbound enqueue to its pushes done)."
+    ),
 )
 _reports_refused = _meter.create_counter(
     "herald.reports.refused",
@@ -111,3 +123,40 @@ def consume_span(name: str, properties: Mapping[str, object]) -> Iterator[trace.
     tracer = trace.get_tracer(METER_NAME)
     with tracer.start_as_current_span(name, context=parent, kind=trace.SpanKind.CONSUMER, links=links) as span:
         yield span
+
+
+# The hops a stage's message records: (hop for its time in the queue, hop for its processing);
+# None records nothing for that part. Pushed runs from the outbound enqueue to the pushes' end.
+_STAGE_HOPS: dict[str, tuple[str | None, str | None]] = {"inbound": ("queued", "matched"), "outbound": (None, "pushed")}
+
+
+@contextmanager
+def pipeline_stage(
+    name: str, properties: Mapping[str, object], enqueued_at: datetime | None, *, stage: str
+) -> Iterator[trace.Span]:
+    """``consume_span`` for a stage of the event pipeline (``stage``: inbound or outbound), recording
+    the message's hops as span attributes (``herald.hop.<hop>_ms``) and ``herald.pipeline.hop.duration``.
+
+    ``enqueued_at`` is the message's enqueued time (Service Bus's ``EnqueuedTimeUtc``). A hop is
+    recorded when the stage succeeds; a failed attempt is counted once its redelivery succeeds."""
+    waiting_hop, working_hop = _STAGE_HOPS[stage]
+    started = time.time()
+    waited: float | None = None
+    if enqueued_at is not None:
+        enqueued = enqueued_at if enqueued_at.tzinfo is not None else enqueued_at.replace(tzinfo=UTC)
+        waited = max(0.0, started - enqueued.timestamp())
+    with consume_span(name, properties) as span:
+        if waited is not None:
+            span.set_attribute("herald.hop.queue_wait_ms", round(waited * 1000, 1))
+        yield span
+        took = time.time() - started
+        if waiting_hop is not None and waited is not None:
+            _record_hop(span, waiting_hop, waited)
+        if working_hop is not None:
+            # A hop that starts at the enqueue includes the queue wait; one that starts at the trigger does not.
+            _record_hop(span, working_hop, took + (waited or 0.0) if waiting_hop is None else took)
+
+
+def _record_hop(span: trace.Span, hop: str, seconds: float) -> None:
+    span.set_attribute(f"herald.hop.{hop}_ms", round(seconds * 1000, 1))
+    _hop_duration.record(seconds, {"hop": hop})

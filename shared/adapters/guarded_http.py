@@ -14,13 +14,15 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Awaitable, Callable, Mapping
+from functools import lru_cache
 from types import SimpleNamespace
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
+from yarl import URL
 
-from shared.endpoint_policy import refuse_internal
+from shared.endpoint_policy import AddressRefused, refuse_internal
 
 
 class GuardedResolver(AbstractResolver):
@@ -51,8 +53,11 @@ def guarded_session(
     per_host: int = 0,
     headers: Mapping[str, str] | None = None,
     decompress: bool = True,
+    literal_hosts: bool = True,
 ) -> aiohttp.ClientSession:
-    """A client session whose every connection passes the address guard."""
+    """A client session whose every connection passes the address guard. ``literal_hosts=False``: the
+    caller checks a host that is an address itself (``refuse_literal_host``) before each request,
+    sparing the request-trace machinery aiohttp runs on every request once any hook is set."""
     # No DNS cache: every connection resolves again, and the guard sees every answer.
     connector = aiohttp.TCPConnector(
         limit=connections,
@@ -60,14 +65,45 @@ def guarded_session(
         use_dns_cache=False,
         resolver=GuardedResolver(allow_loopback=allow_loopback, inner=resolver),
     )
-    literal_hosts = aiohttp.TraceConfig()
-    literal_hosts.on_request_start.append(_literal_host_guard(allow_loopback))
+    traces = []
+    if literal_hosts:
+        traces.append(aiohttp.TraceConfig())
+        traces[0].on_request_start.append(_literal_host_guard(allow_loopback))
     return aiohttp.ClientSession(
         connector=connector,
         headers=dict(headers or {}),
         auto_decompress=decompress,
-        trace_configs=[literal_hosts],
+        trace_configs=traces,
     )
+
+
+@lru_cache(maxsize=4096)
+def _literal_refusal(url: str, allow_loopback: bool) -> str | None:
+    try:
+        host = URL(url).host or ""
+    except ValueError:
+        return None  # not a URL: the request itself says so
+    try:
+        refuse_literal(host, allow_loopback=allow_loopback)
+    except AddressRefused as refusal:
+        return str(refusal)
+    return None
+
+
+def refuse_literal_host(url: str, *, allow_loopback: bool) -> None:
+    """The guard for a host that is an address (no resolver sees it), for a request about to start:
+    raises ``AddressRefused``. The verdict depends on the URL alone, so it is remembered per URL."""
+    reason = _literal_refusal(url, allow_loopback)
+    if reason is not None:
+        raise AddressRefused(reason)
+
+
+def refuse_literal(host: str, *, allow_loopback: bool) -> None:
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return  # a name: the resolver checks what it resolves to
+    refuse_internal(host, [address], allow_loopback=allow_loopback, literal=True)
 
 
 def _literal_host_guard(
@@ -78,11 +114,6 @@ def _literal_host_guard(
     async def check(
         _session: aiohttp.ClientSession, _context: SimpleNamespace, params: aiohttp.TraceRequestStartParams
     ) -> None:
-        host = params.url.host or ""
-        try:
-            address = ipaddress.ip_address(host.strip("[]"))
-        except ValueError:
-            return  # a name: the resolver checks what it resolves to
-        refuse_internal(host, [address], allow_loopback=allow_loopback, literal=True)
+        refuse_literal(params.url.host or "", allow_loopback=allow_loopback)
 
     return check

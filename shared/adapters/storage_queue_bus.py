@@ -11,7 +11,7 @@ import asyncio
 import base64
 import contextlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -77,6 +77,29 @@ def dead_letter_queue_name(queue: str) -> str:
     return f"{queue}-deadletter"
 
 
+# Called with the seconds until the message is visible, after each message a StorageQueueBus sent to
+# the queue. A host polling these queues in the same process (devhost) then receives it at once
+# instead of at its next poll; Service Bus needs no such hook, its receivers are pushed messages.
+SendListener = Callable[[float], None]
+_send_listeners: dict[str, list[SendListener]] = {}
+
+
+def watch_sends(queue: str, listener: SendListener) -> Callable[[], None]:
+    """Calls ``listener`` for every message this process sends to ``queue``; returns the unwatch call.
+
+    The listener runs in the sender's task and thread, so it must only schedule work, never block."""
+    _send_listeners.setdefault(queue, []).append(listener)
+
+    def unwatch() -> None:
+        listeners = _send_listeners.get(queue, [])
+        with contextlib.suppress(ValueError):
+            listeners.remove(listener)
+        if not listeners:
+            _send_listeners.pop(queue, None)
+
+    return unwatch
+
+
 class StorageQueueBus:
     """Sends envelopes to storage queues; a delayed message is sent with a visibility timeout."""
 
@@ -110,6 +133,8 @@ class StorageQueueBus:
                     visibility_timeout=delay or None,
                     time_to_live=-1,
                 )
+            for listener in tuple(_send_listeners.get(queue, ())):  # a copy: a host may unwatch meanwhile
+                listener(float(delay))
 
         await asyncio.gather(*(send_one(message) for message in messages))
 

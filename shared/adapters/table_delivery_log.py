@@ -1,7 +1,11 @@
 """The delivery log on Table Storage: every attempt, and the settled markers of outbound messages.
 
 ``deliveries<yyyymmdd>``: one table per day, dropped whole after the retention; PartitionKey = a
-shard of the subscription id, so one message's attempts are written in a few transactions.
+shard of the outbound message, so one settle is written in one transaction. The attempts one settle
+records for one subscription are packed into one entity (a JSON list), not one entity per attempt:
+building and sending an entity was a third of the outbound worker's CPU. An entity's RowKey is
+``<subscription id>|<inverted ms of its newest attempt>|<hash>``, and its attempts span at most
+``_SPAN_MS``, so a reader going newest first knows which attempts no later entity can precede.
 """
 
 from __future__ import annotations
@@ -9,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError, ServiceRequestError, ServiceResponseError
@@ -33,6 +38,9 @@ def _shard(subscription_id: str) -> str:
 
 
 _EPOCH_LIMIT = 10**13
+_SPAN_MS = 10_000  # the attempts of one entity lie within this many ms of each other
+_PACKED_CHARS = 30_000  # a string property holds 32 K characters
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Marker rows of settled deliveries sort after every attempt's RowKey (``<subscription id>|…``).
 _SETTLED_PREFIX = "~settled|"
 
@@ -52,21 +60,11 @@ class TableDeliveryLog:
             return
         shard = _shard(settled.message_id if settled else attempts[0].delivery_id + str(attempts[0].attempt))
         groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        per_subscription: dict[tuple[str, str], list[Attempt]] = defaultdict(list)
         for attempt in attempts:
-            groups[self._days.name(attempt.at)].append(
-                {
-                    "PartitionKey": shard,
-                    "RowKey": _attempt_key(attempt),
-                    "at": attempt.at,
-                    "eventId": attempt.event_id,
-                    "attempt": attempt.attempt,
-                    "statusCode": attempt.status_code,
-                    "latencyMs": attempt.latency_ms,
-                    "outcome": attempt.outcome,
-                    "error": (attempt.error or "")[:1024] or None,
-                    "response": (attempt.response_excerpt or "")[:1024] or None,
-                }
-            )
+            per_subscription[(self._days.name(attempt.at), attempt.subscription_id)].append(attempt)
+        for (table_name, subscription_id), theirs in per_subscription.items():
+            groups[table_name].extend(_packed(shard, subscription_id, theirs))
         marked: str | None = None
         if settled is not None:
             marked = self._days.name(settled.at)
@@ -114,28 +112,41 @@ class TableDeliveryLog:
         return found
 
     async def attempts(self, subscription_id: str, limit: int, before: str | None) -> tuple[list[Attempt], str | None]:
-        """Newest first across the day tables; ``before`` is ``<day>/<last RowKey seen>``."""
+        """Newest first across the day tables; ``before`` is ``<day>/<key of the last attempt seen>``."""
         day_names = sorted(await self._days.names(), reverse=True)
         start_day, start_key = before.split("/", 1) if before and "/" in before else ("99999999", "")
+        prefix = f"{subscription_id}|"
         found: list[Attempt] = []
         for table_name in day_names:
             day = table_name[len(DELIVERY_TABLE_PREFIX) :]
             if day > start_day:
                 continue
-            lower = start_key if day == start_day and start_key else f"{subscription_id}|"
+            after = start_key if day == start_day and start_key else ""
+            # An entity holding an attempt older than the cursor's has its newest at most _SPAN_MS newer.
+            lower = f"{prefix}{max(0, _inverted_of(after, prefix) - _SPAN_MS):013d}" if after else prefix
             table = self._days.client(table_name)
-            query = "PartitionKey eq @pk and RowKey gt @lower and RowKey lt @upper"
+            query = "PartitionKey eq @pk and RowKey ge @lower and RowKey lt @upper"
 
             async def shard_rows(
-                shard: str, table: Any = table, lower: str = lower, query: str = query
+                shard: str, table: Any = table, lower: str = lower, after: str = after, query: str = query
             ) -> list[Attempt]:
-                parameters = {"pk": shard, "lower": lower, "upper": f"{subscription_id}|~"}
-                rows: list[Attempt] = []
+                parameters = {"pk": shard, "lower": lower, "upper": f"{prefix}~"}
+                rows: list[tuple[str, Attempt]] = []
+                newest = -1  # inverted ms of the newest attempt of the last entity read
                 async for entity in table.query_entities(query, parameters=parameters, results_per_page=limit + 1):
-                    rows.append(_attempt(subscription_id, entity))
-                    if len(rows) > limit:
+                    newest = _inverted_of(entity["RowKey"], prefix)
+                    for attempt in _unpacked(subscription_id, entity):
+                        key = _attempt_key(attempt)
+                        if key > after:
+                            rows.append((key, attempt))
+                    # Entities come newest attempt first: those newer than this entity's newest are final.
+                    if sum(1 for key, _ in rows if _inverted_of(key, prefix) < newest) > limit:
                         break
-                return rows
+                else:
+                    newest = _EPOCH_LIMIT + 1  # all read: every attempt is final
+                return [a for key, a in sorted(rows, key=lambda r: r[0]) if _inverted_of(key, prefix) < newest][
+                    : limit + 1
+                ]
 
             shards = await asyncio.gather(*(shard_rows(f"{n:02d}") for n in range(DELIVERY_SHARDS)))
             found.extend(sorted((a for rows in shards for a in rows), key=_attempt_key)[: limit + 1 - len(found)])
@@ -157,16 +168,80 @@ def _settled_key(message_id: str) -> str:
     return f"{_SETTLED_PREFIX}{escape_key(message_id)}|"
 
 
-def _attempt(subscription_id: str, entity: Mapping[str, Any]) -> Attempt:
-    return Attempt(
-        subscription_id=subscription_id,
-        delivery_id=entity["RowKey"].split("|")[2],
-        event_id=entity.get("eventId") or "",
-        attempt=int(entity.get("attempt") or 0),
-        at=entity["at"],
-        status_code=entity.get("statusCode"),
-        latency_ms=int(entity.get("latencyMs") or 0),
-        outcome=entity.get("outcome") or "",
-        error=entity.get("error"),
-        response_excerpt=entity.get("response"),
-    )
+def _inverted_of(key: str, prefix: str) -> int:
+    """The inverted ms in an attempt's or an entity's RowKey (``<subscription id>|<inverted ms>|…``)."""
+    return int(key[len(prefix) : len(prefix) + 13])
+
+
+def _packed(shard: str, subscription_id: str, attempts: Sequence[Attempt]) -> list[dict[str, Any]]:
+    """One subscription's attempts of one settle as few entities as fit: within _SPAN_MS of each other
+    and _PACKED_CHARS of JSON each. Upserted again with the same attempts, an entity keeps its key."""
+    ordered = sorted(attempts, key=_attempt_key)
+    entities: list[dict[str, Any]] = []
+    chunk: list[Attempt] = []
+    encoded: list[str] = []
+    size = 0
+
+    def flush() -> None:
+        keys = "\n".join(_attempt_key(a) for a in chunk)
+        newest = _EPOCH_LIMIT - _ms(chunk[0].at)
+        entities.append(
+            {
+                "PartitionKey": shard,
+                "RowKey": f"{subscription_id}|{newest:013d}|{hashlib.sha256(keys.encode()).hexdigest()[:16]}",
+                "a": "[" + ",".join(encoded) + "]",
+                "n": len(chunk),
+            }
+        )
+
+    for attempt in ordered:
+        item = json.dumps(
+            [
+                attempt.delivery_id,
+                attempt.attempt,
+                _micros(attempt.at),
+                attempt.status_code,
+                attempt.latency_ms,
+                attempt.outcome,
+                (attempt.error or "")[:1024] or None,
+                (attempt.response_excerpt or "")[:1024] or None,
+                attempt.event_id,
+            ],
+            separators=(",", ":"),
+        )
+        if chunk and (size + len(item) + 2 > _PACKED_CHARS or _ms(chunk[0].at) - _ms(attempt.at) > _SPAN_MS):
+            flush()
+            chunk, encoded, size = [], [], 0
+        chunk.append(attempt)
+        encoded.append(item)
+        size += len(item) + 1
+    if chunk:
+        flush()
+    return entities
+
+
+def _unpacked(subscription_id: str, entity: Mapping[str, Any]) -> list[Attempt]:
+    return [
+        Attempt(
+            subscription_id=subscription_id,
+            delivery_id=delivery,
+            event_id=event_id or "",
+            attempt=int(number),
+            at=_EPOCH + timedelta(microseconds=at),
+            status_code=status,
+            latency_ms=int(latency or 0),
+            outcome=outcome or "",
+            error=error,
+            response_excerpt=response,
+        )
+        for delivery, number, at, status, latency, outcome, error, response, event_id in json.loads(entity["a"])
+    ]
+
+
+def _micros(moment: datetime) -> int:
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return (aware - _EPOCH) // timedelta(microseconds=1)
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)

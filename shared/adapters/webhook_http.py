@@ -10,7 +10,7 @@ from collections.abc import Mapping
 import aiohttp
 from aiohttp.abc import AbstractResolver
 
-from shared.adapters.guarded_http import guarded_session
+from shared.adapters.guarded_http import guarded_session, refuse_literal_host
 from shared.endpoint_policy import AddressRefused
 from shared.subscriptions.ports import WebhookResponse
 
@@ -42,6 +42,7 @@ class AiohttpWebhookClient:
                 per_host=self._per_host,
                 headers={"User-Agent": USER_AGENT},
                 decompress=False,
+                literal_hosts=False,  # checked in _request, without aiohttp's per-request trace signals
             )
         return self._session
 
@@ -51,6 +52,7 @@ class AiohttpWebhookClient:
         started = time.perf_counter()
         refused: str | None = None
         try:
+            refuse_literal_host(url, allow_loopback=self._allow_loopback)
             async with self._client().request(
                 method,
                 url,

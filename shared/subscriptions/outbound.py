@@ -437,13 +437,26 @@ class OutboundWorker:
 
         async def within_patience(answer: Awaitable[WebhookResponse]) -> WebhookResponse:
             post = asyncio.ensure_future(answer)
+            cut = False
+
+            def at_patience() -> None:
+                nonlocal cut
+                if not post.done() and not self._guard.may_hold(subscription.endpoint, ticket):
+                    cut = True
+                    post.cancel()
+
+            # A timer, not asyncio.wait: the answer is awaited directly (asyncio.wait's futures and
+            # callbacks cost every push more than the check itself).
+            timer = asyncio.get_running_loop().call_later(self._guard.patience, at_patience)
             try:
-                done, _ = await asyncio.wait({post}, timeout=self._guard.patience)
-                if done or self._guard.may_hold(subscription.endpoint, ticket):
+                try:
                     return await post
+                except asyncio.CancelledError:
+                    task = asyncio.current_task()
+                    if not cut or (task is not None and task.cancelling()):
+                        raise
                 # Slow, and its endpoint already holds its share of handlers: this handler is freed
                 # for the other endpoints; the delivery is retried as after a timeout.
-                post.cancel()
                 return WebhookResponse(
                     status=None,
                     headers={},
@@ -456,6 +469,8 @@ class OutboundWorker:
                 post.cancel()
                 self._guard.release(subscription.endpoint, ticket, success=None)  # cancelled: nothing to judge
                 raise
+            finally:
+                timer.cancel()
 
         pushed = await self._pusher.push(
             subscription,

@@ -280,9 +280,12 @@ async def test_devhost_routes_the_console_to_the_http_function() -> None:
     from devhost.http import DevHostHttpApp
     from devhost.invocation import Invoker
     from function_app import app as function_app
+    from tests.support.functions_index import app_settings
 
     invoker = Invoker(str(REPO))
-    host = DevHostHttpApp(index_functions(function_app), invoker, route_prefix="", eventgrid_key="unused")
+    host = DevHostHttpApp(
+        index_functions(function_app, app_settings()), invoker, route_prefix="", eventgrid_key="unused"
+    )
     transport = httpx.ASGITransport(app=host)
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:7071") as http:

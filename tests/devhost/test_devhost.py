@@ -271,6 +271,46 @@ async def test_scheduled_message_is_not_delivered_before_its_time(harness: Harne
     assert call["at"] <= deliver_at.timestamp() + 2.5  # low latency once visible
 
 
+async def backed_off(seconds: float = 1.0) -> None:
+    """Long enough for an idle poller to back off past 50 ms, 100 ms, … up to its max_idle_wait."""
+    await asyncio.sleep(seconds)
+
+
+async def test_a_message_sent_in_this_process_wakes_the_idle_poller_at_once(harness: Harness) -> None:
+    # A long max_idle_wait: without the wake-up the poller would sleep for seconds.
+    await harness.start(max_idle_wait=5.0)
+    await backed_off(2.0)
+    for n in range(3):
+        sent_at = time.time()
+        await harness.send("plain", message({"n": n}))
+        await harness.recorder.wait_for(lambda n=n: len(harness.recorder.of("plain")) > n, within=5)
+        assert harness.recorder.of("plain")[n]["at"] - sent_at < 0.25
+        await backed_off(1.0)
+
+
+async def test_a_message_sent_by_another_process_arrives_within_max_idle_wait(harness: Harness) -> None:
+    await harness.start(max_idle_wait=1.0)
+    await backed_off(2.0)
+    async with harness.queue("plain") as queue:  # not through the app's bus: devhost hears nothing of it
+        sent_at = time.time()
+        await queue.send_message(encode_envelope(message({"n": 1}), datetime.now(UTC)), time_to_live=-1)
+    await harness.recorder.wait_for(lambda: bool(harness.recorder.of("plain")), within=5)
+    assert harness.recorder.of("plain")[0]["at"] - sent_at < 1.0 + 0.5
+
+
+async def test_a_delayed_message_wakes_the_poller_at_its_time(harness: Harness) -> None:
+    await harness.start(max_idle_wait=5.0)
+    await backed_off(1.0)
+    # Due while the poller sleeps (its receives are ~1.6, 3.2, 6.4 s after start): only a wake-up is in time.
+    deliver_at = datetime.now(UTC) + timedelta(seconds=3)
+    await harness.send("delayed", message({"n": 5}, deliver_at=deliver_at))
+    await harness.recorder.wait_for(lambda: bool(harness.recorder.of("delayed")), within=10)
+    [call] = harness.recorder.of("delayed")
+    assert call["at"] >= deliver_at.timestamp() - 0.05
+    # Visible at the next whole second after the send at the latest; received within a few tens of ms of it.
+    assert call["at"] <= deliver_at.timestamp() + 1.0 + 0.3
+
+
 async def test_slow_handler_keeps_its_lock_and_is_not_redelivered(harness: Harness) -> None:
     await harness.start(lock_seconds=2, slow_seconds=5)
     sent = message({"n": 5})

@@ -21,6 +21,7 @@ from devhost.host import (
 )
 from devhost.queue_properties import QUEUES_FILE, QueueProperties, load_queue_properties
 from devhost.servicebus import DuplicateHistory
+from tests.support.functions_index import app_settings
 
 
 @pytest.mark.parametrize(
@@ -109,7 +110,7 @@ def test_devhost_gives_heralds_queues_their_declared_properties(caplog: pytest.L
     declared = json.loads((REPO_ROOT / QUEUES_FILE).read_text(encoding="utf-8"))
     host = DevHost(app, DevHostOptions(function_directory=REPO_ROOT))
     with caplog.at_level(logging.WARNING, logger="devhost"):
-        queues = host._queues(index_functions(app))
+        queues = host._queues(index_functions(app, app_settings()))
     assert not [r for r in caplog.records if "not declared" in r.getMessage()]
     assert set(queues) == {entry["name"] for entry in declared}
     for entry in declared:
@@ -122,7 +123,7 @@ def test_devhost_gives_heralds_queues_their_declared_properties(caplog: pytest.L
         )
     # The environment's lock override (crash drills) shortens every lock and changes nothing else.
     overridden = DevHost(app, DevHostOptions(function_directory=REPO_ROOT, lock_seconds=5))._queues(
-        index_functions(app)
+        index_functions(app, app_settings())
     )
     assert {name: (q.lock_seconds, q.max_delivery_count) for name, q in overridden.items()} == {
         name: (5, q.max_delivery_count) for name, q in queues.items()
@@ -207,4 +208,4 @@ def test_devhost_refuses_to_start_on_a_declaration_service_bus_would_reject(tmp_
     (tmp_path / QUEUES_FILE).write_text(json.dumps([{"name": "events-inbound", "lockDuration": "PT10M"}]))
     host = DevHost(app, DevHostOptions(function_directory=tmp_path))
     with pytest.raises(DevHostError, match=r"events-inbound.*lockDuration"):
-        host._queues(index_functions(app))
+        host._queues(index_functions(app, app_settings()))

@@ -35,11 +35,17 @@ class DevhostProcess:
 
 @contextmanager
 def devhost_process(
-    azurite: Azurite, settings: Settings, state: Path, extra_env: Mapping[str, str] | None = None
+    azurite: Azurite,
+    settings: Settings,
+    state: Path,
+    extra_env: Mapping[str, str] | None = None,
+    *,
+    instances: int = 1,
 ) -> Iterator[DevhostProcess]:
     """Starts ``python -m devhost start`` on a free port, waits until it answers, stops it with SIGTERM.
     The settings that name devhost's address (the public base URL, the local sink's Event Grid URL)
-    follow the port, as for a developer who runs ``--port``."""
+    follow the port, as for a developer who runs ``--port``. ``instances`` > 1 runs
+    ``--instances``: that many Functions instances behind the port, returned once all of them serve."""
     port = free_port()
     env = {
         **os.environ,
@@ -52,7 +58,7 @@ def devhost_process(
         **(extra_env or {}),
     }
     log_path = state / "devhost.log"
-    process = start_devhost_process(port, azurite.instance.ports, env, log_path, timeout=60)
+    process = start_devhost_process(port, azurite.instance.ports, env, log_path, timeout=60, instances=instances)
     try:
         yield DevhostProcess(port, env, state)
     finally:

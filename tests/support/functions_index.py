@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
+from pathlib import Path
 
 import azure.functions as func
 
@@ -14,3 +16,13 @@ def functions() -> tuple[func.Function, ...]:
     # get_functions() remembers the names it indexed and rejects them the next time (devhost indexes too).
     app.functions_bindings = None
     return tuple(app.get_functions())
+
+
+def app_settings() -> dict[str, str]:
+    """The environment devhost indexes the app with: this process's, plus the committed sample settings
+    (``%Setting%`` expressions in triggers, such as the sweeps' schedule, resolve from them)."""
+    from devhost.settings import load_local_settings
+
+    environ = dict(os.environ)
+    load_local_settings(Path(__file__).resolve().parents[2], environ)
+    return environ

@@ -46,6 +46,12 @@ var charts = [
     query: 'customMetrics | where name == "herald.delivery.duration" | summarize average = sum(valueSum) / sum(valueCount), maximum = max(valueMax) by bin(timestamp, {TimeRange:grain})'
   }
   {
+    name: 'pipeline-hops'
+    title: 'Time per pipeline hop, seconds (average: queued, matched, pushed)'
+    visualization: 'linechart'
+    query: 'customMetrics | where name == "herald.pipeline.hop.duration" | extend hop = tostring(customDimensions.hop) | summarize average = sum(valueSum) / sum(valueCount) by hop, bin(timestamp, {TimeRange:grain})'
+  }
+  {
     name: 'notifications'
     title: 'Notifications by channel and status'
     visualization: 'barchart'
