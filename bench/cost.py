@@ -60,7 +60,7 @@ async def run(quick: bool) -> Result:
     from devhost import DevHost, DevHostOptions
     from devhost.issuer import ensure_issuer_keys, issue_token
     from shared.adapters.storage_queue_bus import StorageQueueBus
-    from shared.adapters.tables import STORAGE_CLIENT_OPTIONS
+    from shared.adapters.tables import storage_client_options
     from shared.composition import root
     from shared.composition.root import build_herald
     from shared.composition.storage import provision
@@ -84,7 +84,7 @@ async def run(quick: bool) -> Result:
         herald = build_herald(
             settings,
             tables=TableServiceClient.from_connection_string(
-                store.connection_string, **STORAGE_CLIENT_OPTIONS, **tables.hooks()
+                store.connection_string, **storage_client_options(), **tables.hooks()
             ),
             bus=StorageQueueBus(store.connection_string, **queues.hooks()),
         )

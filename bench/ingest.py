@@ -89,7 +89,7 @@ async def run(quick: bool) -> Result:
     concurrency = 8
     # One Azurite for the baselines and Herald: each writes a table of its own (Azurite indexes and
     # scans per table), so none slows the next.
-    with azurite() as store:
+    with azurite(in_memory=True) as store:
         baseline = await raw.table_inserts(store.connection_string, seconds=raw_seconds, concurrency=concurrency)
         limit = await raw.table_inserts(
             store.connection_string, seconds=raw_seconds, concurrency=concurrency, encoding="lean", table="rawlean"

@@ -86,7 +86,7 @@ async def run(quick: bool) -> Result:
     hot_cap = 3_000 if quick else 100_000
     samples = 50 if quick else 300
     rows: list[dict[str, Any]] = []
-    with azurite() as store:
+    with azurite(in_memory=True) as store:
         service, client = await new_table(store.connection_string, INDEX_TABLE)
         subscriptions = TableSubscriptionStore(service)
         seeder = Seeder(client, hot_cap)

@@ -102,7 +102,7 @@ async def run(quick: bool) -> Result:
     sizes = [10_000, 30_000] if quick else [10_000, 1_000_000]
     samples = 50 if quick else 200
     results: list[dict[str, Any]] = []
-    with azurite() as store:
+    with azurite(in_memory=True) as store:
         service, client = await new_table(store.connection_string, EVENTS_TABLE)
         seeder = LogSeeder(client)
         rng = random.Random(7)

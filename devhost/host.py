@@ -42,6 +42,7 @@ from devhost.state import EVENTGRID_KEY_NAME, ensure_system_key
 from devhost.timer_lock import LOCKS_TABLE, TimerLock, ensure_locks_table
 from devhost.timers import TimerRunner
 from shared.adapters.storage_queue_bus import dead_letter_queue_name
+from shared.adapters.tables import storage_client_options
 from shared.config import DEVELOPMENT_STORAGE, azurite_connection_string
 
 log = logging.getLogger("devhost")
@@ -274,9 +275,9 @@ class DevHost:
         host_settings = read_service_bus_settings(self.options.function_directory)
         renewal = self.options.max_auto_lock_renewal
         queues = self._queues(index)
-        # devhost polls Azurite directly, like Herald's own storage clients (shared/adapters/tables.py).
+        # devhost polls Azurite with the transport of Herald's own storage clients (shared/adapters/tables.py).
         self._service = QueueServiceClient.from_connection_string(
-            self.storage_connection_string, use_env_settings=False
+            self.storage_connection_string, **storage_client_options()
         )
         await self._provision(index)
         await self._start_asgi_lifespan()
@@ -296,7 +297,7 @@ class DevHost:
         owner = self.options.timer_lock_owner
         if owner is not None and index.of_kind(TriggerKind.TIMER):
             self._locks_table = TableClient.from_connection_string(
-                self.storage_connection_string, LOCKS_TABLE, use_env_settings=False
+                self.storage_connection_string, LOCKS_TABLE, **storage_client_options()
             )
             await ensure_locks_table(self._locks_table)
         for spec in index.of_kind(TriggerKind.TIMER):

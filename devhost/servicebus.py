@@ -250,7 +250,10 @@ class ServiceBusListener:
                 else:
                     for message in messages:
                         self._spawn(self._handle_batch([message], locked_until))
-                continue
+                if len(messages) >= wanted:
+                    continue  # a busy queue is received from again at once
+                # Fewer than asked for: the queue was empty behind them, so the next receive waits for
+                # a send (or the first back-off step) instead of coming back empty at once.
             # Empty queue: back off from 50 ms up to max_idle_wait, which bounds the wait for messages
             # sent by other processes; a send from this process wakes the poller at once (``_sent``).
             idle_wait = min(self._options.max_idle_wait, idle_wait * 2 if idle_wait else 0.05)

@@ -19,7 +19,7 @@ from typing import Any
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue.aio import QueueServiceClient
 
-from shared.adapters.tables import STORAGE_CLIENT_OPTIONS
+from shared.adapters.tables import storage_client_options
 from shared.messaging import OutgoingMessage, PropertyValue
 
 ENVELOPE_VERSION = 1
@@ -106,7 +106,7 @@ class StorageQueueBus:
     def __init__(self, connection_string: str, *, send_concurrency: int = 16, **client_options: Any) -> None:
         # client_options reach the SDK client (for instance azure-core request hooks that count operations).
         self._service = QueueServiceClient.from_connection_string(
-            connection_string, **{**STORAGE_CLIENT_OPTIONS, **client_options}
+            connection_string, **{**storage_client_options(), **client_options}
         )
         self._send_slots = asyncio.Semaphore(send_concurrency)
 

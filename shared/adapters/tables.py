@@ -9,8 +9,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.core.pipeline.transport import AioHttpTransport
 from azure.data.tables import EdmType, EntityProperty, TableEntity, UpdateMode
 from azure.data.tables.aio import TableClient, TableServiceClient
 
@@ -74,23 +76,58 @@ def int_of(value: Any) -> int:
     return int(value.value if hasattr(value, "value") else value)
 
 
-# Storage is reached directly (Azurite on loopback; the storage account from the Functions network),
-# never through an HTTP proxy named in the environment. azure-core's default looks the proxy and
-# .netrc up again for every request, which cost 10-20 % of devhost's CPU under load.
-STORAGE_CLIENT_OPTIONS: dict[str, Any] = {"use_env_settings": False}
+# A pooled connection idle this long is closed by Herald before the server can close it. Node's HTTP
+# server, and so Azurite, closes keep-alive connections idle for 5 s; aiohttp keeps them for 15 s, so a
+# request could be written to a socket the server was closing ("connection reset by peer"), and every
+# retry could draw another such socket from the pool: one publish waited 7 s behind them and failed.
+STORAGE_IDLE_SECONDS = 4.0
+
+
+class StorageTransport(AioHttpTransport):  # type: ignore[misc]  # re-exported lazily: Any to mypy
+    """azure-core's aiohttp transport, with a session whose pool drops connections idle for
+    ``STORAGE_IDLE_SECONDS``. Storage is reached directly (Azurite on loopback; the storage account
+    from the Functions network), never through an HTTP proxy named in the environment: aiohttp's
+    ``trust_env`` looks the proxy and .netrc up again for every request (10-20 % of devhost's CPU)."""
+
+    session: aiohttp.ClientSession | None
+
+    async def open(self) -> None:
+        # The session is made here, inside the running loop, as azure-core makes its own.
+        if self.session is None and self._session_owner and not self._has_been_opened:
+            self.session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(keepalive_timeout=STORAGE_IDLE_SECONDS),
+                trust_env=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                auto_decompress=False,
+            )
+        await super().open()
+
+
+# The storage SDK's own timeouts (seconds), which azure-storage-queue sets only on a transport it builds
+# itself; azure-core's default for a transport given to a client is 300 s for each.
+STORAGE_CONNECT_SECONDS = 20
+STORAGE_READ_SECONDS = 60
+
+
+def storage_client_options() -> dict[str, Any]:
+    """Options for a Table or queue service client: a transport of its own (a client closes its transport)."""
+    transport = StorageTransport(
+        use_env_settings=False, connection_timeout=STORAGE_CONNECT_SECONDS, read_timeout=STORAGE_READ_SECONDS
+    )
+    return {"use_env_settings": False, "transport": transport}
 
 
 def table_service(settings: Settings) -> TableServiceClient:
     """A Table service client: a connection string locally, the managed identity in Azure."""
     storage = settings.storage
     if storage.connection_string:
-        return TableServiceClient.from_connection_string(settings.storage_connection_string, **STORAGE_CLIENT_OPTIONS)
+        return TableServiceClient.from_connection_string(settings.storage_connection_string, **storage_client_options())
     endpoint = storage.endpoint("tableServiceUri")
     if endpoint is None:
         raise RuntimeError("set HeraldStorage (connection string) or HeraldStorage__tableServiceUri")
     from shared.adapters.identity import credential_for
 
-    return TableServiceClient(endpoint=endpoint, credential=credential_for(storage), **STORAGE_CLIENT_OPTIONS)
+    return TableServiceClient(endpoint=endpoint, credential=credential_for(storage), **storage_client_options())
 
 
 async def ensure_tables(service: TableServiceClient, names: tuple[str, ...]) -> None:

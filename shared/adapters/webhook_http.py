@@ -23,10 +23,15 @@ class AiohttpWebhookClient:
         self,
         *,
         allow_loopback: bool,
-        connections: int = 512,
-        per_host: int = 64,
+        connections: int = 4096,
+        per_host: int = 0,
         resolver: AbstractResolver | None = None,
     ) -> None:
+        """No cap per host and a total above what the endpoint guard admits: the guard caps each
+        endpoint and each host, and a request it admitted must never wait here for a connection.
+        With 64 per host here, endpoints sharing a host (twenty paths of one receiver) queued behind
+        each other, their waits counted against the guard's patience, and healthy endpoints were cut,
+        retried and their circuits opened under a burst."""
         self._connections = connections
         self._per_host = per_host
         self._allow_loopback = allow_loopback

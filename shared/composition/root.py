@@ -62,6 +62,7 @@ class Herald:
         await self.services.notifications.close()
         await self.stores.webhooks.close()
         await self.stores.push_targets.close()
+        await self.stores.event_log.flush()  # its last rows reach the bus before the bus closes
         await self.stores.bus.close()
         await self.stores.tables.close()
 

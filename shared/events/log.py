@@ -68,8 +68,9 @@ class PendingDispatch:
 
 class EventLog(Protocol):
     async def append(self, resource: str, events: Sequence[ValidatedEvent]) -> list[AppendResult]:
-        """Append events; returns one result per event once durable and handed to the commit listener
-        (a failed hand-over is left to the outbox sweeper, never to the caller)."""
+        """Append events; returns one result per event once durable. The rows are then handed to the
+        commit listener before the resource's next commit (a failed or lost hand-over is left to the
+        outbox sweeper, never to the caller)."""
         ...
 
     async def rows_from(self, resource: str, seq: int, limit: int) -> list[LogRow]:

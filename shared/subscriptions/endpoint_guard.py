@@ -18,6 +18,9 @@ For each endpoint (its URL without the query) a process keeps:
 - a circuit breaker: after consecutive failures it opens and deliveries are deferred to the retry
   queue without an attempt, then one trial request half-opens it;
 - the request rate the endpoint granted in the CloudEvents abuse-protection handshake.
+And per host (scheme, host and port) a cap on the requests in flight to all its endpoints together,
+so that endpoints sharing a receiver do not flood it. The HTTP client has no cap of its own: a
+request admitted here never waits for a connection, and the patience measures the endpoint.
 A delivery that cannot go now is deferred (a delayed message); none waits longer than the patience.
 """
 
@@ -38,12 +41,17 @@ _SLOW_BUDGET = 2  # slow endpoints together may hold one handler in this many
 _LATENCY_WEIGHT = 0.5  # of the newest answer in the endpoint's latency average
 _SLOT_WAIT_ANSWERS = 4  # a delivery waits for a busy endpoint's slot about this many of its answers
 _MIN_SLOT_WAIT_SECONDS = 0.5
+MAX_IN_FLIGHT_PER_HOST = 256  # of one process, to all endpoints of one host together
+
+
+def host_of(url: str) -> str:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
 
 
 def endpoint_of(url: str) -> str:
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}{parts.path or '/'}"
+    return f"{host_of(url)}{urlsplit(url).path or '/'}"
 
 
 @dataclass
@@ -67,6 +75,21 @@ class _State:
         return max(self.latency, now - oldest)
 
 
+@dataclass
+class _Host:
+    in_flight: int = 0
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
+
+
+def _wake_one(waiters: list[asyncio.Future[None]]) -> None:
+    """One slot came free: wake the waiter waiting longest (those gone already are skipped)."""
+    while waiters:
+        waiter = waiters.pop(0)
+        if not waiter.done():
+            waiter.set_result(None)
+            return
+
+
 @dataclass(frozen=True)
 class Admission:
     admitted: bool
@@ -83,6 +106,7 @@ class EndpointGuard:
         self,
         *,
         max_in_flight: int = 64,
+        max_in_flight_per_host: int = MAX_IN_FLIGHT_PER_HOST,
         handlers: int = HANDLERS,
         patience_seconds: float = PATIENCE_SECONDS,
         failure_threshold: int = 5,
@@ -91,6 +115,9 @@ class EndpointGuard:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._max_in_flight = max_in_flight
+        self._host_cap = max_in_flight_per_host
+        self._hosts: dict[str, _Host] = {}
+        self._host_of_ticket: dict[int, _Host] = {}
         self._share = max(1, handlers // _SLOW_SHARE)
         self._budget = max(1, handlers // _SLOW_BUDGET)
         self._held: set[int] = set()  # tickets of requests waited for past the patience
@@ -112,6 +139,7 @@ class EndpointGuard:
         """Take a slot for one request now, or say how long to defer it."""
         now = self._clock()
         state = self._state(endpoint_of(url))
+        host = self._host(url)
         if state.open_until > now:
             return Admission(False, state.open_until - now, "circuit open")
         expected = state.expected_latency(now)
@@ -126,10 +154,10 @@ class EndpointGuard:
                 # Its requests free a slot about one answer from now.
                 return Admission(False, max(_PROBATION_SECONDS, expected), "endpoint slow")
             state.limited.update(state.requests)
-            # A few of its answers' time: a prompt endpoint frees a slot well within it, one that has
-            # just turned slow holds the waiting handler briefly, and never beyond the patience.
-            wait = min(self.patience, max(_MIN_SLOT_WAIT_SECONDS, _SLOT_WAIT_ANSWERS * state.latency))
-            return Admission(False, 0.5, "endpoint busy", busy=True, wait=wait)
+            return Admission(False, 0.5, "endpoint busy", busy=True, wait=self._slot_wait(state))
+        if host.in_flight >= self._host_cap:
+            # The host's other endpoints free a slot as they answer; the endpoint itself is not judged.
+            return Admission(False, 0.5, "host busy", busy=True, wait=self._slot_wait(state))
         if allowed_rate_per_minute is not None:
             rate = allowed_rate_per_minute / 60.0
             state.tokens = min(
@@ -141,7 +169,21 @@ class EndpointGuard:
             state.tokens -= 1.0
         ticket = next(self._tickets)
         state.requests[ticket] = now
+        host.in_flight += 1
+        self._host_of_ticket[ticket] = host
         return Admission(True, ticket=ticket)
+
+    def _slot_wait(self, state: _State) -> float:
+        """A few of the endpoint's answers' time: a prompt endpoint frees a slot well within it, one
+        that has just turned slow holds the waiting handler briefly, and never beyond the patience."""
+        return min(self.patience, max(_MIN_SLOT_WAIT_SECONDS, _SLOT_WAIT_ANSWERS * state.latency))
+
+    def _host(self, url: str) -> _Host:
+        key = host_of(url)
+        host = self._hosts.get(key)
+        if host is None:
+            host = self._hosts[key] = _Host()
+        return host
 
     def retry_in(self, url: str) -> float:
         """Seconds until a deferred delivery is worth trying again: the rest of an open circuit, else
@@ -171,20 +213,25 @@ class EndpointGuard:
         per slot, in turn): what a delivery turned away as busy waits for (with a timeout; cancel it
         then)."""
         state = self._state(endpoint_of(url))
+        host = self._host(url)
         state.waiters = [waiter for waiter in state.waiters if not waiter.done()]
+        host.waiters = [waiter for waiter in host.waiters if not waiter.done()]
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Woken by a slot of its endpoint or, when the host was full, of any endpoint of the host.
         state.waiters.append(waiter)
+        host.waiters.append(waiter)
         return waiter
 
     def release(self, url: str, ticket: int, *, success: bool | None, latency_seconds: float = 0.0) -> None:
         """Give back an admitted request's slot. ``success`` None: nothing reached the endpoint (its
         address was refused, the event was gone), so its health is not judged by it."""
         state = self._state(endpoint_of(url))
-        while state.waiters:  # one slot: wake one waiter, the one waiting longest
-            waiter = state.waiters.pop(0)
-            if not waiter.done():
-                waiter.set_result(None)
-                break
+        _wake_one(state.waiters)
+        host = self._host_of_ticket.pop(ticket, None)
+        if host is not None:
+            if host.in_flight >= self._host_cap:
+                _wake_one(host.waiters)
+            host.in_flight -= 1
         state.requests.pop(ticket, None)
         self._held.discard(ticket)
         limited = ticket in state.limited

@@ -288,6 +288,37 @@ async def test_a_message_sent_in_this_process_wakes_the_idle_poller_at_once(harn
         await backed_off(1.0)
 
 
+async def test_a_poller_that_received_fewer_than_it_asked_for_waits_instead_of_receiving_again_at_once(
+    harness: Harness,
+) -> None:
+    """After a receive that did not fill its batch the queue was empty behind it: receiving again at
+    once came back empty, one wasted request per message at a steady low rate."""
+    host = await harness.start(max_idle_wait=5.0)
+    [listener] = [each for each in host._listeners if each.queue_name == f"{harness.prefix}-plain"]
+    receives: list[tuple[float, int]] = []  # (when it began, messages it returned)
+    receive = listener._receive
+
+    async def timed(count: int) -> list[Any]:
+        began = time.monotonic()
+        got = await receive(count)
+        receives.append((began, len(got)))
+        return got
+
+    listener._receive = timed  # type: ignore[method-assign]
+    await backed_off(1.0)
+    for n in range(5):
+        await harness.send("plain", message({"n": n}))
+        await harness.recorder.wait_for(lambda n=n: len(harness.recorder.of("plain")) > n, within=5)
+        await asyncio.sleep(0.3)
+        [got] = [index for index, (_, count) in enumerate(receives) if count == 1][n : n + 1]
+        following = receives[got + 1 :]
+        assert following, "the poller went on receiving after the message"
+        # The next receive waited for the first back-off step (50 ms); before, it came at once.
+        assert following[0][0] - receives[got][0] >= 0.04, following[0][0] - receives[got][0]
+        assert all(count == 0 for _, count in following)
+        await backed_off(0.5)
+
+
 async def test_a_message_sent_by_another_process_arrives_within_max_idle_wait(harness: Harness) -> None:
     await harness.start(max_idle_wait=1.0)
     await backed_off(2.0)

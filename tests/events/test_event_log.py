@@ -58,10 +58,40 @@ async def test_concurrent_appends_in_one_process_share_transactions(settings, re
     log = TableEventLog(table_service(settings), listener=listener)
     try:
         results = await asyncio.gather(*(log.append(resource, [validated(resource, f"g-{i}")]) for i in range(60)))
+        await log.flush()
     finally:
         await log._service.close()
     assert all(r[0].outcome is AppendOutcome.STORED for r in results)
     assert len(listener.commits) < 60  # grouped, not one transaction per event
+
+
+async def test_an_append_is_answered_once_durable_and_the_next_commit_waits_for_the_hand_over(settings, resource):
+    class Held:
+        def __init__(self) -> None:
+            self.release = asyncio.Event()
+            self.commits: list[list[int]] = []
+
+        async def dispatch(self, resource: str, seqs: Sequence[int]) -> None:
+            self.commits.append(list(seqs))
+            await self.release.wait()
+
+    listener = Held()
+    log = TableEventLog(table_service(settings), listener=listener)
+    try:
+        [first] = await asyncio.wait_for(log.append(resource, [validated(resource, "answered")]), timeout=10)
+        assert first.outcome is AppendOutcome.STORED  # answered while its hand-over is still held
+        assert [row.seq for row in await log.rows_from(resource, 0, 10)] == [first.seq]
+        second = asyncio.ensure_future(log.append(resource, [validated(resource, "behind")]))
+        await asyncio.sleep(0.3)
+        assert not second.done()  # the resource's next commit waits for the hand-over
+        assert await log.last_seq(resource) == first.seq
+        listener.release.set()
+        [after] = await asyncio.wait_for(second, timeout=10)
+        await log.flush()
+        assert listener.commits == [[first.seq], [after.seq]]
+    finally:
+        listener.release.set()
+        await log._service.close()
 
 
 async def test_the_log_clears_the_outbox_entry_once_its_listener_returned(settings, services, stores, resource):
@@ -69,6 +99,7 @@ async def test_the_log_clears_the_outbox_entry_once_its_listener_returned(settin
     log = TableEventLog(table_service(settings), listener=listener)
     try:
         result = await log.append(resource, [validated(resource, "handed-over")])
+        await log.flush()  # the publisher is answered once the rows are durable; they are handed on next
     finally:
         await log._service.close()
     assert listener.commits == [(resource, [result[0].seq])]
@@ -128,6 +159,7 @@ async def test_outbox_sweeper_dispatches_rows_whose_publisher_died(settings, ser
     crashed = TableEventLog(table_service(settings), listener=Dying())
     try:
         result = await crashed.append(resource, [validated(resource, "orphan")])
+        await crashed.flush()
     finally:
         await crashed._service.close()
     assert result[0].outcome is AppendOutcome.STORED

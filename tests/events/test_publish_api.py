@@ -159,6 +159,7 @@ async def test_publishing_enqueues_the_inbound_stage(services, stores, client, i
     from shared.events.dispatch import INBOUND_QUEUE
 
     await publish(client, issuer.headers("events.publish"), [event(resource, "q-1")])
+    await stores.event_log.flush()  # answered once durable; the inbound message follows at once
     queue = stores.bus.service.get_queue_client(INBOUND_QUEUE)
     assert await _find_pointer(queue, resource)
     # The outbox entry is cleared once the inbound message is sent.

@@ -18,7 +18,7 @@ from functools import partial
 from azure.data.tables.aio import TableServiceClient
 
 from shared.adapters.table_delivery_log import TableDeliveryLog
-from shared.adapters.tables import STORAGE_CLIENT_OPTIONS
+from shared.adapters.tables import storage_client_options
 from shared.config import azurite_connection_string
 from shared.events.dispatch import INBOUND_QUEUE
 from shared.subscriptions.messages import OUTBOUND_QUEUE
@@ -113,7 +113,7 @@ async def test_the_delivery_log_waits_out_a_storage_restart(azurite, services, s
     now = datetime.now(UTC)
     attempt = Attempt(f"sub_{uuid.uuid4().hex}", "msg_restart", "e1", 1, now, 200, 5, "delivered")
     message_id = uuid.uuid4().hex
-    async with TableServiceClient.from_connection_string(connection, **STORAGE_CLIENT_OPTIONS) as service:
+    async with TableServiceClient.from_connection_string(connection, **storage_client_options()) as service:
         log = TableDeliveryLog(service)
         recording = asyncio.create_task(log.record([attempt], Settled(message_id, now, ["msg_restart"])))
         await asyncio.sleep(5)  # storage refuses connections: nothing listens on its port yet

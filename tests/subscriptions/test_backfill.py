@@ -15,7 +15,7 @@ from azure.data.tables.aio import TableServiceClient
 from standardwebhooks import Webhook
 
 from shared.adapters.table_backfills import BACKFILLS_TABLE, TableBackfillStore
-from shared.adapters.tables import STORAGE_CLIENT_OPTIONS
+from shared.adapters.tables import storage_client_options
 from shared.clock import SystemClock
 from shared.config import DEFAULT_RETRY_SCHEDULE
 from shared.events.cursor import encode_cursor
@@ -595,7 +595,7 @@ async def test_reading_progress_reads_running_totals_however_many_messages_were_
         read.append(len(json.loads(body).get("value", [None])) if body else 0)
 
     service = TableServiceClient.from_connection_string(
-        settings.storage_connection_string, raw_response_hook=count, **STORAGE_CLIENT_OPTIONS
+        settings.storage_connection_string, raw_response_hook=count, **storage_client_options()
     )
     async with service:
         store = TableBackfillStore(service)

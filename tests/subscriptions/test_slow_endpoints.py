@@ -291,3 +291,22 @@ async def test_a_message_whose_own_request_is_out_waits_for_it_without_spinning(
     finally:
         answers.set()
         await handled
+
+
+def test_endpoints_sharing_a_host_are_admitted_together_up_to_the_hosts_cap():
+    guard = EndpointGuard(max_in_flight_per_host=3, clock=Seconds())
+    admissions = [guard.admit(f"http://receiver.example:8080/hook/{n}") for n in range(4)]
+    assert [a.admitted for a in admissions] == [True, True, True, False]
+    assert admissions[3].busy and admissions[3].reason == "host busy"
+    assert guard.admit("http://other.example/hook").admitted  # another host is not held back
+
+
+async def test_a_delivery_waiting_for_its_host_is_woken_by_a_slot_of_another_endpoint():
+    guard = EndpointGuard(max_in_flight_per_host=2, clock=Seconds())
+    first = guard.admit("http://receiver.example/a")
+    assert guard.admit("http://receiver.example/b").admitted
+    assert not guard.admit("http://receiver.example/c").admitted
+    slot = guard.released("http://receiver.example/c")  # /c has nothing in flight to free a slot itself
+    guard.release("http://receiver.example/a", first.ticket, success=True, latency_seconds=0.01)
+    assert slot.done()
+    assert guard.admit("http://receiver.example/c").admitted

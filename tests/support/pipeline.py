@@ -52,6 +52,7 @@ def service_bus_message(queue: str, message: QueueMessage, sequence: int) -> fun
 async def take(stores: Stores, queue: str, wanted: Callable[[bytes], bool], *, visibility_timeout: int) -> list[bytes]:
     """The bodies of the visible messages in ``queue`` that are ``wanted``, taken off the queue; the
     others stay for whoever they are for, hidden for ``visibility_timeout`` seconds."""
+    await stores.event_log.flush()  # a publish is answered once durable; its inbound message follows
     client = stores.bus.service.get_queue_client(queue)  # type: ignore[attr-defined]
     found: list[bytes] = []
     for _ in range(5):
@@ -79,6 +80,7 @@ async def drain(stores: Stores, queues: tuple[str, ...], *, rounds: int = 20, id
     handled = 0
     idle = 0
     for _ in range(rounds * 10):
+        await stores.event_log.flush()  # the inbound messages of what the handlers just published
         progressed = False
         for queue in queues:
             client = stores.bus.service.get_queue_client(queue)  # type: ignore[attr-defined]
