@@ -15,11 +15,12 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import psutil
 from azure.data.tables.aio import TableClient, TableServiceClient
 
@@ -257,6 +258,37 @@ def webhook_rig() -> Iterator[tuple[Azurite, ReceiverProcess, DevhostProcess]]:
 def close_pool() -> None:
     _POOL.close()
     _POOLED.clear()
+
+
+async def closed_loop(
+    session: aiohttp.ClientSession, clients: int, seconds: float, request: Callable[[int, int], Awaitable[None]]
+) -> dict[str, Any]:
+    """``clients`` clients, each sending ``request(client, n)`` (its n-th) back to back for ``seconds``:
+    requests/s, count, p50/p99 and the seconds measured."""
+    done = 0
+    latencies: list[float] = []
+    stop = time.monotonic() + seconds
+
+    async def client(number: int) -> None:
+        nonlocal done
+        n = 0
+        while time.monotonic() < stop:
+            started = time.perf_counter()
+            await request(number, n)
+            latencies.append(time.perf_counter() - started)
+            done += 1
+            n += 1
+
+    began = time.monotonic()
+    await asyncio.gather(*(client(i) for i in range(clients)))
+    elapsed = time.monotonic() - began
+    return {
+        "per_s": done / elapsed,
+        "requests": done,
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+        "seconds": elapsed,
+    }
 
 
 def percentile(values: Sequence[float], p: float) -> float:

@@ -5,16 +5,14 @@ to them; the health route shows what the instances can serve at all."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import time
 from typing import Any
 
 import aiohttp
 import psutil
 
-from bench.env import Result, azurite, devhost, percentile, profiled
+from bench.env import Result, azurite, closed_loop, devhost, profiled
 
 STRUCTURED = "application/cloudevents+json"
 CLIENTS = 32
@@ -36,32 +34,9 @@ def _event(n: int) -> bytes:
 
 async def _hammer(url: str, headers: dict[str, str], seconds: float, request: Any) -> dict[str, Any]:
     """``CLIENTS`` clients sending ``request(session, client, n)`` back to back for ``seconds``."""
-    done = 0
-    latencies: list[float] = []
-    stop = time.monotonic() + seconds
     connector = aiohttp.TCPConnector(limit=CLIENTS)
     async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
-
-        async def client(number: int) -> None:
-            nonlocal done
-            n = 0
-            while time.monotonic() < stop:
-                started = time.perf_counter()
-                await request(session, number, n)
-                latencies.append(time.perf_counter() - started)
-                done += 1
-                n += 1
-
-        began = time.monotonic()
-        await asyncio.gather(*(client(i) for i in range(CLIENTS)))
-        elapsed = time.monotonic() - began
-    return {
-        "per_s": done / elapsed,
-        "requests": done,
-        "p50_ms": percentile(latencies, 50) * 1000,
-        "p99_ms": percentile(latencies, 99) * 1000,
-        "seconds": elapsed,
-    }
+        return await closed_loop(session, CLIENTS, seconds, lambda client, n: request(session, client, n))
 
 
 async def _measure(store: Any, instances: int, seconds: float, lane: int) -> dict[str, Any]:

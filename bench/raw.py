@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 from azure.data.tables import EdmType, EntityProperty, UpdateMode
 
-from bench.env import new_table, percentile
+from bench.env import closed_loop, new_table
 from shared.adapters.table_transactions import submit_transaction
 
 
@@ -91,32 +91,20 @@ async def table_inserts(
 async def http_posts(url_for: Any, *, seconds: float, concurrency: int = 64, body: bytes) -> dict[str, Any]:
     """POST/s from aiohttp at ``concurrency`` to the same receivers Herald delivers to."""
     connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
-    done = 0
-    latencies: list[float] = []
-    stop = time.monotonic() + seconds
     headers = {"Content-Type": "application/cloudevents+json; charset=utf-8"}
     async with aiohttp.ClientSession(connector=connector) as session:
 
-        async def worker(index: int) -> None:
-            nonlocal done
-            n = index
-            while time.monotonic() < stop:
-                started = time.perf_counter()
-                async with session.post(url_for(n), data=body, headers=headers) as response:
-                    await response.read()
-                latencies.append(time.perf_counter() - started)
-                done += 1
-                n += concurrency
+        async def post(client: int, n: int) -> None:
+            async with session.post(url_for(client + n * concurrency), data=body, headers=headers) as response:
+                await response.read()
 
-        started = time.monotonic()
-        await asyncio.gather(*(worker(i) for i in range(concurrency)))
-        elapsed = time.monotonic() - started
+        measured = await closed_loop(session, concurrency, seconds, post)
     return {
-        "posts_per_s": done / elapsed,
+        "posts_per_s": measured["per_s"],
         "concurrency": concurrency,
-        "p50_ms": percentile(latencies, 50) * 1000,
-        "p99_ms": percentile(latencies, 99) * 1000,
-        "seconds": elapsed,
+        "p50_ms": measured["p50_ms"],
+        "p99_ms": measured["p99_ms"],
+        "seconds": measured["seconds"],
     }
 
 

@@ -117,7 +117,6 @@ class EndpointGuard:
         self._max_in_flight = max_in_flight
         self._host_cap = max_in_flight_per_host
         self._hosts: dict[str, _Host] = {}
-        self._host_of_ticket: dict[int, _Host] = {}
         self._share = max(1, handlers // _SLOW_SHARE)
         self._budget = max(1, handlers // _SLOW_BUDGET)
         self._held: set[int] = set()  # tickets of requests waited for past the patience
@@ -170,7 +169,6 @@ class EndpointGuard:
         ticket = next(self._tickets)
         state.requests[ticket] = now
         host.in_flight += 1
-        self._host_of_ticket[ticket] = host
         return Admission(True, ticket=ticket)
 
     def _slot_wait(self, state: _State) -> float:
@@ -227,8 +225,8 @@ class EndpointGuard:
         address was refused, the event was gone), so its health is not judged by it."""
         state = self._state(endpoint_of(url))
         _wake_one(state.waiters)
-        host = self._host_of_ticket.pop(ticket, None)
-        if host is not None:
+        if ticket in state.requests:  # a request of the host's in flight (each ticket counts once)
+            host = self._host(url)
             if host.in_flight >= self._host_cap:
                 _wake_one(host.waiters)
             host.in_flight -= 1

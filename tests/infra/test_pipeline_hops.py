@@ -4,35 +4,19 @@ attributes and ``herald.pipeline.hop.duration``, so Application Insights shows w
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from opentelemetry import trace
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from shared.events.dispatch import INBOUND_QUEUE
 from shared.subscriptions.messages import OUTBOUND_QUEUE
 from tests.subscriptions.conftest import active_subscription, events_received
 from tests.support.events import event, publish
-from tests.support.metrics import metric_points, metric_reader
+from tests.support.metrics import metric_points
 from tests.support.pipeline import clear, drain
-
-_exporter = InMemorySpanExporter()
-
-
-@pytest.fixture(scope="module")
-def sdk() -> Iterator[tuple[InMemorySpanExporter, InMemoryMetricReader | None]]:
-    """SDK providers, installed once per process (the OTel globals can be set only once)."""
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    provider.add_span_processor(SimpleSpanProcessor(_exporter))
-    yield _exporter, metric_reader()
 
 
 def _attributes(spans: list[ReadableSpan], name: str) -> dict[str, Any]:

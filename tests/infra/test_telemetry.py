@@ -14,29 +14,13 @@ from typing import Any
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from shared import telemetry
 from shared.adapters import azure_monitor
 from tests.conftest import REPO
 from tests.support.events import event
-from tests.support.metrics import metric_points, metric_reader
-
-_exporter = InMemorySpanExporter()
-
-
-@pytest.fixture(scope="module")
-def sdk() -> Iterator[tuple[InMemorySpanExporter, InMemoryMetricReader | None]]:
-    """Install SDK providers once per process (the OTel globals can be set only once)."""
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    provider.add_span_processor(SimpleSpanProcessor(_exporter))
-    yield _exporter, metric_reader()
-
+from tests.support.metrics import metric_points
 
 _points = metric_points
 
